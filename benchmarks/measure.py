@@ -1,0 +1,111 @@
+"""Streaming moments and the statistics of a set of gradient estimates.
+
+Chunks of estimates are reduced to their count, mean and central sums of powers 2 to 4, and
+merged with the pairwise formulas of Pebay (2008), so memory does not grow with the number of
+estimates. The fourth moment gives a distribution-free (asymptotic) confidence interval for the
+variance, which matters because score-function estimates are far from Gaussian.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+Z_95 = 1.959963984540054  # two-sided 95% standard-normal quantile
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Count, mean and central sums M_p = sum (x - mean)^p, p = 2, 3, 4, of a sample."""
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    m3: float = 0.0
+    m4: float = 0.0
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> Moments:
+        """The moments of the values of ``x``, computed in float64."""
+        x = x.detach().reshape(-1).double()
+        mean = x.mean()
+        d = x - mean
+        d2 = d * d
+        sums = torch.stack([d2.sum(), (d2 * d).sum(), (d2 * d2).sum(), mean]).tolist()
+        return cls(x.numel(), sums[3], sums[0], sums[1], sums[2])
+
+    def merge(self, other: Moments) -> Moments:
+        """The moments of the union of the two samples."""
+        if self.n == 0:
+            return other
+        if other.n == 0:
+            return self
+        na, nb = self.n, other.n
+        n = na + nb
+        delta = other.mean - self.mean
+        m2 = self.m2 + other.m2 + delta**2 * na * nb / n
+        m3 = (
+            self.m3
+            + other.m3
+            + delta**3 * na * nb * (na - nb) / n**2
+            + 3 * delta * (na * other.m2 - nb * self.m2) / n
+        )
+        m4 = (
+            self.m4
+            + other.m4
+            + delta**4 * na * nb * (na * na - na * nb + nb * nb) / n**3
+            + 6 * delta**2 * (na * na * other.m2 + nb * nb * self.m2) / n**2
+            + 4 * delta * (na * other.m3 - nb * self.m3) / n
+        )
+        return Moments(n, self.mean + delta * nb / n, m2, m3, m4)
+
+    @property
+    def var(self) -> float:
+        """The unbiased sample variance."""
+        return self.m2 / (self.n - 1) if self.n > 1 else math.nan
+
+    def var_ci(self, z: float = Z_95) -> tuple[float, float]:
+        """Asymptotic confidence interval for the variance from the fourth central moment.
+
+        Var(s^2) ~ (mu_4 - sigma^4 (n - 3) / (n - 1)) / n, which holds for any law with a finite
+        fourth moment; the chi-square interval would be far too narrow for heavy tails.
+        """
+        s2 = self.var
+        se = self.var_se
+        return s2 - z * se, s2 + z * se
+
+    @property
+    def var_se(self) -> float:
+        """Standard error of the sample variance."""
+        n = self.n
+        if n < 4:
+            return math.nan
+        mu4 = self.m4 / n
+        return math.sqrt(max(mu4 - self.var**2 * (n - 3) / (n - 1), 0.0) / n)
+
+
+def gradient_statistics(m: Moments, exact_grad: float, seconds_per_estimate: float) -> dict:
+    """The summary of ``m.n`` independent estimates of a gradient whose exact value is known."""
+    var = m.var
+    lo, hi = m.var_ci()
+    bias = m.mean - exact_grad
+    se = math.sqrt(var / m.n)
+    if se > 0:
+        z = bias / se
+    else:
+        z = 0.0 if bias == 0 else math.copysign(math.inf, bias)
+    return {
+        "grad_mean": m.mean,
+        "grad_var": var,
+        "grad_var_lo": lo,
+        "grad_var_hi": hi,
+        "exact_grad": exact_grad,
+        "bias": bias,
+        "z_score": z,
+        "mse": bias**2 + m.m2 / m.n,
+        "snr": abs(m.mean) / math.sqrt(var) if var > 0 else math.nan,
+        "time_per_estimate_s": seconds_per_estimate,
+        "work_normalized_var": var * seconds_per_estimate,
+    }

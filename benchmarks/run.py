@@ -1,0 +1,124 @@
+"""The Hydra entry point: ``python -m benchmarks.run estimator=NAME task=NAME [key=value ...]``.
+
+It builds the estimator from ``conf/estimator/NAME.yaml``, runs the task, writes the task's tidy
+tables into the run directory and prints a summary. Bad input stops with one line on stderr,
+exit code 2, and nothing left on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import shutil
+import sys
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pandas as pd
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from benchmarks.results import write_table
+from estimators.base import ConfigError, Estimator
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA where there is a GPU and the CPU otherwise."""
+    if name not in DEVICES:
+        raise ConfigError(f"device={name!r}: accepted devices are {', '.join(DEVICES)}")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda': no CUDA device is available here; use cpu or auto")
+    return torch.device(name)
+
+
+def estimator_factory(cfg: DictConfig):
+    """A function that builds a fresh estimator from its config, unwrapping config errors."""
+
+    def make() -> Estimator:
+        try:
+            return instantiate(cfg)
+        except InstantiationException as error:
+            if isinstance(error.__cause__, ConfigError):
+                raise error.__cause__ from None
+            raise
+
+    make()  # fail on bad options now, before any work
+    return make
+
+
+def run(cfg: DictConfig) -> dict[str, pd.DataFrame]:
+    """Run the configured task with the configured estimator; return its tables by file stem."""
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
+        raise ConfigError(f"seed={cfg.seed!r}: must be an integer")
+    device = resolve_device(cfg.device)
+    make_estimator = estimator_factory(cfg.estimator)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    task = importlib.import_module(f"benchmarks.tasks.{cfg.task.name}")
+    return task.run(cfg.task, make_estimator, cfg.seed, device)
+
+
+SUMMARY_COLUMNS = {
+    "metrics": [
+        "estimator",
+        "options",
+        "cost",
+        "k",
+        "param",
+        "exact_grad",
+        "grad_mean",
+        "z_score",
+        "exact_var",
+        "grad_var",
+        "grad_var_lo",
+        "grad_var_hi",
+        "time_per_estimate_s",
+    ],
+    "optimize": ["estimator", "options", "cost", "k", "step", "time_s", "objective", "mu", "sigma"],
+}
+
+
+def summary(name: str, table: pd.DataFrame) -> str:
+    """A readable text table of the headline columns; for optimization, the final step."""
+    if name == "optimize":
+        table = table.groupby(["cost", "k"], sort=False).tail(1)
+    columns = [c for c in SUMMARY_COLUMNS.get(name, table.columns) if c in table.columns]
+    shown = table[columns]
+    if not shown["options"].any():
+        shown = shown.drop(columns="options")
+    return shown.to_string(index=False, float_format=lambda x: f"{x:.4g}", na_rep="-")
+
+
+def discard_hydra_files(run_dir: Path) -> None:
+    """Remove what Hydra wrote for a job that stopped on bad input, and the folder if then empty."""
+    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+    (run_dir / f"{HydraConfig.get().job.name}.log").unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        tables = run(cfg)
+    except ConfigError as error:
+        discard_hydra_files(run_dir)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    for name, table in tables.items():
+        path = write_table(table, run_dir / f"{name}.csv")
+        print(summary(name, table))
+        print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""The toy Gaussian task: each estimator's bias, variance and time against exact answers.
+
+Mode ``estimate`` measures ``n_estimates`` independent gradient estimates per (cost, k) in chunks:
+each chunk is one batched distribution of ``chunk`` independent copies of the parameters and one
+backward pass, so row b of the parameter gradients is estimate b. Mode ``optimize`` minimizes
+E[f] over (mu, sigma) by SGD with the estimator and records the exact objective along the way.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from collections.abc import Callable
+
+import pandas as pd
+import torch
+from omegaconf import DictConfig
+from torch.distributions import Independent, Normal
+
+from benchmarks.measure import Moments, gradient_statistics
+from benchmarks.tasks.gaussian_exact import (
+    COSTS,
+    PARAMS,
+    check_cost,
+    exact_gradient,
+    exact_variance,
+)
+from estimators.base import ConfigError, Estimator
+
+MODES = ("estimate", "optimize")
+
+
+def gaussian(mu: torch.Tensor, sigma: torch.Tensor) -> Independent:
+    """N(mu, diag(sigma^2)) over the last axis; arguments are checked once by ``validate``."""
+    return Independent(Normal(mu, sigma, validate_args=False), 1, validate_args=False)
+
+
+def seed_for(seed: int, cost: str, k: float) -> int:
+    """A seed per (cost, k), so a row's numbers do not depend on which other rows were asked for."""
+    return zlib.crc32(f"{seed}/{cost}/{k!r}".encode())
+
+
+def total_cost(cost: str, k: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """f(x) = sum_j c(x_j; k) over the last axis."""
+    c = COSTS[cost].torch_fn
+    return lambda x: c(x, k).sum(-1)
+
+
+def gradient_estimates(
+    estimator: Estimator,
+    f: Callable[[torch.Tensor], torch.Tensor],
+    mu: float,
+    sigma: float,
+    dim: int,
+    num_samples: int,
+    batch: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch`` independent estimates of (d/dmu_1, d/dsigma_1) E[f], from one backward pass."""
+    mu_b = torch.full((batch, dim), mu, device=device, requires_grad=True)
+    sigma_b = torch.full((batch, dim), sigma, device=device, requires_grad=True)
+    out = estimator(gaussian(mu_b, sigma_b), f, num_samples)
+    if out.shape != (num_samples, batch):
+        raise RuntimeError(
+            f"estimator '{estimator.name}' returned shape {tuple(out.shape)}; the contract asks "
+            f"for [num_samples, *batch_shape] = {[num_samples, batch]}"
+        )
+    g_mu, g_sigma = torch.autograd.grad(out.mean(0).sum(), (mu_b, sigma_b), materialize_grads=True)
+    return g_mu[:, 0], g_sigma[:, 0]
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so wall-clock times are real."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(
+    estimator: Estimator,
+    cost: str,
+    k: float,
+    cfg: DictConfig,
+    num_samples: int,
+    device: torch.device,
+) -> tuple[dict[str, Moments], float]:
+    """Streaming moments of ``cfg.n_estimates`` estimates per parameter, and seconds per estimate.
+
+    One untimed warm-up chunk comes first: it warms caches and the allocator and gives a
+    moving-average baseline its first value, so every measured chunk sees the steady state.
+    """
+    f = total_cost(cost, k)
+    chunk = min(cfg.chunk_size, cfg.n_estimates)
+    args = (estimator, f, float(cfg.mu), float(cfg.sigma), cfg.dim, num_samples)
+    gradient_estimates(*args, chunk, device)
+    moments = {p: Moments() for p in PARAMS}
+    seconds = 0.0
+    done = 0
+    while done < cfg.n_estimates:
+        batch = min(chunk, cfg.n_estimates - done)
+        synchronize(device)
+        start = time.perf_counter()
+        grads = gradient_estimates(*args, batch, device)
+        synchronize(device)
+        seconds += time.perf_counter() - start
+        for p, g in zip(PARAMS, grads, strict=True):
+            moments[p] = moments[p].merge(Moments.of(g))
+        done += batch
+    return moments, seconds / cfg.n_estimates
+
+
+def estimate_table(
+    cfg: DictConfig, make_estimator: Callable[[], Estimator], seed: int, device: torch.device
+) -> pd.DataFrame:
+    """One row per cost x k x parameter: measured statistics beside the exact ones."""
+    rows = []
+    for cost in cfg.costs:
+        for k in cfg.k:
+            k = float(k)
+            estimator = make_estimator()  # fresh state (a moving average) for every (cost, k)
+            num_samples = cfg.num_samples or estimator.min_samples
+            torch.manual_seed(seed_for(seed, cost, k))
+            moments, seconds = measure(estimator, cost, k, cfg, num_samples, device)
+            for param in PARAMS:
+                stats = gradient_statistics(
+                    moments[param], exact_gradient(cost, k, cfg.mu, cfg.sigma, param), seconds
+                )
+                exact_var = exact_variance(
+                    estimator.name,
+                    estimator.options(),
+                    cost,
+                    k,
+                    cfg.mu,
+                    cfg.sigma,
+                    param,
+                    cfg.dim,
+                    num_samples,
+                )
+                rows.append(
+                    {
+                        **describe(estimator, cfg, seed, device),
+                        "cost": cost,
+                        "k": k,
+                        "param": param,
+                        "dim": cfg.dim,
+                        "mu": cfg.mu,
+                        "sigma": cfg.sigma,
+                        "num_samples": num_samples,
+                        "n_estimates": cfg.n_estimates,
+                        **stats,
+                        "exact_var": math.nan if exact_var is None else exact_var,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def describe(estimator: Estimator, cfg: DictConfig, seed: int, device: torch.device) -> dict:
+    """The columns that say which run a row comes from."""
+    return {
+        "estimator": estimator.name,
+        "options": ",".join(f"{k}={v}" for k, v in estimator.options().items()),
+        "task": cfg.name,
+        "seed": seed,
+        "device": device.type,
+    }
+
+
+def objective(cost: str, k: float, mu: torch.Tensor, sigma: torch.Tensor) -> float:
+    """The exact E[f] at the current parameters."""
+    expectation = COSTS[cost].expectation
+    return sum(expectation(k, m, s) for m, s in zip(mu.tolist(), sigma.tolist(), strict=True))
+
+
+def optimize_table(
+    cfg: DictConfig, make_estimator: Callable[[], Estimator], seed: int, device: torch.device
+) -> pd.DataFrame:
+    """SGD on E[f] with each (cost, k): exact objective and parameters against step and time."""
+    opt_cfg = cfg.optimize
+    rows = []
+    for cost in cfg.costs:
+        for k in cfg.k:
+            k = float(k)
+            estimator = make_estimator()
+            num_samples = cfg.num_samples or estimator.min_samples
+            torch.manual_seed(seed_for(seed, cost, k))
+            f = total_cost(cost, k)
+            mu = torch.full((cfg.dim,), float(cfg.mu), device=device, requires_grad=True)
+            sigma = torch.full((cfg.dim,), float(cfg.sigma), device=device, requires_grad=True)
+            sgd = torch.optim.SGD([mu, sigma], lr=opt_cfg.lr)
+            seconds = 0.0
+            for step in range(opt_cfg.steps + 1):
+                if step % opt_cfg.log_every == 0 or step == opt_cfg.steps:
+                    rows.append(
+                        {
+                            **describe(estimator, cfg, seed, device),
+                            "cost": cost,
+                            "k": k,
+                            "dim": cfg.dim,
+                            "num_samples": num_samples,
+                            "lr": opt_cfg.lr,
+                            "step": step,
+                            "time_s": seconds,
+                            "objective": objective(cost, k, mu.detach(), sigma.detach()),
+                            "mu": mu.detach().mean().item(),
+                            "sigma": sigma.detach().mean().item(),
+                        }
+                    )
+                if step == opt_cfg.steps:
+                    break
+                start = time.perf_counter()
+                sgd.zero_grad()
+                estimator(gaussian(mu, sigma), f, num_samples).mean().backward()
+                sgd.step()
+                with torch.no_grad():
+                    sigma.clamp_(min=opt_cfg.sigma_min)
+                synchronize(device)
+                seconds += time.perf_counter() - start
+    return pd.DataFrame(rows)
+
+
+def _positive_int(cfg: DictConfig, key: str, prefix: str = "task.") -> None:
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{prefix}{key}={value!r}: must be a positive integer")
+
+
+def _finite(cfg: DictConfig, key: str, prefix: str = "task.") -> None:
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{prefix}{key}={value!r}: must be a finite number")
+
+
+def validate(cfg: DictConfig, estimator: Estimator) -> None:
+    """Check the task's keys before any work; a ConfigError names the key and what is accepted."""
+    if cfg.mode not in MODES:
+        raise ConfigError(f"task.mode={cfg.mode!r}: accepted modes are {', '.join(MODES)}")
+    _finite(cfg, "mu")
+    _finite(cfg, "sigma")
+    if cfg.sigma <= 0:
+        raise ConfigError(f"task.sigma={cfg.sigma!r}: must be > 0")
+    for key in ("dim", "n_estimates", "chunk_size"):
+        _positive_int(cfg, key)
+    if cfg.num_samples is not None:
+        _positive_int(cfg, "num_samples")
+        if cfg.num_samples < estimator.min_samples:
+            raise ConfigError(
+                f"task.num_samples={cfg.num_samples}: estimator '{estimator.name}'"
+                f"{estimator._describe()} needs num_samples >= {estimator.min_samples}"
+            )
+    if isinstance(cfg.costs, str) or not cfg.costs:
+        raise ConfigError(f"task.costs={cfg.costs!r}: must be a non-empty list of {list(COSTS)}")
+    if isinstance(cfg.k, str) or not cfg.k:
+        raise ConfigError(f"task.k={cfg.k!r}: must be a non-empty list of numbers")
+    for k in cfg.k:
+        if isinstance(k, bool) or not isinstance(k, int | float) or not math.isfinite(k):
+            raise ConfigError(f"task.k: {k!r} is not a finite number")
+    for cost in cfg.costs:
+        for k in cfg.k:
+            check_cost(cost, float(k), cfg.sigma)
+    if cfg.mode == "optimize":
+        for key in ("steps", "log_every"):
+            _positive_int(cfg.optimize, key, "task.optimize.")
+        for key in ("lr", "sigma_min"):
+            _finite(cfg.optimize, key, "task.optimize.")
+            if cfg.optimize[key] <= 0:
+                raise ConfigError(f"task.optimize.{key}={cfg.optimize[key]!r}: must be > 0")
+
+
+def run(
+    cfg: DictConfig, make_estimator: Callable[[], Estimator], seed: int, device: torch.device
+) -> dict[str, pd.DataFrame]:
+    """The task's tables by file stem: ``metrics`` or ``optimize``."""
+    estimator = make_estimator()
+    validate(cfg, estimator)
+    probe = torch.ones(1, cfg.dim, device=device)
+    estimator.check(gaussian(probe, probe), cfg.num_samples or estimator.min_samples)
+    if cfg.mode == "estimate":
+        return {"metrics": estimate_table(cfg, make_estimator, seed, device)}
+    return {"optimize": optimize_table(cfg, make_estimator, seed, device)}

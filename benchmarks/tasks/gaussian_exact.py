@@ -1,0 +1,173 @@
+"""Exact answers for the Gaussian toy: closed-form gradients and estimator variances by quadrature.
+
+The toy is x ~ N(mu, sigma^2) in ``dim`` dimensions (every coordinate at the same mu, sigma) and
+a cost f(x) = sum_j c(x_j; k). Statistics are about the gradient with respect to the first
+coordinate's parameter theta in {mu, sigma}; by symmetry every coordinate has the same law.
+For one draw write f = c(x_1) + R, where R, the sum over the other coordinates, is independent of
+x_1. Every variance below reduces to one-dimensional integrals over eps ~ N(0, 1), x_1 = mu + sigma
+eps, done with scipy's adaptive quadrature, and to the first two moments of R.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import integrate
+
+from estimators.base import ConfigError
+
+PARAMS = ("mu", "sigma")
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A per-coordinate cost c(x; k) in torch (for sampling) and numpy (for quadrature)."""
+
+    torch_fn: Callable[[torch.Tensor, float], torch.Tensor]
+    np_fn: Callable[[np.ndarray, float], np.ndarray]
+    np_derivative: Callable[[np.ndarray, float], np.ndarray]
+    expectation: Callable[[float, float, float], float]
+    """E[c(x; k)] for x ~ N(mu, sigma^2), as a function of (k, mu, sigma)."""
+    gradient: Callable[[float, float, float], tuple[float, float]]
+    """(d/dmu, d/dsigma) of that expectation."""
+
+
+def _exp_expectation(k: float, mu: float, s: float) -> float:
+    a = 1.0 + 2.0 * k * s**2
+    return a**-0.5 * math.exp(-k * mu**2 / a)
+
+
+def _exp_gradient(k: float, mu: float, s: float) -> tuple[float, float]:
+    a = 1.0 + 2.0 * k * s**2
+    value = _exp_expectation(k, mu, s)
+    return value * (-2.0 * k * mu / a), value * (-2.0 * k * s / a + 4.0 * k**2 * s * mu**2 / a**2)
+
+
+COSTS: dict[str, Cost] = {
+    "square": Cost(
+        torch_fn=lambda x, k: (x - k) ** 2,
+        np_fn=lambda x, k: (x - k) ** 2,
+        np_derivative=lambda x, k: 2.0 * (x - k),
+        expectation=lambda k, mu, s: (mu - k) ** 2 + s**2,
+        gradient=lambda k, mu, s: (2.0 * (mu - k), 2.0 * s),
+    ),
+    "cos": Cost(
+        torch_fn=lambda x, k: torch.cos(k * x),
+        np_fn=lambda x, k: np.cos(k * x),
+        np_derivative=lambda x, k: -k * np.sin(k * x),
+        expectation=lambda k, mu, s: math.cos(k * mu) * math.exp(-0.5 * k**2 * s**2),
+        gradient=lambda k, mu, s: (
+            -k * math.sin(k * mu) * math.exp(-0.5 * k**2 * s**2),
+            -(k**2) * s * math.cos(k * mu) * math.exp(-0.5 * k**2 * s**2),
+        ),
+    ),
+    "exp": Cost(
+        torch_fn=lambda x, k: torch.exp(-k * x**2),
+        np_fn=lambda x, k: np.exp(-k * x**2),
+        np_derivative=lambda x, k: -2.0 * k * x * np.exp(-k * x**2),
+        expectation=_exp_expectation,
+        gradient=_exp_gradient,
+    ),
+    "linear": Cost(
+        torch_fn=lambda x, k: k * x,
+        np_fn=lambda x, k: k * x,
+        np_derivative=lambda x, k: k * np.ones_like(x),
+        expectation=lambda k, mu, s: k * mu,
+        gradient=lambda k, mu, s: (k, 0.0),
+    ),
+}
+
+
+def check_cost(name: str, k: float, sigma: float) -> None:
+    """Raise ConfigError for an unknown cost, or a k whose expectation or variance is infinite."""
+    if name not in COSTS:
+        raise ConfigError(f"task.costs: cost {name!r} is unknown; known costs: {', '.join(COSTS)}")
+    if name == "exp" and 1.0 + 4.0 * k * sigma**2 <= 0:
+        raise ConfigError(
+            f"task.k={k}: cost 'exp' needs 1 + 4 k sigma^2 > 0 (k > {-1 / (4 * sigma**2):g}) "
+            "for a finite variance"
+        )
+
+
+def exact_gradient(cost: str, k: float, mu: float, sigma: float, param: str) -> float:
+    """d/dtheta E[c(x; k)], per coordinate, in closed form."""
+    return COSTS[cost].gradient(k, mu, sigma)[PARAMS.index(param)]
+
+
+def gaussian_expectation(h: Callable[[np.ndarray], np.ndarray]) -> float:
+    """E[h(eps)] for eps ~ N(0, 1), by adaptive quadrature over the real line."""
+    value, _ = integrate.quad(
+        lambda e: h(e) * math.exp(-0.5 * e * e) / math.sqrt(2 * math.pi),
+        -np.inf,
+        np.inf,
+        epsabs=1e-13,
+        epsrel=1e-11,
+        limit=500,
+    )
+    return value
+
+
+def _score(param: str, sigma: float) -> Callable[[np.ndarray], np.ndarray]:
+    """d/dtheta log N(x; mu, sigma^2) as a function of eps = (x - mu) / sigma."""
+    if param == "mu":
+        return lambda e: e / sigma
+    return lambda e: (e * e - 1.0) / sigma
+
+
+def _path(param: str) -> Callable[[np.ndarray], np.ndarray]:
+    """dx/dtheta for x = mu + sigma eps."""
+    if param == "mu":
+        return lambda e: np.ones_like(e)
+    return lambda e: e
+
+
+def exact_variance(
+    estimator: str,
+    options: dict,
+    cost: str,
+    k: float,
+    mu: float,
+    sigma: float,
+    param: str,
+    dim: int = 1,
+    num_samples: int = 1,
+) -> float | None:
+    """Variance of one estimate (num_samples draws) of d/dtheta_1 E[f]; None where none applies."""
+    c = COSTS[cost]
+    x = lambda e: mu + sigma * e  # noqa: E731
+    E = gaussian_expectation
+    if estimator == "reparam":
+        path = _path(param)
+        g = lambda e: c.np_derivative(x(e), k) * path(e)  # noqa: E731
+        return max(E(lambda e: g(e) ** 2) - E(g) ** 2, 0.0) / num_samples
+    baseline = options.get("baseline") if estimator == "reinforce_baseline" else "none"
+    if estimator not in ("reinforce", "reinforce_baseline") or baseline not in ("none", "loo"):
+        return None
+
+    s = _score(param, sigma)
+    cx = lambda e: c.np_fn(x(e), k)  # noqa: E731
+    m1, m2 = E(cx), E(lambda e: cx(e) ** 2)
+    r1 = (dim - 1) * m1  # E[R]
+    r2 = (dim - 1) * (m2 - m1**2) + r1**2  # E[R^2]
+    s2 = E(lambda e: s(e) ** 2)
+    cs = E(lambda e: cx(e) * s(e))
+    cs2 = E(lambda e: cx(e) * s(e) ** 2)
+    c2s2 = E(lambda e: cx(e) ** 2 * s(e) ** 2)
+    # Moments of one draw of (f, s) with f = c(x_1) + R; E[s] = 0.
+    f1 = m1 + r1
+    f2 = m2 + 2 * m1 * r1 + r2
+    fs = cs
+    fs2 = cs2 + r1 * s2
+    f2s2 = c2s2 + 2 * r1 * cs2 + r2 * s2
+    if baseline == "none":
+        return max(f2s2 - fs**2, 0.0) / num_samples
+    # Leave-one-out: g is the U-statistic of the kernel h = (f_i - f_j)(s_i - s_j) / 2, whose
+    # variance is [2 (K - 2) zeta_1 + zeta_2] / C(K, 2) (Hoeffding 1948).
+    K = num_samples
+    zeta2 = (f2s2 + f2 * s2 - 2 * fs2 * f1 + 2 * fs**2) / 2 - fs**2
+    zeta1 = (f2s2 - 2 * f1 * fs2 + f1**2 * s2 - fs**2) / 4
+    return max(2 * (K - 2) * zeta1 + zeta2, 0.0) / (K * (K - 1) / 2)

@@ -1,0 +1,94 @@
+"""The estimator contract, stated once.
+
+An estimator is called as ``est(dist, f, num_samples)``:
+
+- ``dist`` is a ``torch.distributions.Distribution`` whose parameters may require grad;
+- ``f`` maps samples of shape ``[num_samples, *batch_shape, *event_shape]`` to values of shape
+  ``[num_samples, *batch_shape]``;
+- the result has shape ``[num_samples, *batch_shape]``, its values equal ``f(z)``, and the
+  autograd gradient of its mean with respect to any tensor that ``dist`` or ``f`` depends on is
+  the estimator's estimate of the gradient of ``E[f]``. Parameters that ``f`` depends on directly
+  (a decoder, say) always get the pathwise gradient.
+
+Estimators that keep state between calls (a moving-average baseline) expose it through
+``state_dict`` / ``load_state_dict`` so that a checkpoint can include it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.distributions import Distribution
+
+CostFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class ConfigError(ValueError):
+    """Bad input from a user: the runner prints its message as one line and exits with code 2."""
+
+
+class Estimator:
+    """Base class: subclasses set ``name`` and implement ``estimate``; calls validate first."""
+
+    name: str = ""
+
+    @property
+    def min_samples(self) -> int:
+        """The smallest ``num_samples`` this estimator accepts."""
+        return 1
+
+    def check(self, dist: Distribution, num_samples: int) -> None:
+        """Raise ConfigError if this estimator cannot serve ``dist`` with ``num_samples`` draws."""
+        if not isinstance(num_samples, int) or num_samples < self.min_samples:
+            raise ConfigError(
+                f"num_samples={num_samples!r}: estimator '{self.name}'{self._describe()} "
+                f"needs an integer num_samples >= {self.min_samples}"
+            )
+
+    def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
+        self.check(dist, num_samples)
+        return self.estimate(dist, f, num_samples)
+
+    def options(self) -> dict:
+        """The constructor options, for tables and reprs."""
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def _describe(self) -> str:
+        opts = ", ".join(f"{k}={v}" for k, v in self.options().items())
+        return f" ({opts})" if opts else ""
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.options().items())})"
+        )
+
+
+def score_surrogate(
+    fz: torch.Tensor, logp: torch.Tensor, baseline: torch.Tensor | float = 0.0
+) -> torch.Tensor:
+    """DiCE's magic box: value ``fz``, gradient grad fz + (fz - baseline) grad logp."""
+    signal = (fz - baseline).detach()
+    return fz + signal * (logp - logp.detach())
+
+
+REGISTRY: dict[str, type[Estimator]] = {}
+
+
+def register(cls: type[Estimator]) -> type[Estimator]:
+    """Class decorator: make ``cls`` buildable as ``estimators.build(cls.name)``."""
+    if not cls.name:
+        raise TypeError(f"{cls.__qualname__} needs a non-empty class attribute `name`")
+    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
+        raise TypeError(f"estimator name '{cls.name}' is registered twice")
+    REGISTRY[cls.name] = cls
+    return cls

@@ -1,0 +1,151 @@
+"""The runner end to end in a subprocess, as a user calls it, bad inputs included."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmarks.results import write_table
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = [
+    "estimator",
+    "task",
+    "cost",
+    "k",
+    "param",
+    "dim",
+    "mu",
+    "sigma",
+    "num_samples",
+    "n_estimates",
+    "seed",
+    "grad_mean",
+    "grad_var",
+    "grad_var_lo",
+    "grad_var_hi",
+    "exact_grad",
+    "exact_var",
+    "bias",
+    "z_score",
+    "mse",
+    "snr",
+    "time_per_estimate_s",
+]
+SMALL = ["task.n_estimates=2000", "task.k=[1.0,2.0]"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_run_prints_a_summary_and_writes_the_tidy_table(tmp_path):
+    out = run("estimator=reinforce", *SMALL, f"hydra.run.dir={tmp_path}")
+    assert out.returncode == 0, out.stderr
+    table = pd.read_csv(tmp_path / "metrics.csv")
+    assert set(COLUMNS) <= set(table.columns)
+    assert len(table) == 4 * 2 * 2  # costs x k x {mu, sigma}
+    assert set(table.param) == {"mu", "sigma"} and set(table.estimator) == {"reinforce"}
+    assert "exact_grad" in out.stdout and "square" in out.stdout
+    assert f"wrote {tmp_path / 'metrics.csv'}" in out.stdout
+
+
+def test_same_seed_gives_the_same_table(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        assert (
+            run("estimator=reinforce_baseline", *SMALL, "seed=3", f"hydra.run.dir={d}").returncode
+            == 0
+        )
+    ta, tb = (pd.read_csv(d / "metrics.csv") for d in (a, b))
+    timing = ["time_per_estimate_s", "work_normalized_var"]
+    pd.testing.assert_frame_equal(ta.drop(columns=timing), tb.drop(columns=timing))
+
+
+def test_a_multirun_writes_one_table_per_estimator(tmp_path):
+    out = run(
+        "-m",
+        "estimator=reparam,reinforce,reinforce_baseline",
+        *SMALL,
+        "task.costs=[square]",
+        f"hydra.sweep.dir={tmp_path}",
+    )
+    assert out.returncode == 0, out.stderr
+    tables = sorted(tmp_path.glob("*/metrics.csv"))
+    assert len(tables) == 3
+    names = {pd.read_csv(t).estimator.iloc[0] for t in tables}
+    assert names == {"reparam", "reinforce", "reinforce_baseline"}
+
+
+def test_optimize_mode_writes_its_table(tmp_path):
+    out = run(
+        "task.mode=optimize",
+        "task.costs=[square]",
+        "task.k=[2.0]",
+        "task.optimize.steps=50",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert out.returncode == 0, out.stderr
+    table = pd.read_csv(tmp_path / "optimize.csv")
+    assert table.step.iloc[-1] == 50 and not (tmp_path / "metrics.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["task.sigma=-1"], "task.sigma=-1: must be > 0"),
+        (["task.n_estimates=0"], "task.n_estimates=0: must be a positive integer"),
+        (["task.costs=[square,quartic]"], "cost 'quartic' is unknown; known costs: square, cos"),
+        (
+            ["estimator=reinforce_baseline", "task.num_samples=1"],
+            "task.num_samples=1: estimator 'reinforce_baseline' (baseline=loo) "
+            "needs num_samples >= 2",
+        ),
+        (
+            ["estimator=reinforce_baseline", "estimator.baseline=mean"],
+            "baseline='mean' is unknown; known baselines: loo, ema, hook",
+        ),
+        (["device=tpu"], "device='tpu': accepted devices are cpu, cuda, auto"),
+    ],
+)
+def test_bad_input_gets_one_line_exit_2_and_nothing_on_disk(tmp_path, args, message):
+    run_dir = tmp_path / "run"
+    out = run(*args, f"hydra.run.dir={run_dir}")
+    assert out.returncode == 2
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize(
+    "args, listed", [(["estimator=nope"], "reinforce_baseline"), (["task=nope"], "gaussian")]
+)
+def test_unknown_estimator_or_task_gets_hydras_message_with_the_options(tmp_path, args, listed):
+    out = run(*args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert out.returncode != 0
+    assert "Available options" in out.stderr and listed in out.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_write_table_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.csv"
+    write_table(pd.DataFrame({"a": [1, 2]}), path)
+
+    def crash(self, *args, **kwargs):
+        raise KeyboardInterrupt  # as a kill would, in the middle of writing
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", crash)
+    with pytest.raises(KeyboardInterrupt):
+        write_table(pd.DataFrame({"a": [3]}), path)
+    assert pd.read_csv(path).a.tolist() == [1, 2]  # the old table, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]  # no temporary left
