@@ -28,13 +28,20 @@ class Moments:
 
     @classmethod
     def of(cls, x: torch.Tensor) -> Moments:
-        """The moments of the values of ``x``, computed in float64."""
-        x = x.detach().reshape(-1).double()
+        """The moments of the values of ``x``.
+
+        Sums run in ``x``'s own floating dtype (torch's cascaded sums keep float32's relative
+        error near 1e-7, far below any statistical error here, at a tenth of float64's cost);
+        merging is in float64.
+        """
+        x = x.detach().reshape(-1)
+        if not x.is_floating_point():
+            x = x.double()
         mean = x.mean()
         d = x - mean
         d2 = d * d
-        sums = torch.stack([d2.sum(), (d2 * d).sum(), (d2 * d2).sum(), mean]).tolist()
-        return cls(x.numel(), sums[3], sums[0], sums[1], sums[2])
+        sums = torch.stack([mean, d.dot(d), d2.dot(d), d2.dot(d2)]).tolist()
+        return cls(x.numel(), *sums)
 
     def merge(self, other: Moments) -> Moments:
         """The moments of the union of the two samples."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from benchmarks.results import write_table
 
@@ -149,3 +150,48 @@ def test_write_table_is_atomic(tmp_path, monkeypatch):
         write_table(pd.DataFrame({"a": [3]}), path)
     assert pd.read_csv(path).a.tolist() == [1, 2]  # the old table, whole
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]  # no temporary left
+
+
+def test_the_speed_benchmark_runs_and_writes_its_table(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_toy",
+            "--n",
+            "20000",
+            "--loop-n",
+            "20",
+            "--repeats",
+            "1",
+            "--out",
+            str(tmp_path / "speed.csv"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    table = pd.read_csv(tmp_path / "speed.csv")
+    assert len(table) == 5 and (table.seconds_per_estimate > 0).all()
+    assert table.machine.str.contains("torch").all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_run_on_the_gpu(tmp_path):
+    out = run("device=cuda", *SMALL, f"hydra.run.dir={tmp_path}")
+    assert out.returncode == 0, out.stderr
+    table = pd.read_csv(tmp_path / "metrics.csv")
+    assert set(table.device) == {"cuda"} and (table.z_score.abs() < 5).all()
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out = run("device=cuda", f"hydra.run.dir={tmp_path / 'run'}")
+    assert out.returncode == 2
+    assert (
+        out.stderr.strip()
+        == "error: device='cuda': no CUDA device is available here; use cpu or auto"
+    )

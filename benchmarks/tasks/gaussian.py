@@ -57,16 +57,22 @@ def gradient_estimates(
     batch: int,
     device: torch.device,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``batch`` independent estimates of (d/dmu_1, d/dsigma_1) E[f], from one backward pass."""
-    mu_b = torch.full((batch, dim), mu, device=device, requires_grad=True)
-    sigma_b = torch.full((batch, dim), sigma, device=device, requires_grad=True)
+    """``batch`` independent estimates of (d/dmu_1, d/dsigma_1) E[f], from one backward pass.
+
+    The parameters are ``batch`` broadcast copies of one scalar each; differentiating with respect
+    to the copies gives every estimate its own gradient row without materializing the copies.
+    """
+    mu_b = torch.tensor(mu, device=device, requires_grad=True).expand(batch, dim)
+    sigma_b = torch.tensor(sigma, device=device, requires_grad=True).expand(batch, dim)
     out = estimator(gaussian(mu_b, sigma_b), f, num_samples)
     if out.shape != (num_samples, batch):
         raise RuntimeError(
             f"estimator '{estimator.name}' returned shape {tuple(out.shape)}; the contract asks "
             f"for [num_samples, *batch_shape] = {[num_samples, batch]}"
         )
-    g_mu, g_sigma = torch.autograd.grad(out.mean(0).sum(), (mu_b, sigma_b), materialize_grads=True)
+    # The loss is the sum over the batch of each estimate's mean over its draws.
+    loss = out.sum() / num_samples
+    g_mu, g_sigma = torch.autograd.grad(loss, (mu_b, sigma_b), materialize_grads=True)
     return g_mu[:, 0], g_sigma[:, 0]
 
 
