@@ -1,22 +1,26 @@
-"""Writing tables: tidy CSV files that appear whole or not at all."""
+"""Writing results: files that appear whole or not at all."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import pandas as pd
+import torch
 
 
-def write_table(table: pd.DataFrame, path: Path) -> Path:
-    """Write ``table`` as CSV at ``path`` atomically: a temporary file beside it, then a rename."""
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write`` on a temporary file beside ``path``, then rename it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            table.to_csv(handle, index=False)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -24,3 +28,18 @@ def write_table(table: pd.DataFrame, path: Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_table(table: pd.DataFrame, path: Path) -> Path:
+    """Write ``table`` as CSV at ``path`` atomically."""
+    return atomic_write(path, lambda handle: table.to_csv(handle, index=False))
+
+
+def write_json(data: dict, path: Path) -> Path:
+    """Write ``data`` as JSON at ``path`` atomically."""
+    return atomic_write(path, lambda handle: handle.write(json.dumps(data, indent=2).encode()))
+
+
+def save_checkpoint(state: dict, path: Path) -> Path:
+    """``torch.save`` at ``path`` atomically, so a kill never leaves a torn checkpoint."""
+    return atomic_write(path, lambda handle: torch.save(state, handle))

@@ -54,7 +54,7 @@ def estimator_factory(cfg: DictConfig):
     return make
 
 
-def run(cfg: DictConfig) -> dict[str, pd.DataFrame]:
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, pd.DataFrame]:
     """Run the configured task with the configured estimator; return its tables by file stem."""
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r}: must be an integer")
@@ -63,7 +63,7 @@ def run(cfg: DictConfig) -> dict[str, pd.DataFrame]:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     task = importlib.import_module(f"benchmarks.tasks.{cfg.task.name}")
-    return task.run(cfg.task, make_estimator, cfg.seed, device)
+    return task.run(cfg, make_estimator, device, run_dir)
 
 
 SUMMARY_COLUMNS = {
@@ -73,6 +73,7 @@ SUMMARY_COLUMNS = {
         "cost",
         "k",
         "param",
+        "num_samples",
         "exact_grad",
         "grad_mean",
         "z_score",
@@ -83,15 +84,29 @@ SUMMARY_COLUMNS = {
         "time_per_estimate_s",
     ],
     "optimize": ["estimator", "options", "cost", "k", "step", "time_s", "objective", "mu", "sigma"],
+    "eval": [
+        "estimator",
+        "options",
+        "dataset",
+        "epoch",
+        "step",
+        "time_s",
+        "test_elbo",
+        "test_iwae",
+    ],
+    "grad_var": ["estimator", "options", "step", "M", "total_var", "mean_log_var", "snr"],
 }
 
 
-def summary(name: str, table: pd.DataFrame) -> str:
-    """A readable text table of the headline columns; for optimization, the final step."""
+def summary(name: str, table: pd.DataFrame) -> str | None:
+    """A readable text table of a run's headline numbers, or None for tables not summarized."""
     if name == "optimize":
         table = table.groupby(["cost", "k"], sort=False).tail(1)
-    columns = [c for c in SUMMARY_COLUMNS.get(name, table.columns) if c in table.columns]
-    shown = table[columns]
+    elif name == "grad_var" and not table.empty:
+        table = table[table.param == "total"]
+    elif name not in SUMMARY_COLUMNS or table.empty:
+        return None
+    shown = table[[c for c in SUMMARY_COLUMNS[name] if c in table.columns]]
     if not shown["options"].any():
         shown = shown.drop(columns="options")
     return shown.to_string(index=False, float_format=lambda x: f"{x:.4g}", na_rep="-")
@@ -109,15 +124,17 @@ def discard_hydra_files(run_dir: Path) -> None:
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        tables = run(cfg)
+        tables = run(cfg, run_dir)
     except ConfigError as error:
         discard_hydra_files(run_dir)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     for name, table in tables.items():
-        path = write_table(table, run_dir / f"{name}.csv")
-        print(summary(name, table))
-        print(f"\nwrote {path}")
+        write_table(table, run_dir / f"{name}.csv")
+        text = summary(name, table)
+        if text:
+            print(f"{name}.csv:\n{text}\n")
+    print(f"wrote {', '.join(f'{name}.csv' for name in tables)} into {run_dir}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,12 @@ def task_cfg(**overrides):
     return cfg
 
 
+def run_task(task, make, seed=0):
+    """The task's tables for a task config ``task`` (as ``task=gaussian`` with overrides)."""
+    cfg = OmegaConf.create({"task": task, "seed": seed})
+    return gaussian.run(cfg, make, CPU, run_dir=None)
+
+
 ESTIMATORS = [
     ("reparam", {}, None),
     ("reinforce", {}, None),
@@ -44,7 +50,7 @@ ESTIMATORS = [
 def test_measured_statistics_agree_with_the_exact_ones(name, opts, num_samples, dim):
     cfg = task_cfg(k=[0.5, 2.0], dim=dim, num_samples=num_samples)
     make = functools.partial(estimators.build, name, **opts)
-    table = gaussian.run(cfg, make, seed=0, device=CPU)["metrics"]
+    table = run_task(cfg, make)["metrics"]
     assert len(table) == len(cfg.costs) * len(cfg.k) * 2
     # Unbiased: the mean lies within Z_CRIT standard errors of the exact gradient.
     assert (table.z_score.abs() < Z_CRIT).all(), table[["cost", "k", "param", "z_score"]]
@@ -63,7 +69,7 @@ def test_measured_statistics_agree_with_the_exact_ones(name, opts, num_samples, 
 def test_a_wrong_exact_variance_is_rejected_by_the_same_check():
     # The interval check has power: reinforce's measurements reject reparam's exact variance.
     cfg = task_cfg(k=[2.0], costs=["square"])
-    table = gaussian.run(cfg, lambda: estimators.build("reinforce"), 0, CPU)["metrics"]
+    table = run_task(cfg, lambda: estimators.build("reinforce"), 0)["metrics"]
     from benchmarks.tasks.gaussian_exact import exact_variance
 
     wrong = [exact_variance("reparam", {}, "square", 2.0, 1.0, 1.0, p) for p in table.param]
@@ -87,7 +93,7 @@ class Spy(estimators.Estimator):
 def test_estimates_are_computed_in_bounded_chunks():
     spy = Spy()
     cfg = task_cfg(costs=["square"], k=[1.0], n_estimates=10_000, chunk_size=3_000)
-    gaussian.run(cfg, lambda: spy, 0, CPU)
+    run_task(cfg, lambda: spy, 0)
     # One warm-up chunk, then chunks that cover n_estimates exactly, none larger than chunk_size.
     assert spy.batches == [3_000, 3_000, 3_000, 3_000, 1_000]
 
@@ -95,17 +101,17 @@ def test_estimates_are_computed_in_bounded_chunks():
 def test_same_seed_same_numbers_except_timings():
     cfg = task_cfg(n_estimates=5_000, k=[1.0, 2.0])
     make = functools.partial(estimators.build, "reinforce_baseline", baseline="ema")
-    a, b = (gaussian.run(cfg, make, 7, CPU)["metrics"] for _ in range(2))
+    a, b = (run_task(cfg, make, 7)["metrics"] for _ in range(2))
     timing = ["time_per_estimate_s", "work_normalized_var"]
     assert a.drop(columns=timing).equals(b.drop(columns=timing))
-    c = gaussian.run(cfg, make, 8, CPU)["metrics"]
+    c = run_task(cfg, make, 8)["metrics"]
     assert not a.grad_mean.equals(c.grad_mean)
 
 
 def test_a_row_does_not_depend_on_the_other_rows_asked_for():
     make = functools.partial(estimators.build, "reinforce")
-    both = gaussian.run(task_cfg(n_estimates=2_000, k=[1.0, 2.0]), make, 0, CPU)["metrics"]
-    one = gaussian.run(task_cfg(n_estimates=2_000, k=[2.0]), make, 0, CPU)["metrics"]
+    both = run_task(task_cfg(n_estimates=2_000, k=[1.0, 2.0]), make)["metrics"]
+    one = run_task(task_cfg(n_estimates=2_000, k=[2.0]), make)["metrics"]
     assert both[both.k == 2.0].grad_mean.tolist() == one.grad_mean.tolist()
 
 
@@ -113,7 +119,7 @@ def test_a_row_does_not_depend_on_the_other_rows_asked_for():
 def test_optimization_lowers_the_objective(name):
     cfg = task_cfg(mode="optimize", costs=["square"], k=[2.0], num_samples=4)
     cfg.optimize.steps = 300
-    table = gaussian.run(cfg, functools.partial(estimators.build, name), 0, CPU)["optimize"]
+    table = run_task(cfg, functools.partial(estimators.build, name))["optimize"]
     assert table.step.tolist() == list(range(0, 301, 10))
     assert table.time_s.is_monotonic_increasing
     start, end = table.objective.iloc[0], table.objective.iloc[-1]
@@ -138,4 +144,4 @@ def test_optimization_lowers_the_objective(name):
 def test_bad_task_keys_are_named(overrides, match):
     make = functools.partial(estimators.build, "reinforce_baseline")
     with pytest.raises(ConfigError, match=match):
-        gaussian.run(task_cfg(**overrides), make, 0, CPU)
+        run_task(task_cfg(**overrides), make, 0)

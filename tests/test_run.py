@@ -58,7 +58,7 @@ def test_a_run_prints_a_summary_and_writes_the_tidy_table(tmp_path):
     assert len(table) == 4 * 2 * 2  # costs x k x {mu, sigma}
     assert set(table.param) == {"mu", "sigma"} and set(table.estimator) == {"reinforce"}
     assert "exact_grad" in out.stdout and "square" in out.stdout
-    assert f"wrote {tmp_path / 'metrics.csv'}" in out.stdout
+    assert f"wrote metrics.csv into {tmp_path}" in out.stdout
 
 
 def test_same_seed_gives_the_same_table(tmp_path):
@@ -195,3 +195,35 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path):
         out.stderr.strip()
         == "error: device='cuda': no CUDA device is available here; use cpu or auto"
     )
+
+
+def test_a_vae_run_from_the_command_line(tmp_path):
+    out = run(
+        "task=vae",
+        "estimator=reinforce_baseline",
+        "task.epochs=1",
+        "task.iwae_k=20",
+        "task.grad_var_samples=4",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "test_elbo" in out.stdout and "total_var" in out.stdout
+    for name in ("train", "eval", "grad_var"):
+        assert not pd.read_csv(tmp_path / f"{name}.csv").empty
+    assert (tmp_path / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["task.lr=0"], "task.lr=0: must be a positive number"),
+        (["task.batch_size=0"], "task.batch_size=0: must be a positive integer"),
+        (["dataset=mnist", "dataset.data_dir=/nonexistent/data"], "dataset=mnist: "),
+    ],
+)
+def test_bad_vae_input_gets_one_line(tmp_path, args, message):
+    out = run("task=vae", *args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert out.returncode == 2, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line
+    assert not (tmp_path / "run").exists()

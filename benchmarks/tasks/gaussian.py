@@ -12,6 +12,7 @@ import math
 import time
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -273,13 +274,14 @@ def validate(cfg: DictConfig, estimator: Estimator) -> None:
 
 
 def run(
-    cfg: DictConfig, make_estimator: Callable[[], Estimator], seed: int, device: torch.device
+    cfg: DictConfig, make_estimator: Callable[[], Estimator], device: torch.device, run_dir: Path
 ) -> dict[str, pd.DataFrame]:
-    """The task's tables by file stem: ``metrics`` or ``optimize``."""
+    """The task's tables by file stem: ``metrics`` or ``optimize``; ``cfg`` is the whole config."""
+    task, seed = cfg.task, cfg.seed
     estimator = make_estimator()
-    validate(cfg, estimator)
-    probe = torch.ones(1, cfg.dim, device=device)
-    estimator.check(gaussian(probe, probe), cfg.num_samples or estimator.min_samples)
-    if cfg.mode == "estimate":
-        return {"metrics": estimate_table(cfg, make_estimator, seed, device)}
-    return {"optimize": optimize_table(cfg, make_estimator, seed, device)}
+    validate(task, estimator)
+    probe = torch.ones(1, task.dim, device=device)
+    estimator.check(gaussian(probe, probe), task.num_samples or estimator.min_samples)
+    if task.mode == "estimate":
+        return {"metrics": estimate_table(task, make_estimator, seed, device)}
+    return {"optimize": optimize_table(task, make_estimator, seed, device)}

@@ -1,0 +1,392 @@
+"""VAE training as a benchmark: each estimator on the encoder, measured for quality, noise and time.
+
+The model is the canonical MLP VAE (Kingma and Welling 2014; pytorch/examples vae/main.py): a
+Gaussian encoder q(z|x), a standard-normal prior and a Bernoulli decoder p(x|z). The ELBO is
+E_q[log p(x|z)] - KL(q(z|x) || p(z)); the KL is exact, and the chosen estimator supplies the
+gradient of the first term through the estimator contract, f(z) = log p(x|z). The decoder's
+gradient is pathwise, as the contract gives any parameter that f depends on directly.
+
+Measurements beside the loop: train ELBO per logged step, test ELBO per epoch and an importance
+weighted (IWAE) log-likelihood at the end, and every ``grad_var_every`` steps the variance of M
+independent encoder-gradient estimates on a fixed batch, from one vectorized pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+from torch.distributions import Independent, Normal
+from torch.func import functional_call, vjp, vmap
+from tqdm import tqdm
+
+from benchmarks import data
+from benchmarks.results import save_checkpoint, write_json, write_table
+from estimators.base import ConfigError, Estimator
+
+log = logging.getLogger(__name__)
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+
+
+class VAE(nn.Module):
+    """MLP encoder x -> (mu, log var) of q(z|x) and decoder z -> Bernoulli logits of p(x|z)."""
+
+    def __init__(self, x_dim: int, hidden: int, latent: int) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Linear(x_dim, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent)
+        )
+        self.decoder = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, x_dim))
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) summed over pixels: shape z.shape[:-1]."""
+        logits = self.decoder(z)
+        return -F.binary_cross_entropy_with_logits(
+            logits, x.expand_as(logits), reduction="none"
+        ).sum(-1)
+
+
+def posterior(h: torch.Tensor) -> Independent:
+    """q(z|x) from the encoder's output h = (mu, log var)."""
+    mu, logvar = h.chunk(2, dim=-1)
+    return Independent(
+        Normal(mu, torch.exp(0.5 * logvar), validate_args=False), 1, validate_args=False
+    )
+
+
+def kl_to_prior(h: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) in closed form: -1/2 sum(1 + log var - mu^2 - var)."""
+    mu, logvar = h.chunk(2, dim=-1)
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
+
+
+def elbo_terms(
+    model: VAE, estimator: Estimator, x: torch.Tensor, h: torch.Tensor, num_samples: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(x|z) per draw [num_samples, *batch] with the estimator's gradient, and the exact KL.
+
+    The per-example ELBO is ``reconstruction.mean(0) - kl``.
+    """
+    reconstruction = estimator(posterior(h), lambda z: model.log_likelihood(x, z), num_samples)
+    return reconstruction, kl_to_prior(h)
+
+
+class Baseline(nn.Module):
+    """NVIL's learned input-dependent baseline b(x): a small MLP regressing the learning signal."""
+
+    def __init__(self, x_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(x_dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
+def uses_learned_baseline(estimator: Estimator) -> bool:
+    return getattr(estimator, "baseline", None) == "hook"
+
+
+@torch.no_grad()
+def test_elbo(model: VAE, x: torch.Tensor, batch: int) -> float:
+    """The mean single-sample ELBO over ``x`` (reparameterized draws; no estimator involved)."""
+    total = 0.0
+    for chunk in x.split(batch):
+        h = model.encoder(chunk)
+        z = posterior(h).rsample()
+        total += (model.log_likelihood(chunk, z) - kl_to_prior(h)).sum().item()
+    return total / len(x)
+
+
+@torch.no_grad()
+def iwae_bound(model: VAE, x: torch.Tensor, k: int, batch: int, chunk: int) -> float:
+    """The mean importance-weighted bound log (1/k) sum_i p(x, z_i) / q(z_i|x) (Burda et al.)."""
+    prior = Normal(0.0, 1.0)
+    total = 0.0
+    for xb in x.split(batch):
+        q = posterior(model.encoder(xb))
+        log_w = []
+        for start in range(0, k, chunk):
+            z = q.sample((min(chunk, k - start),))
+            log_w.append(model.log_likelihood(xb, z) + prior.log_prob(z).sum(-1) - q.log_prob(z))
+        total += (torch.logsumexp(torch.cat(log_w), 0) - math.log(k)).sum().item()
+    return total / len(x)
+
+
+def encoder_gradient_samples(
+    model: VAE, estimator: Estimator, x: torch.Tensor, num_samples: int, m: int
+) -> dict[str, torch.Tensor]:
+    """M independent estimates of the gradient of the batch's summed ELBO w.r.t. the encoder.
+
+    One vectorized pass: the encoder runs once; its output is broadcast into M copies, the
+    estimator draws for all copies at once, one backward pass gives each copy its cotangent, and
+    ``vmap`` of the encoder's vector-Jacobian product turns those into M parameter gradients.
+    The estimator is a copy, so a moving-average baseline's state is left as it was.
+    """
+    params = dict(model.encoder.named_parameters())
+    h, encoder_vjp = vjp(lambda p: functional_call(model.encoder, p, (x,)), params)
+    h_leaf = h.detach().requires_grad_()
+    h_copies = h_leaf.expand(m, *h.shape)
+    reconstruction, kl = elbo_terms(model, copy.deepcopy(estimator), x, h_copies, num_samples)
+    total = (reconstruction.mean(0) - kl).sum()
+    (cotangents,) = torch.autograd.grad(total, (h_copies,))
+    return vmap(encoder_vjp)(cotangents)[0]
+
+
+def gradient_variance_rows(grads: dict[str, torch.Tensor]) -> list[dict]:
+    """Per parameter tensor and in total: summed variance, mean log-variance and mean SNR."""
+    flat = {f"encoder.{name}": g.reshape(g.shape[0], -1) for name, g in grads.items()}
+    flat["total"] = torch.cat(list(flat.values()), dim=1)
+    rows = []
+    for name, g in flat.items():
+        var = g.var(0)
+        mean = g.mean(0)
+        live = var > 0  # coordinates that receive no gradient (dead units) have no noise to measure
+        rows.append(
+            {
+                "param": name,
+                "total_var": var.sum().item(),
+                "mean_log_var": var[live].log().mean().item() if live.any() else math.nan,
+                "snr": (mean[live].abs() / var[live].sqrt()).mean().item()
+                if live.any()
+                else math.nan,
+                "n_coords": g.shape[1],
+            }
+        )
+    return rows
+
+
+def validate(cfg: DictConfig, estimator: Estimator) -> None:
+    task = cfg.task
+    for key in ("hidden", "latent", "batch_size", "epochs", "log_every", "eval_batch_size"):
+        value = task[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"task.{key}={value!r}: must be a positive integer")
+    for key in ("grad_var_every", "grad_var_samples", "iwae_k", "max_steps"):
+        value = task[key]
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
+            raise ConfigError(f"task.{key}={value!r}: must be a non-negative integer or null")
+    if task.grad_var_samples is not None and 0 < task.grad_var_samples < 2:
+        raise ConfigError(f"task.grad_var_samples={task.grad_var_samples}: needs >= 2 estimates")
+    if task.optimizer not in OPTIMIZERS:
+        raise ConfigError(
+            f"task.optimizer={task.optimizer!r}: accepted are {', '.join(OPTIMIZERS)}"
+        )
+    if not (isinstance(task.lr, int | float) and task.lr > 0 and math.isfinite(task.lr)):
+        raise ConfigError(f"task.lr={task.lr!r}: must be a positive number")
+    if task.num_samples is not None and (
+        not isinstance(task.num_samples, int) or task.num_samples < estimator.min_samples
+    ):
+        raise ConfigError(
+            f"task.num_samples={task.num_samples!r}: estimator '{estimator.name}'"
+            f"{estimator._describe()} needs an integer num_samples >= {estimator.min_samples}"
+        )
+
+
+class Progress:
+    """A tqdm bar on a terminal; plain log lines once per epoch elsewhere (CI, cluster jobs)."""
+
+    def __init__(self, total: int, initial: int) -> None:
+        self.bar = tqdm(total=total, initial=initial, unit="step") if sys.stderr.isatty() else None
+
+    def step(self, elbo_value: float) -> None:
+        if self.bar is not None:
+            self.bar.update()
+            self.bar.set_postfix(train_elbo=f"{elbo_value:.2f}", refresh=False)
+
+    def epoch(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line)
+        else:
+            log.info(line)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run(
+    cfg: DictConfig, make_estimator: Callable[[], Estimator], device: torch.device, run_dir: Path
+) -> dict[str, pd.DataFrame]:
+    """Train, measure and checkpoint; return ``train``, ``eval`` and ``grad_var`` tables."""
+    task = cfg.task
+    estimator = make_estimator()
+    validate(cfg, estimator)
+    num_samples = task.num_samples or estimator.min_samples
+    dataset = data.load(cfg.dataset, cfg.seed).to(device)
+    torch.manual_seed(cfg.seed)
+    model = VAE(dataset.dim, task.hidden, task.latent).to(device)
+    baseline = Baseline(dataset.dim, task.baseline_hidden).to(device)
+    learned_baseline = uses_learned_baseline(estimator)
+    params = list(model.parameters()) + (list(baseline.parameters()) if learned_baseline else [])
+    optimizer = OPTIMIZERS[task.optimizer](params, lr=task.lr)
+    batches = torch.Generator(device=device).manual_seed(cfg.seed)
+    steps_per_epoch = math.ceil(len(dataset.train) / task.batch_size)
+    total_steps = task.epochs * steps_per_epoch
+    if task.max_steps:
+        total_steps = min(total_steps, task.max_steps)
+    probe_x = dataset.train[: task.batch_size]
+    if dataset.dynamic_binarization:
+        probe_x = torch.bernoulli(probe_x, generator=torch.Generator(device).manual_seed(cfg.seed))
+
+    state = {"epoch": 0, "step": 0, "seconds": 0.0, "train": [], "eval": [], "grad_var": []}
+    checkpoint = run_dir / "checkpoint.pt"
+    if cfg.resume and checkpoint.exists():
+        saved = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(saved["model"])
+        baseline.load_state_dict(saved["baseline"])
+        optimizer.load_state_dict(saved["optimizer"])
+        estimator.load_state_dict(saved["estimator"])
+        torch.set_rng_state(saved["rng"])
+        batches.set_state(saved["batches"])
+        if device.type == "cuda":
+            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        state = saved["state"]
+        log.info("resumed from %s at epoch %d, step %d", checkpoint, state["epoch"], state["step"])
+
+    def tables() -> dict[str, pd.DataFrame]:
+        run_columns = {
+            "estimator": estimator.name,
+            "options": ",".join(f"{k}={v}" for k, v in estimator.options().items()),
+            "task": "vae",
+            "dataset": dataset.name,
+            "seed": cfg.seed,
+            "device": device.type,
+            "num_samples": num_samples,
+        }
+        return {
+            name: pd.DataFrame([{**run_columns, **row} for row in state[name]])
+            for name in ("train", "eval", "grad_var")
+        }
+
+    def write(status: str, message: str = "") -> dict[str, pd.DataFrame]:
+        out = tables()
+        for name, table in out.items():
+            write_table(table, run_dir / f"{name}.csv")
+        write_json(
+            {"status": status, "epoch": state["epoch"], "step": state["step"], "message": message},
+            run_dir / "status.json",
+        )
+        return out
+
+    def probe() -> None:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(cfg.seed + 1_000_003 * state["step"])
+            if learned_baseline:
+                estimator.hook = lambda z: baseline(probe_x)
+            grads = encoder_gradient_samples(
+                model, estimator, probe_x, num_samples, task.grad_var_samples
+            )
+        for row in gradient_variance_rows(grads):
+            state["grad_var"].append({"step": state["step"], "M": task.grad_var_samples, **row})
+
+    def evaluate(final: bool) -> dict:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(cfg.seed + 7_919 * state["step"])
+            row = {
+                "epoch": state["epoch"],
+                "step": state["step"],
+                "time_s": state["seconds"],
+                "test_elbo": test_elbo(model, dataset.test, task.eval_batch_size),
+                "test_iwae": math.nan,
+                "iwae_k": math.nan,
+            }
+            if final and task.iwae_k:
+                row["test_iwae"] = iwae_bound(
+                    model, dataset.test, task.iwae_k, task.eval_batch_size, task.iwae_chunk
+                )
+                row["iwae_k"] = task.iwae_k
+        state["eval"].append(row)
+        return row
+
+    progress = Progress(total_steps, state["step"])
+    if task.grad_var_every and task.grad_var_samples and state["step"] == 0:
+        probe()
+    while state["step"] < total_steps:
+        order = torch.randperm(len(dataset.train), generator=batches, device=device)
+        for index in order.split(task.batch_size):
+            if state["step"] >= total_steps:
+                break
+            start = time.perf_counter()
+            x = dataset.train[index]
+            if dataset.dynamic_binarization:
+                x = torch.bernoulli(x, generator=batches)
+            h = model.encoder(x)
+            if learned_baseline:
+                b = baseline(x)
+                estimator.hook = lambda z, b=b: b.detach()
+            reconstruction, kl = elbo_terms(model, estimator, x, h, num_samples)
+            per_example = reconstruction.mean(0) - kl
+            loss = -per_example.sum()
+            if learned_baseline:  # NVIL: regress the learning signal f(z) = log p(x|z) on x
+                loss = loss + (reconstruction.detach() - b).pow(2).mean(0).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, math.inf)
+            if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+                progress.close()
+                message = (
+                    f"diverged at step {state['step'] + 1}: "
+                    f"loss {loss.item():.4g}, gradient norm {grad_norm.item():.4g}"
+                )
+                print(f"{estimator.name}: {message}; stopping this run", file=sys.stderr)
+                return write("diverged", message)
+            optimizer.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            state["seconds"] += time.perf_counter() - start
+            state["step"] += 1
+            value = per_example.detach().mean().item()
+            progress.step(value)
+            if state["step"] % task.log_every == 0 or state["step"] == total_steps:
+                state["train"].append(
+                    {
+                        "step": state["step"],
+                        "epoch": state["epoch"] + 1,
+                        "time_s": state["seconds"],
+                        "train_elbo": value,
+                    }
+                )
+            if (
+                task.grad_var_every
+                and task.grad_var_samples
+                and (state["step"] % task.grad_var_every == 0)
+            ):
+                probe()
+        state["epoch"] += 1
+        final = state["step"] >= total_steps
+        row = evaluate(final)
+        progress.epoch(
+            f"epoch {state['epoch']}/{task.epochs} step {state['step']}: "
+            f"test ELBO {row['test_elbo']:.3f}"
+            + (f", IWAE({task.iwae_k}) {row['test_iwae']:.3f}" if final and task.iwae_k else "")
+            + f" ({state['seconds']:.1f} s training)"
+        )
+        if task.checkpoint:
+            save_checkpoint(
+                {
+                    "model": model.state_dict(),
+                    "baseline": baseline.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "estimator": estimator.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                    "batches": batches.get_state(),
+                    "state": state,
+                },
+                checkpoint,
+            )
+            write("running")
+    progress.close()
+    return write("completed")
