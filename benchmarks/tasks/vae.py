@@ -177,6 +177,9 @@ def validate(cfg: DictConfig, estimator: Estimator) -> None:
             isinstance(value, bool) or not isinstance(value, int) or value < 0
         ):
             raise ConfigError(f"task.{key}={value!r}: must be a non-negative integer or null")
+    budget = task.max_seconds
+    if budget is not None and not (isinstance(budget, int | float) and budget > 0):
+        raise ConfigError(f"task.max_seconds={budget!r}: must be a positive number or null")
     if task.grad_var_samples is not None and 0 < task.grad_var_samples < 2:
         raise ConfigError(f"task.grad_var_samples={task.grad_var_samples}: needs >= 2 estimates")
     if task.optimizer not in OPTIMIZERS:
@@ -192,6 +195,38 @@ def validate(cfg: DictConfig, estimator: Estimator) -> None:
             f"task.num_samples={task.num_samples!r}: estimator '{estimator.name}'"
             f"{estimator._describe()} needs an integer num_samples >= {estimator.min_samples}"
         )
+
+
+def train_step(
+    model: VAE,
+    estimator: Estimator,
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.Tensor],
+    x: torch.Tensor,
+    num_samples: int,
+    baseline: Baseline | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """One step on -ELBO (plus NVIL's regression of the learning signal when ``baseline``).
+
+    Returns the batch's mean ELBO, the loss, the gradient norm and whether both were finite; a
+    step whose loss or gradient is not finite leaves the parameters as they were.
+    """
+    h = model.encoder(x)
+    if baseline is not None:
+        b = baseline(x)
+        estimator.hook = lambda z: b.detach()
+    reconstruction, kl = elbo_terms(model, estimator, x, h, num_samples)
+    per_example = reconstruction.mean(0) - kl
+    loss = -per_example.sum()
+    if baseline is not None:
+        loss = loss + (reconstruction.detach() - b).pow(2).mean(0).sum()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, math.inf)
+    finite = bool(torch.isfinite(loss) & torch.isfinite(grad_norm))
+    if finite:
+        optimizer.step()
+    return per_example.detach().mean(), loss.detach(), grad_norm, finite
 
 
 class Progress:
@@ -313,28 +348,30 @@ def run(
     progress = Progress(total_steps, state["step"])
     if task.grad_var_every and task.grad_var_samples and state["step"] == 0:
         probe()
-    while state["step"] < total_steps:
+
+    def done() -> bool:
+        over_time = task.max_seconds is not None and state["seconds"] >= task.max_seconds
+        return state["step"] >= total_steps or over_time
+
+    while not done():
         order = torch.randperm(len(dataset.train), generator=batches, device=device)
         for index in order.split(task.batch_size):
-            if state["step"] >= total_steps:
+            if done():
                 break
             start = time.perf_counter()
             x = dataset.train[index]
             if dataset.dynamic_binarization:
                 x = torch.bernoulli(x, generator=batches)
-            h = model.encoder(x)
-            if learned_baseline:
-                b = baseline(x)
-                estimator.hook = lambda z, b=b: b.detach()
-            reconstruction, kl = elbo_terms(model, estimator, x, h, num_samples)
-            per_example = reconstruction.mean(0) - kl
-            loss = -per_example.sum()
-            if learned_baseline:  # NVIL: regress the learning signal f(z) = log p(x|z) on x
-                loss = loss + (reconstruction.detach() - b).pow(2).mean(0).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, math.inf)
-            if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+            value, loss, grad_norm, finite = train_step(
+                model,
+                estimator,
+                optimizer,
+                params,
+                x,
+                num_samples,
+                baseline if learned_baseline else None,
+            )
+            if not finite:
                 progress.close()
                 message = (
                     f"diverged at step {state['step'] + 1}: "
@@ -342,14 +379,13 @@ def run(
                 )
                 print(f"{estimator.name}: {message}; stopping this run", file=sys.stderr)
                 return write("diverged", message)
-            optimizer.step()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             state["seconds"] += time.perf_counter() - start
             state["step"] += 1
-            value = per_example.detach().mean().item()
+            value = value.item()
             progress.step(value)
-            if state["step"] % task.log_every == 0 or state["step"] == total_steps:
+            if state["step"] % task.log_every == 0 or done():
                 state["train"].append(
                     {
                         "step": state["step"],
@@ -365,7 +401,7 @@ def run(
             ):
                 probe()
         state["epoch"] += 1
-        final = state["step"] >= total_steps
+        final = done()
         row = evaluate(final)
         progress.epoch(
             f"epoch {state['epoch']}/{task.epochs} step {state['step']}: "

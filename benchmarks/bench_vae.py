@@ -1,0 +1,150 @@
+"""Speed of the VAE task: the harness's training step and gradient probe against plain PyTorch.
+
+``python -m benchmarks.bench_vae`` measures, in one process with the contenders interleaved
+(medians over repeats), at 784-400-20 and batch 128 on random binary images (the time of a step
+does not depend on the pixel values):
+
+- one training step of the harness with ``reparam`` (``benchmarks.tasks.vae.train_step``) against
+  a plain hand-written step of the canonical PyTorch example's VAE (fc1, fc21/fc22, fc3, fc4;
+  binary cross-entropy on sigmoid outputs plus the closed-form KL; Adam 1e-3);
+- the M=100 gradient-variance probe against M separate backward passes on the same batch, at
+  784-400-20 and at the digits task's 64-400-20.
+
+Writes ``results/perf/vae_speed.csv`` and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import estimators
+from benchmarks.bench_toy import machine
+from benchmarks.results import write_table
+from benchmarks.tasks import vae
+
+X_DIM, HIDDEN, LATENT, BATCH = 784, 400, 20, 128
+
+
+class CanonicalVAE(nn.Module):
+    """The model of pytorch/examples vae/main.py, written out plainly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(X_DIM, HIDDEN)
+        self.fc21 = nn.Linear(HIDDEN, LATENT)
+        self.fc22 = nn.Linear(HIDDEN, LATENT)
+        self.fc3 = nn.Linear(LATENT, HIDDEN)
+        self.fc4 = nn.Linear(HIDDEN, X_DIM)
+
+    def forward(self, x: torch.Tensor):
+        h = F.relu(self.fc1(x))
+        mu, logvar = self.fc21(h), self.fc22(h)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return torch.sigmoid(self.fc4(F.relu(self.fc3(z)))), mu, logvar
+
+
+def canonical_step(model: CanonicalVAE, optimizer, x: torch.Tensor) -> None:
+    recon, mu, logvar = model(x)
+    bce = F.binary_cross_entropy(recon, x, reduction="sum")
+    kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    optimizer.zero_grad()
+    (bce + kld).backward()
+    optimizer.step()
+
+
+def separate_backward_passes(model: vae.VAE, estimator, x: torch.Tensor, m: int) -> None:
+    """The probe done naively: M encoder-gradient estimates from M backward passes."""
+    params = list(model.encoder.parameters())
+    for _ in range(m):
+        reconstruction, kl = vae.elbo_terms(model, estimator, x, model.encoder(x), 1)
+        torch.autograd.grad((reconstruction.mean(0) - kl).sum(), params)
+
+
+def interleaved_medians(contenders: dict[str, Callable[[], None]], repeats: int, inner: int):
+    """Median seconds per call of each contender, timing them in turn ``repeats`` times."""
+    for run in contenders.values():
+        for _ in range(3):
+            run()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, run in contenders.items():
+            start = time.perf_counter()
+            for _ in range(inner):
+                run()
+            times[name].append((time.perf_counter() - start) / inner)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=20, help="training steps per timing")
+    parser.add_argument("--m", type=int, default=100, help="estimates per probe")
+    parser.add_argument("--out", type=Path, default=Path("results/perf/vae_speed.csv"))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    x = torch.bernoulli(torch.full((BATCH, X_DIM), 0.3))
+
+    harness = vae.VAE(X_DIM, HIDDEN, LATENT)
+    harness_opt = torch.optim.Adam(harness.parameters(), lr=1e-3)
+    harness_params = list(harness.parameters())
+    reparam = estimators.build("reparam")
+    canonical = CanonicalVAE()
+    canonical_opt = torch.optim.Adam(canonical.parameters(), lr=1e-3)
+    steps = interleaved_medians(
+        {
+            "harness training step (reparam)": lambda: vae.train_step(
+                harness, reparam, harness_opt, harness_params, x, 1
+            ),
+            "canonical PyTorch VAE step": lambda: canonical_step(canonical, canonical_opt, x),
+        },
+        args.repeats,
+        args.steps,
+    )
+
+    groups = {"training step, 784-400-20": steps}
+    for x_dim in (X_DIM, 64):  # MNIST's size, and digits' (8x8)
+        model = vae.VAE(x_dim, HIDDEN, LATENT)
+        xs = torch.bernoulli(torch.full((BATCH, x_dim), 0.3))
+        groups[f"gradient probe, {x_dim}-{HIDDEN}-{LATENT}"] = interleaved_medians(
+            {
+                f"M={args.m} estimates, one vectorized pass": lambda model=model, xs=xs: (
+                    vae.encoder_gradient_samples(model, reparam, xs, 1, args.m)
+                ),
+                f"M={args.m} separate backward passes": lambda model=model, xs=xs: (
+                    separate_backward_passes(model, reparam, xs, args.m)
+                ),
+            },
+            max(3, args.repeats // 3),
+            1,
+        )
+    rows = []
+    for group, medians in groups.items():
+        reference = list(medians.values())[1]
+        for name, seconds in medians.items():
+            rows.append(
+                {
+                    "group": group,
+                    "method": name,
+                    "seconds": seconds,
+                    "ratio": seconds / reference,
+                    "machine": machine(),
+                }
+            )
+    table = pd.DataFrame(rows)
+    write_table(table, args.out)
+    print(table.drop(columns="machine").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"\nmachine: {machine()}\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
