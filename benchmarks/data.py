@@ -6,10 +6,14 @@
   ``data_dir/<MNIST|FashionMNIST>/raw``, downloaded there through torchvision on first use where it
   is installed. Training batches are binarized dynamically (a fresh Bernoulli draw per pixel);
   the test set is binarized once with a fixed seed.
+- ``linear_gaussian``: continuous data x = W z + b + noise from a fixed random linear-Gaussian
+  model; the VAE then gets a linear Gaussian decoder, whose ELBO, ELBO gradient and marginal
+  likelihood are exact (``benchmarks.tasks.vae.LinearGaussianVAE``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +37,11 @@ class Dataset:
     test: torch.Tensor
     dynamic_binarization: bool
     """Draw x ~ Bernoulli(train intensities) afresh for every batch."""
+    likelihood: str = "bernoulli"
+    """``bernoulli`` for binary images, ``gaussian`` for the linear-Gaussian data."""
 
     def to(self, device: torch.device) -> Dataset:
-        return Dataset(
-            self.name, self.train.to(device), self.test.to(device), self.dynamic_binarization
-        )
+        return dataclasses.replace(self, train=self.train.to(device), test=self.test.to(device))
 
     @property
     def dim(self) -> int:
@@ -107,10 +111,27 @@ def load_idx_dataset(name: str, data_dir: Path, seed: int = 0) -> Dataset:
     return Dataset(name, train.float() / 255.0, test_binary, True)
 
 
+def load_linear_gaussian(cfg) -> Dataset:
+    """x = W z + b + noise: z ~ N(0, I), W ~ N(0, 1 / z_dim), b ~ N(0, 1), noise ~ N(0, s^2 I)."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    w = torch.randn(cfg.x_dim, cfg.z_dim, generator=g) / cfg.z_dim**0.5
+    b = torch.randn(cfg.x_dim, generator=g)
+
+    def draw(n: int) -> torch.Tensor:
+        z = torch.randn(n, cfg.z_dim, generator=g)
+        return z @ w.T + b + cfg.noise * torch.randn(n, cfg.x_dim, generator=g)
+
+    return Dataset("linear_gaussian", draw(cfg.n_train), draw(cfg.n_test), False, "gaussian")
+
+
 def load(cfg, seed: int) -> Dataset:
     """The dataset named by ``cfg.name`` (a ``conf/dataset`` entry)."""
     if cfg.name == "digits":
         return load_digits()
     if cfg.name in IDX_FOLDERS:
         return load_idx_dataset(cfg.name, Path(cfg.data_dir).expanduser(), seed)
-    raise ConfigError(f"dataset={cfg.name!r}: known datasets are digits, mnist, fashion_mnist")
+    if cfg.name == "linear_gaussian":
+        return load_linear_gaussian(cfg)
+    raise ConfigError(
+        f"dataset={cfg.name!r}: known datasets are digits, mnist, fashion_mnist, linear_gaussian"
+    )

@@ -43,3 +43,17 @@ def write_json(data: dict, path: Path) -> Path:
 def save_checkpoint(state: dict, path: Path) -> Path:
     """``torch.save`` at ``path`` atomically, so a kill never leaves a torn checkpoint."""
     return atomic_write(path, lambda handle: torch.save(state, handle))
+
+
+def markdown_table(table: pd.DataFrame, digits: int = 2) -> str:
+    """``table`` as a GitHub-flavoured markdown table, floats rounded to ``digits`` places."""
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return "" if value != value else f"{value:.{digits}f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |"]
+    lines.append("|" + "---|" * len(table.columns))
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(False)]
+    return "\n".join(lines)

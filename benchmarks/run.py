@@ -109,6 +109,7 @@ def summary(name: str, table: pd.DataFrame) -> str | None:
     shown = table[[c for c in SUMMARY_COLUMNS[name] if c in table.columns]]
     if not shown["options"].any():
         shown = shown.drop(columns="options")
+    shown = shown.dropna(axis="columns", how="all")
     return shown.to_string(index=False, float_format=lambda x: f"{x:.4g}", na_rep="-")
 
 

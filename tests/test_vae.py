@@ -13,6 +13,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from scipy import stats
 
 import estimators
 from benchmarks import data
@@ -209,3 +210,78 @@ def test_a_truncated_idx_file_is_named(tmp_path):
     path.write_bytes(gzip.compress(b"".join(v.to_bytes(4, "big") for v in (2051, 5, 28, 28))))
     with pytest.raises(ConfigError, match="truncated"):
         data.read_idx_images(path)
+
+
+def linear_gaussian_model(seed: int = 3):
+    """A partly trained linear-Gaussian VAE in float64 and a batch of its data."""
+    torch.manual_seed(seed)
+    cfg = config("dataset=linear_gaussian").dataset
+    x = data.load(cfg, 0).train[:32].double()
+    model = vae.LinearGaussianVAE(cfg.x_dim, 16, 3).double()
+    with torch.no_grad():
+        model.log_noise.fill_(-0.3)
+    return model, x
+
+
+def test_the_closed_form_elbo_is_the_expectation_it_claims():
+    model, x = linear_gaussian_model()
+    h = model.encoder(x)
+    with torch.no_grad():
+        exact = model.exact_elbo(x, h)
+        z = vae.posterior(h).sample((20_000,))
+        mc = model.log_likelihood(x, z) - vae.kl_to_prior(h)
+    z_scores = (mc.mean(0) - exact) / (mc.var(0) / 20_000).sqrt()
+    assert z_scores.abs().max() < 4.5
+    # The exact log-marginal bounds the ELBO and is approached by the IWAE bound.
+    log_p = model.log_marginal(x)
+    assert (exact < log_p).all()
+    iwae = vae.iwae_bound(model, x, k=5000, batch=32, chunk=1000)
+    assert exact.mean().item() < iwae <= log_p.mean().item() + 1e-3
+
+
+def test_the_exact_gradient_agrees_with_finite_differences():
+    model, x = linear_gaussian_model()
+    exact = vae.exact_encoder_gradient(model, x)
+    weight = model.encoder[2].weight
+    for index in [(0, 0), (1, 5), (4, 11)]:
+        with torch.no_grad():
+            original = weight[index].item()
+            values = []
+            for step in (1e-6, -1e-6):
+                weight[index] = original + step
+                values.append(model.exact_elbo(x, model.encoder(x)).sum().item())
+            weight[index] = original
+        fd = (values[0] - values[1]) / 2e-6
+        assert exact["2.weight"][index].item() == pytest.approx(fd, rel=1e-6, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name, scale", [("reparam", 1.0), ("reinforce_baseline", 1.0), ("reparam", 1.1)]
+)
+def test_estimates_are_unbiased_for_the_exact_elbo_gradient(name, scale):
+    # Every coordinate of the mean of M estimates lies within a Bonferroni-corrected z of the
+    # exact gradient (family-wise level 1e-3); a gradient scaled by 1.1 (a real error) fails it.
+    model, x = linear_gaussian_model()
+    torch.manual_seed(4)
+    m = 4000
+    grads = vae.encoder_gradient_samples(model, estimators.build(name), x, 2, m)
+    exact = vae.exact_encoder_gradient(model, x)
+    mean = torch.cat([scale * g.mean(0).flatten() for g in grads.values()]).detach()
+    se = torch.cat([scale * g.std(0).flatten() for g in grads.values()]).detach() / m**0.5
+    truth = torch.cat([t.flatten() for t in exact.values()])
+    dead = se == 0  # units that no example activates: no gradient, no noise
+    torch.testing.assert_close(mean[dead], truth[dead])
+    z = ((mean - truth) / se)[~dead]
+    z_crit = stats.norm.isf(1e-3 / (2 * z.numel()))
+    if scale == 1.0:
+        assert z.abs().max() < z_crit
+    else:
+        assert z.abs().max() > 2 * z_crit
+
+
+def test_linear_gaussian_runs_report_bias_and_mse(tmp_path):
+    tables = train(tmp_path, "dataset=linear_gaussian")
+    grad_var = tables["grad_var"]
+    assert grad_var.bias_sq.notna().all() and (grad_var.mse >= grad_var.bias_sq).all()
+    final = tables["eval"].iloc[-1]
+    assert final.test_exact_elbo < final.test_log_marginal

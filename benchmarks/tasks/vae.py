@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
-from torch.distributions import Independent, Normal
+from torch.distributions import Independent, MultivariateNormal, Normal
 from torch.func import functional_call, vjp, vmap
 from tqdm import tqdm
 
@@ -54,6 +54,47 @@ class VAE(nn.Module):
         return -F.binary_cross_entropy_with_logits(
             logits, x.expand_as(logits), reduction="none"
         ).sum(-1)
+
+
+class LinearGaussianVAE(VAE):
+    """The same encoder; a linear Gaussian decoder p(x|z) = N(W z + b, s^2 I) with learned s.
+
+    With it the ELBO, its gradient and the marginal likelihood are available in closed form.
+    """
+
+    def __init__(self, x_dim: int, hidden: int, latent: int) -> None:
+        super().__init__(x_dim, hidden, latent)
+        self.decoder = nn.Linear(latent, x_dim)
+        self.log_noise = nn.Parameter(torch.zeros(()))
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return Normal(self.decoder(z), self.log_noise.exp()).log_prob(x).sum(-1)
+
+    def exact_elbo(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """E_q[log p(x|z)] - KL in closed form, per example:
+        -D/2 log(2 pi s^2) - (|x - W mu - b|^2 + sum_j |W_j|^2 sigma_j^2) / (2 s^2) - KL."""
+        mu, logvar = h.chunk(2, dim=-1)
+        w, b = self.decoder.weight, self.decoder.bias
+        noise_var = (2 * self.log_noise).exp()
+        residual = (x - mu @ w.T - b).pow(2).sum(-1)
+        spread = logvar.exp() @ w.pow(2).sum(0)
+        d = x.shape[-1]
+        expected_ll = -0.5 * d * torch.log(2 * math.pi * noise_var) - (residual + spread) / (
+            2 * noise_var
+        )
+        return expected_ll - kl_to_prior(h)
+
+    def log_marginal(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x) = log N(x; b, W W^T + s^2 I), exactly."""
+        w, b = self.decoder.weight, self.decoder.bias
+        cov = w @ w.T + (2 * self.log_noise).exp() * torch.eye(len(b), device=b.device)
+        return MultivariateNormal(b, cov).log_prob(x)
+
+
+def make_model(dataset: data.Dataset, task: DictConfig) -> VAE:
+    """The Bernoulli VAE for images; the linear-Gaussian one for ``linear_gaussian`` data."""
+    cls = LinearGaussianVAE if dataset.likelihood == "gaussian" else VAE
+    return cls(dataset.dim, task.hidden, task.latent)
 
 
 def posterior(h: torch.Tensor) -> Independent:
@@ -142,14 +183,31 @@ def encoder_gradient_samples(
     return vmap(encoder_vjp)(cotangents)[0]
 
 
-def gradient_variance_rows(grads: dict[str, torch.Tensor]) -> list[dict]:
-    """Per parameter tensor and in total: summed variance, mean log-variance and mean SNR."""
-    flat = {f"encoder.{name}": g.reshape(g.shape[0], -1) for name, g in grads.items()}
-    flat["total"] = torch.cat(list(flat.values()), dim=1)
+def exact_encoder_gradient(model: LinearGaussianVAE, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The exact gradient of the batch's summed ELBO w.r.t. the encoder (autograd, closed form)."""
+    params = dict(model.encoder.named_parameters())
+    grads = torch.autograd.grad(model.exact_elbo(x, model.encoder(x)).sum(), list(params.values()))
+    return dict(zip(params, grads, strict=True))
+
+
+def gradient_variance_rows(
+    grads: dict[str, torch.Tensor], exact: dict[str, torch.Tensor] | None = None
+) -> list[dict]:
+    """Per parameter tensor and in total: summed variance, mean log-variance and mean SNR; with
+    the exact gradient, also the squared bias of the mean and the MSE of one estimate (summed)."""
+
+    def flatten(tensors: dict[str, torch.Tensor], lead: int) -> dict[str, torch.Tensor]:
+        flat = {f"encoder.{n}": t.reshape(*t.shape[:lead], -1) for n, t in tensors.items()}
+        flat["total"] = torch.cat(list(flat.values()), dim=-1)
+        return flat
+
+    flat = flatten(grads, 1)
+    flat_exact = flatten(exact, 0) if exact is not None else {}
     rows = []
     for name, g in flat.items():
         var = g.var(0)
         mean = g.mean(0)
+        truth = flat_exact.get(name)
         live = var > 0  # coordinates that receive no gradient (dead units) have no noise to measure
         rows.append(
             {
@@ -160,6 +218,8 @@ def gradient_variance_rows(grads: dict[str, torch.Tensor]) -> list[dict]:
                 if live.any()
                 else math.nan,
                 "n_coords": g.shape[1],
+                "bias_sq": math.nan if truth is None else (mean - truth).pow(2).sum().item(),
+                "mse": math.nan if truth is None else (g - truth).pow(2).sum(1).mean().item(),
             }
         )
     return rows
@@ -261,7 +321,7 @@ def run(
     num_samples = task.num_samples or estimator.min_samples
     dataset = data.load(cfg.dataset, cfg.seed).to(device)
     torch.manual_seed(cfg.seed)
-    model = VAE(dataset.dim, task.hidden, task.latent).to(device)
+    model = make_model(dataset, task).to(device)
     baseline = Baseline(dataset.dim, task.baseline_hidden).to(device)
     learned_baseline = uses_learned_baseline(estimator)
     params = list(model.parameters()) + (list(baseline.parameters()) if learned_baseline else [])
@@ -323,7 +383,10 @@ def run(
             grads = encoder_gradient_samples(
                 model, estimator, probe_x, num_samples, task.grad_var_samples
             )
-        for row in gradient_variance_rows(grads):
+        exact = (
+            exact_encoder_gradient(model, probe_x) if isinstance(model, LinearGaussianVAE) else None
+        )
+        for row in gradient_variance_rows(grads, exact):
             state["grad_var"].append({"step": state["step"], "M": task.grad_var_samples, **row})
 
     def evaluate(final: bool) -> dict:
@@ -337,6 +400,11 @@ def run(
                 "test_iwae": math.nan,
                 "iwae_k": math.nan,
             }
+            if isinstance(model, LinearGaussianVAE):
+                with torch.no_grad():
+                    test_h = model.encoder(dataset.test)
+                    row["test_exact_elbo"] = model.exact_elbo(dataset.test, test_h).mean().item()
+                    row["test_log_marginal"] = model.log_marginal(dataset.test).mean().item()
             if final and task.iwae_k:
                 row["test_iwae"] = iwae_bound(
                     model, dataset.test, task.iwae_k, task.eval_batch_size, task.iwae_chunk
