@@ -95,6 +95,7 @@ def main() -> None:
             test_iwae_sd=("test_iwae", "std"),
         )
     )
+    summary["steps"] = summary["steps"].round().astype(int)
     text = (
         f"Digits VAE (64-400-20, Adam 1e-3, batch 128), {args.seeds} seeds, mean and sd; "
         f"equal steps: {args.epochs} epochs; equal time: reparam's training time.\n"
