@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -19,12 +20,14 @@ import pandas as pd
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from benchmarks.results import write_table
+from benchmarks.results import write_json, write_table
 from estimators.base import ConfigError, Estimator
 
+log = logging.getLogger(__name__)
 DEVICES = ("cpu", "cuda", "auto")
 
 
@@ -123,18 +126,35 @@ def discard_hydra_files(run_dir: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         tables = run(cfg, run_dir)
     except ConfigError as error:
+        if in_sweep:  # the sweep goes on; the plot callback names this job and its error
+            write_json({"status": "failed", "error": str(error)}, run_dir / "status.json")
+            print(f"error: {error}", file=sys.stderr)
+            return
         discard_hydra_files(run_dir)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except Exception as error:
+        if not in_sweep:
+            raise
+        write_json(
+            {"status": "failed", "error": f"{type(error).__name__}: {error}"},
+            run_dir / "status.json",
+        )
+        log.exception("job %s failed; the sweep goes on", hydra_cfg.job.num)
+        return
     for name, table in tables.items():
         write_table(table, run_dir / f"{name}.csv")
         text = summary(name, table)
         if text:
             print(f"{name}.csv:\n{text}\n")
+    if not (run_dir / "status.json").exists():
+        write_json({"status": "completed"}, run_dir / "status.json")
     print(f"wrote {', '.join(f'{name}.csv' for name in tables)} into {run_dir}")
 
 

@@ -1,0 +1,442 @@
+"""From runs to one tidy table and comparison figures: ``python -m benchmarks.plot DIR``.
+
+Reads every run under DIR (one run or a multirun sweep): each run's CSV tables get a ``table``
+column naming them, a ``run`` column with the run's folder, and the run's Hydra overrides as
+columns; all of it goes into ``DIR/summary.csv``. The headline numbers go into ``DIR/summary.md``
+and the figures, as PNG and PDF, into ``DIR/plots/``. Figures come from tables only; nothing is
+recomputed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+import yaml  # noqa: E402
+
+from benchmarks.results import atomic_write, markdown_table, write_table  # noqa: E402
+
+TABLES = ("metrics", "optimize", "train", "eval", "grad_var")
+BASE_LABELS = {"reparam": "Reparameterization", "reinforce": "REINFORCE"}
+BASELINE_LABELS = {
+    "loo": "REINFORCE + leave-one-out baseline",
+    "ema": "REINFORCE + moving-average baseline",
+    "hook": "REINFORCE + learned baseline (NVIL)",
+}
+PARAM_LABELS = {"mu": "μ", "sigma": "σ"}
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Folders under ``root`` (itself included) that hold a run: Hydra's record or a status."""
+    marks = [*root.rglob(".hydra/overrides.yaml"), *root.rglob("status.json")]
+    runs = {m.parent.parent if m.parent.name == ".hydra" else m.parent for m in marks}
+    return sorted(runs, key=lambda p: [int(s) if s.isdigit() else s for s in p.parts])
+
+
+def overrides(run: Path) -> dict[str, str]:
+    """The run's command-line overrides as {key: value}, Hydra's own settings left out."""
+    path = run / ".hydra/overrides.yaml"
+    if not path.exists():
+        return {}
+    pairs = (item.split("=", 1) for item in yaml.safe_load(path.read_text()) or [])
+    return {k.lstrip("+~"): v for k, v in pairs if not k.lstrip("+~").startswith("hydra")}
+
+
+def collect(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All runs' tables as one tidy frame, and one row per run with its status and error."""
+    frames, statuses = [], []
+    for run in find_runs(root):
+        name = str(run.relative_to(root)) if run != root else "."
+        extra = overrides(run)
+        status_path = run / "status.json"
+        status = json.loads(status_path.read_text()) if status_path.exists() else {}
+        statuses.append(
+            {
+                "run": name,
+                "overrides": " ".join(f"{k}={v}" for k, v in extra.items()),
+                "status": status.get("status", "unknown"),
+                "error": status.get("error", status.get("message", "")),
+            }
+        )
+        for table in TABLES:
+            path = run / f"{table}.csv"
+            if not path.exists():
+                continue
+            frame = pd.read_csv(path)
+            frame.insert(0, "table", table)
+            frame.insert(1, "run", name)
+            for key, value in extra.items():
+                if key not in frame.columns:
+                    frame[key] = value
+            frames.append(frame)
+    summary = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return summary, pd.DataFrame(statuses)
+
+
+def estimator_labels(summary: pd.DataFrame) -> pd.Series:
+    """Names users know: 'REINFORCE + leave-one-out baseline' rather than 'reinforce_baseline'."""
+    options = summary["options"].fillna("") if "options" in summary else ""
+
+    def label(name: str, opts: str) -> str:
+        parsed = dict(item.split("=", 1) for item in opts.split(",") if "=" in item)
+        if name == "reinforce_baseline" and parsed.get("baseline") in BASELINE_LABELS:
+            return BASELINE_LABELS[parsed["baseline"]]
+        return BASE_LABELS.get(name, name)
+
+    pairs = pd.DataFrame({"name": summary["estimator"], "opts": options})
+    labels = pairs.apply(lambda r: label(r["name"], r["opts"]), axis=1)
+    # Where one label covers several option sets (two decays, say), show the options too.
+    ambiguous = pairs.assign(label=labels).groupby("label")["opts"].transform("nunique") > 1
+    return labels.where(~ambiguous, labels + " (" + pairs["opts"] + ")")
+
+
+def palette(labels: pd.Series) -> dict[str, tuple]:
+    names = sorted(labels.unique())
+    return dict(zip(names, sns.color_palette("colorblind", len(names)), strict=False))
+
+
+def save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
+    """Write ``fig`` as PNG and PDF, each atomically."""
+    paths = []
+    for ext in ("png", "pdf"):
+        path = out / f"{stem}.{ext}"
+        atomic_write(path, lambda handle, ext=ext: fig.savefig(handle, format=ext, dpi=150))
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def draw_note(fewest: int, most: int) -> str:
+    """' (2 draws)' in a legend where an estimator uses more than one draw per estimate."""
+    return f" ({fewest} draws)" if fewest == most and fewest > 1 else ""
+
+
+def facet_by_cost_and_param(
+    metrics: pd.DataFrame,
+    colors: dict,
+    draw: Callable[[plt.Axes, pd.DataFrame, tuple], None],
+    ylabel: str,
+    title: str,
+    x: str = "k",
+    note_draws: bool = True,
+) -> plt.Figure:
+    """One panel per (parameter, cost), log y, one colour per estimator, ``x`` on the x axis."""
+    costs = list(dict.fromkeys(metrics["cost"]))
+    params = list(dict.fromkeys(metrics["param"]))
+    fig, axes = plt.subplots(
+        len(params),
+        len(costs),
+        figsize=(3.6 * len(costs), 3.0 * len(params) + 0.9),
+        squeeze=False,
+        sharex="col",
+    )
+    for i, param in enumerate(params):
+        for j, cost in enumerate(costs):
+            ax = axes[i][j]
+            panel = metrics[(metrics["param"] == param) & (metrics["cost"] == cost)]
+            for label, rows in panel.groupby("label"):
+                draw(ax, rows.sort_values(x), colors[label])
+            ax.set_yscale("log")
+            ax.set_title(f"{cost}, gradient w.r.t. {PARAM_LABELS.get(param, param)}", fontsize=10)
+            if i == len(params) - 1:
+                ax.set_xlabel("k (cost constant)")
+            if j == 0:
+                ax.set_ylabel(ylabel)
+    draws = metrics.groupby("label")["num_samples"].agg(["min", "max"])
+    if not note_draws:
+        draws[:] = 1
+    handles = [
+        plt.Line2D([], [], color=c, marker="o", label=lbl + draw_note(*draws.loc[lbl]))
+        for lbl, c in colors.items()
+        if lbl in draws.index
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.07 + 0.03 * (len(handles) > 3), 1, 1))
+    return fig
+
+
+def toy_variance_figure(metrics: pd.DataFrame, colors: dict) -> plt.Figure:
+    def draw(ax, rows, color):
+        exact = rows.dropna(subset=["exact_var"])
+        exact = exact[exact["exact_var"] > 0]
+        ax.plot(exact["k"], exact["exact_var"], color=color, lw=1.5)
+        measured = rows[rows["grad_var"] > 0]
+        err = [
+            measured["grad_var"] - measured["grad_var_lo"].clip(lower=1e-300),
+            measured["grad_var_hi"] - measured["grad_var"],
+        ]
+        ax.errorbar(
+            measured["k"],
+            measured["grad_var"],
+            yerr=err,
+            fmt="o",
+            ms=3.5,
+            color=color,
+            capsize=2,
+            lw=1,
+        )
+
+    return facet_by_cost_and_param(
+        metrics,
+        colors,
+        draw,
+        "variance of one estimate",
+        "Gradient variance against k: exact (lines) and measured with 95% intervals (points),"
+        + f" x ~ N(μ={metrics['mu'].iloc[0]:g}, σ={metrics['sigma'].iloc[0]:g}²)",
+    )
+
+
+def work_normalized_figure(metrics: pd.DataFrame, colors: dict) -> plt.Figure:
+    def draw(ax, rows, color):
+        rows = rows[rows["work_normalized_var"] > 0]
+        ax.plot(rows["k"], rows["work_normalized_var"], "o-", color=color, ms=3.5, lw=1.2)
+
+    return facet_by_cost_and_param(
+        metrics,
+        colors,
+        draw,
+        "variance × seconds per estimate",
+        "Work-normalized variance: variance times the wall-clock cost of one estimate",
+    )
+
+
+def num_samples_figure(metrics: pd.DataFrame, colors: dict) -> plt.Figure:
+    """Variance against draws per estimate, at the k nearest 1."""
+    k = metrics["k"].iloc[(metrics["k"] - 1.0).abs().argmin()]
+
+    def draw(ax, panel, color):
+        panel = panel[panel["grad_var"] > 0]
+        err = [
+            panel["grad_var"] - panel["grad_var_lo"].clip(lower=1e-300),
+            panel["grad_var_hi"] - panel["grad_var"],
+        ]
+        ax.errorbar(
+            panel["num_samples"],
+            panel["grad_var"],
+            yerr=err,
+            fmt="o-",
+            ms=3.5,
+            color=color,
+            capsize=2,
+            lw=1.2,
+        )
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(metrics["num_samples"].unique()))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+
+    fig = facet_by_cost_and_param(
+        metrics[metrics["k"] == k],
+        colors,
+        draw,
+        "variance of one estimate",
+        f"Gradient variance against draws per estimate (k = {k:g}), 95% intervals",
+        x="num_samples",
+        note_draws=False,
+    )
+    for ax in fig.axes:
+        if ax.get_xlabel():
+            ax.set_xlabel("draws per estimate (num_samples)")
+    return fig
+
+
+def optimize_figure(optimize: pd.DataFrame, colors: dict, x: str) -> plt.Figure:
+    grid = sns.relplot(
+        data=optimize,
+        x=x,
+        y="objective",
+        hue="label",
+        palette=colors,
+        col="cost",
+        row="k",
+        kind="line",
+        height=2.4,
+        aspect=1.3,
+        facet_kws={"sharey": False, "sharex": x == "step"},
+    )
+    grid.set_axis_labels("SGD step" if x == "step" else "wall-clock (s)", "E[f] (exact)")
+    grid.set_titles("{col_name}, k = {row_name}", size=9)
+    sns.move_legend(grid, "lower center", ncol=3, title=None, bbox_to_anchor=(0.5, 0))
+    grid.figure.suptitle(
+        "Toy optimization: exact objective against " + ("step" if x == "step" else "wall-clock")
+    )
+    grid.figure.tight_layout(rect=(0, 0.06, 1, 1))
+    return grid.figure
+
+
+def vae_figure(summary: pd.DataFrame, colors: dict, dataset: str) -> plt.Figure:
+    """Training curves over seeds: the mean with a band of one standard deviation."""
+    pick = lambda table: summary[(summary["table"] == table) & (summary["dataset"] == dataset)]  # noqa: E731
+    train, evals, grad_var = pick("train"), pick("eval"), pick("grad_var")
+    grad_var = grad_var[grad_var["param"] == "total"]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    panels = [
+        (train, "step", "train_elbo", "training step", "train ELBO (nats)", "Train ELBO by step"),
+        (
+            train,
+            "time_s",
+            "train_elbo",
+            "training wall-clock (s)",
+            "train ELBO (nats)",
+            "Train ELBO by wall-clock",
+        ),
+        (evals, "epoch", "test_elbo", "epoch", "test ELBO (nats)", "Test ELBO per epoch"),
+        (
+            grad_var,
+            "step",
+            "total_var",
+            "training step",
+            "encoder gradient variance (sum)",
+            "Encoder gradient variance",
+        ),
+    ]
+    for ax, (rows, x, y, xlabel, ylabel, title) in zip(axes.flat, panels, strict=True):
+        if rows.empty:
+            pass
+        elif x == "time_s":  # seeds log different times: average time and value per step
+            for label, curve in rows.groupby("label"):
+                by_step = curve.groupby("step").agg(t=(x, "mean"), m=(y, "mean"), sd=(y, "std"))
+                ax.plot(by_step["t"], by_step["m"], color=colors[label])
+                sd = by_step["sd"].fillna(0)
+                ax.fill_between(
+                    by_step["t"],
+                    by_step["m"] - sd,
+                    by_step["m"] + sd,
+                    color=colors[label],
+                    alpha=0.2,
+                    lw=0,
+                )
+        else:
+            sns.lineplot(
+                data=rows, x=x, y=y, hue="label", palette=colors, errorbar="sd", ax=ax, legend=False
+            )
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    axes[1][1].set_yscale("log")
+    for ax in axes[0]:  # the first steps' ELBO is far below the rest; show where it settles
+        if not train.empty:
+            ax.set_ylim(train["train_elbo"].quantile(0.05), train["train_elbo"].max() + 1)
+    labels = [lbl for lbl in colors if lbl in set(summary["label"].dropna())]
+    handles = [plt.Line2D([], [], color=colors[lbl], label=lbl) for lbl in labels]
+    seeds = summary.loc[summary["dataset"] == dataset, "seed"].nunique()
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), frameon=False)
+    fig.suptitle(f"VAE on {dataset}: mean over {seeds} seed(s), band ±1 sd")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def headline(summary: pd.DataFrame, statuses: pd.DataFrame) -> str:
+    """The summary.md text: the runs, the headline tables, and any failed jobs."""
+    parts = [f"# Summary of {len(statuses)} run(s)\n"]
+    if "table" in summary:
+        metrics = summary[summary["table"] == "metrics"]
+        if not metrics.empty:
+            k = metrics["k"].iloc[(metrics["k"] - 1.0).abs().argmin()]
+            rows = metrics[metrics["k"] == k]
+            pivot = rows.pivot_table(index="label", columns=["cost", "param"], values="grad_var")
+            pivot.columns = [f"{c} {PARAM_LABELS.get(p, p)}" for c, p in pivot.columns]
+            parts.append(f"## Toy: variance of one estimate at k = {k:g}\n")
+            parts.append(
+                markdown_table(pivot.reset_index().rename(columns={"label": "estimator"}), digits=4)
+            )
+            z = metrics.groupby("label")["z_score"].apply(lambda s: s.abs().max())
+            parts.append(
+                "\nLargest |z-score| of the mean against the exact gradient: "
+                + ", ".join(f"{lbl} {v:.2f}" for lbl, v in z.items())
+                + "\n"
+            )
+        evals = summary[summary["table"] == "eval"]
+        if not evals.empty:
+            final = evals.sort_values("step").groupby("run").tail(1)
+            table = (
+                final.groupby(["dataset", "label"])
+                .agg(
+                    seeds=("seed", "nunique"),
+                    steps=("step", "median"),
+                    test_elbo=("test_elbo", "mean"),
+                    test_elbo_sd=("test_elbo", "std"),
+                    test_iwae=("test_iwae", "mean"),
+                    test_iwae_sd=("test_iwae", "std"),
+                )
+                .reset_index()
+                .rename(columns={"label": "estimator"})
+            )
+            table["steps"] = table["steps"].round().astype(int)
+            parts.append("## VAE: final test ELBO and IWAE log-likelihood (nats, mean and sd)\n")
+            parts.append(markdown_table(table))
+    failed = statuses[statuses["status"] == "failed"]
+    if not failed.empty:
+        parts.append(f"\n## Failed jobs ({len(failed)})\n")
+        parts.append(markdown_table(failed[["run", "overrides", "error"]]))
+    return "\n".join(parts) + "\n"
+
+
+def plot(root: Path) -> tuple[list[Path], pd.DataFrame]:
+    """Write summary.csv, summary.md and the figures for the runs under ``root``; return the
+    paths written and each run's status."""
+    summary, statuses = collect(root)
+    written = [write_table(summary, root / "summary.csv")]
+    if not summary.empty:
+        summary["label"] = estimator_labels(summary)
+    written.append(
+        atomic_write(root / "summary.md", lambda h: h.write(headline(summary, statuses).encode()))
+    )
+    if summary.empty:
+        return written, statuses
+    colors = palette(summary["label"])
+    out = root / "plots"
+    sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
+    metrics = summary[summary["table"] == "metrics"]
+    if not metrics.empty:
+        default = metrics.groupby("label")["num_samples"].transform("min") == metrics["num_samples"]
+        written += save(toy_variance_figure(metrics[default], colors), out, "toy_variance_vs_k")
+        written += save(
+            work_normalized_figure(metrics[default], colors), out, "toy_work_normalized_variance"
+        )
+        if (metrics.groupby("label")["num_samples"].nunique() > 1).any():
+            written += save(num_samples_figure(metrics, colors), out, "toy_variance_vs_num_samples")
+    optimize = summary[summary["table"] == "optimize"]
+    if not optimize.empty:
+        for x in ("step", "time_s"):
+            written += save(
+                optimize_figure(optimize, colors, x),
+                out,
+                f"toy_optimize_vs_{'step' if x == 'step' else 'time'}",
+            )
+    if "dataset" in summary:
+        for dataset in summary.loc[summary["table"] == "train", "dataset"].dropna().unique():
+            written += save(vae_figure(summary, colors, dataset), out, f"vae_{dataset}")
+    return written, statuses
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dir", type=Path, help="a run or sweep directory")
+    args = parser.parse_args(argv)
+    if not args.dir.is_dir():
+        print(f"error: DIR={args.dir}: not a directory", file=sys.stderr)
+        return 2
+    if not find_runs(args.dir):
+        print(
+            f"error: DIR={args.dir}: no runs found (no .hydra/ or status.json below it)",
+            file=sys.stderr,
+        )
+        return 2
+    for path in plot(args.dir)[0]:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

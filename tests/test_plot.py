@@ -1,0 +1,131 @@
+"""Sweeps to one tidy table and figures: the plot command, the callback, failures, launchers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from benchmarks import plot
+
+ROOT = Path(__file__).resolve().parents[1]
+TOY = ["task.n_estimates=2000", "task.k=[1.0,2.0]", "task.costs=[square,cos]"]
+VAE = [
+    "task=vae",
+    "task.epochs=2",
+    "task.iwae_k=20",
+    "task.grad_var_every=5",
+    "task.grad_var_samples=4",
+    "task.hidden=32",
+]
+
+
+def sweep(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "-m", *args, f"hydra.sweep.dir={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def assert_figures(paths: list[Path]) -> None:
+    for path in paths:
+        assert path.exists() and path.stat().st_size > 0
+        if path.suffix == ".png":
+            with Image.open(path) as image:
+                image.verify()
+        else:
+            assert path.read_bytes().startswith(b"%PDF")
+
+
+def test_a_toy_sweep_ends_with_a_tidy_table_and_figures(tmp_path):
+    out = sweep(
+        tmp_path, "estimator=reparam,reinforce,reinforce_baseline", *TOY, "task.num_samples=2,4"
+    )
+    assert out.returncode == 0, out.stderr
+    # The callback printed the paths it wrote.
+    figure = tmp_path / "plots/toy_variance_vs_k.png"
+    assert str(figure) in out.stdout
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    runs = sorted(p.parent for p in tmp_path.glob("*/metrics.csv"))
+    assert len(runs) == 6
+    # One row per run and observation: every run's rows, each marked with its run and overrides.
+    assert len(summary) == sum(len(pd.read_csv(r / "metrics.csv")) for r in runs)
+    assert set(summary["table"]) == {"metrics"} and summary["run"].nunique() == 6
+    assert set(summary["task.num_samples"]) == {2, 4}
+    stems = ["toy_variance_vs_k", "toy_work_normalized_variance", "toy_variance_vs_num_samples"]
+    assert_figures([tmp_path / "plots" / f"{s}.{e}" for s in stems for e in ("png", "pdf")])
+    text = (tmp_path / "summary.md").read_text()
+    assert "REINFORCE + leave-one-out baseline" in text and "Reparameterization" in text
+
+
+def test_the_plot_command_on_a_vae_sweep_and_on_toy_optimization(tmp_path):
+    assert sweep(tmp_path / "vae", *VAE, "estimator=reparam,nvil", "seed=0,1").returncode == 0
+    assert (
+        sweep(
+            tmp_path / "opt",
+            "task.mode=optimize",
+            "task.costs=[square]",
+            "task.k=[1.0]",
+            "task.optimize.steps=20",
+            "estimator=reparam,reinforce",
+        ).returncode
+        == 0
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.plot", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    written = [Path(line) for line in out.stdout.split()]
+    stems = {p.stem for p in written if p.parent.name == "plots"}
+    assert stems == {"vae_digits", "toy_optimize_vs_step", "toy_optimize_vs_time"}
+    assert_figures([p for p in written if p.parent.name == "plots"])
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert set(summary["table"]) == {"train", "eval", "grad_var", "optimize"}
+    text = (tmp_path / "summary.md").read_text()
+    assert "REINFORCE + learned baseline (NVIL)" in text and "test_iwae" in text
+
+
+def test_a_failed_job_is_named_and_the_others_are_kept_and_plotted(tmp_path):
+    out = sweep(tmp_path, "estimator=reparam,reinforce_baseline", "task.num_samples=1", *TOY)
+    assert out.returncode == 1
+    assert "job 1 (estimator=reinforce_baseline" in out.stderr and "needs num_samples >= 2" in (
+        out.stderr
+    )
+    assert (tmp_path / "0/metrics.csv").exists() and not (tmp_path / "1/metrics.csv").exists()
+    assert_figures([tmp_path / "plots/toy_variance_vs_k.png"])
+    text = (tmp_path / "summary.md").read_text()
+    assert "## Failed jobs (1)" in text and "needs num_samples >= 2" in text
+    _, statuses = plot.collect(tmp_path)
+    assert statuses.set_index("run")["status"].to_dict() == {"0": "completed", "1": "failed"}
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_launchers_run_a_two_job_sweep(tmp_path, launcher):
+    out = sweep(tmp_path, f"hydra/launcher={launcher}", "estimator=reparam,reinforce", *TOY)
+    assert out.returncode == 0, out.stderr
+    tables = [pd.read_csv(p) for p in sorted(tmp_path.glob("*/metrics.csv"))]
+    assert {t.estimator.iloc[0] for t in tables} == {"reparam", "reinforce"}
+    assert (tmp_path / "summary.md").exists()
+
+
+def test_the_plot_command_rejects_a_folder_without_runs(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.plot", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("error: DIR=") and "no runs found" in line
