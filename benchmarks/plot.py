@@ -356,6 +356,25 @@ def headline(summary: pd.DataFrame, statuses: pd.DataFrame) -> str:
                 + ", ".join(f"{lbl} {v:.2f}" for lbl, v in z.items())
                 + "\n"
             )
+        optimize = summary[summary["table"] == "optimize"]
+        if not optimize.empty:
+            final = optimize.sort_values("step").groupby(["run", "cost", "k"]).tail(1)
+            table = final.pivot_table(index="label", columns=["cost", "k"], values="objective")
+            table.columns = [f"{c}, k={k:g}" for c, k in table.columns]
+            parts.append("## Toy optimization: exact E[f] at the last step\n")
+            parts.append(
+                markdown_table(table.reset_index().rename(columns={"label": "estimator"}), digits=4)
+            )
+            if final["diverged"].any():
+                gone = final[final["diverged"]]
+                parts.append(
+                    "\nDiverged (non-finite gradient): "
+                    + ", ".join(
+                        f"{r.label} on {r.cost} k={r.k:g} at step {r.step}"
+                        for r in gone.itertuples()
+                    )
+                    + "\n"
+                )
         evals = summary[summary["table"] == "eval"]
         if not evals.empty:
             final = evals.sort_values("step").groupby("run").tail(1)

@@ -145,3 +145,13 @@ def test_bad_task_keys_are_named(overrides, match):
     make = functools.partial(estimators.build, "reinforce_baseline")
     with pytest.raises(ConfigError, match=match):
         run_task(task_cfg(**overrides), make, 0)
+
+
+def test_a_diverging_optimization_stops_its_trajectory_and_says_so(capsys):
+    # Plain REINFORCE with a large step blows sigma up on (x - k)^2: a result, not a crash.
+    cfg = task_cfg(mode="optimize", costs=["square"], k=[1.0], num_samples=2)
+    cfg.optimize.lr = 0.05
+    table = run_task(cfg, functools.partial(estimators.build, "reinforce"))["optimize"]
+    assert table.diverged.iloc[-1] and not table.diverged.iloc[:-1].any()
+    assert table.step.iloc[-1] < cfg.optimize.steps
+    assert "diverged at step" in capsys.readouterr().err

@@ -9,6 +9,7 @@ E[f] over (mu, sigma) by SGD with the estimator and records the exact objective 
 from __future__ import annotations
 
 import math
+import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -181,7 +182,10 @@ def objective(cost: str, k: float, mu: torch.Tensor, sigma: torch.Tensor) -> flo
 def optimize_table(
     cfg: DictConfig, make_estimator: Callable[[], Estimator], seed: int, device: torch.device
 ) -> pd.DataFrame:
-    """SGD on E[f] with each (cost, k): exact objective and parameters against step and time."""
+    """SGD on E[f] with each (cost, k): exact objective and parameters against step and time.
+
+    A non-finite gradient (plain REINFORCE can blow up once sigma is small) stops that
+    trajectory with a last row marked ``diverged``; that is a result, not a crash."""
     opt_cfg = cfg.optimize
     rows = []
     for cost in cfg.costs:
@@ -195,8 +199,9 @@ def optimize_table(
             sigma = torch.full((cfg.dim,), float(cfg.sigma), device=device, requires_grad=True)
             sgd = torch.optim.SGD([mu, sigma], lr=opt_cfg.lr)
             seconds = 0.0
+            diverged = False
             for step in range(opt_cfg.steps + 1):
-                if step % opt_cfg.log_every == 0 or step == opt_cfg.steps:
+                if step % opt_cfg.log_every == 0 or step == opt_cfg.steps or diverged:
                     rows.append(
                         {
                             **describe(estimator, cfg, seed, device),
@@ -210,18 +215,27 @@ def optimize_table(
                             "objective": objective(cost, k, mu.detach(), sigma.detach()),
                             "mu": mu.detach().mean().item(),
                             "sigma": sigma.detach().mean().item(),
+                            "diverged": diverged,
                         }
                     )
-                if step == opt_cfg.steps:
+                if step == opt_cfg.steps or diverged:
                     break
                 start = time.perf_counter()
                 sgd.zero_grad()
                 estimator(gaussian(mu, sigma), f, num_samples).mean().backward()
-                sgd.step()
-                with torch.no_grad():
-                    sigma.clamp_(min=opt_cfg.sigma_min)
+                diverged = not all(torch.isfinite(p.grad).all() for p in (mu, sigma))
+                if not diverged:
+                    sgd.step()
+                    with torch.no_grad():
+                        sigma.clamp_(min=opt_cfg.sigma_min)
                 synchronize(device)
                 seconds += time.perf_counter() - start
+            if diverged:
+                print(
+                    f"{estimator.name}: optimization of {cost} (k={k:g}) diverged at step "
+                    f"{step + 1} (a non-finite gradient); its trajectory stops there",
+                    file=sys.stderr,
+                )
     return pd.DataFrame(rows)
 
 
