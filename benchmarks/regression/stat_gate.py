@@ -1,0 +1,182 @@
+"""The statistical gate: estimators' bias and variance, and short VAE runs, against exact values
+and a committed baseline, with tolerances from confidence intervals; independent of the machine.
+
+    python -m benchmarks.regression.stat_gate            # check (exit 1 on a failure)
+    python -m benchmarks.regression.stat_gate --update   # refresh the baseline deliberately
+
+Every comparison is a z- or t-test; the critical values are Bonferroni-corrected so that, with all
+comparisons together, an unchanged tree fails with probability below ALPHA even if its random
+numbers changed (a new torch, another machine). With the fixed seeds on one machine the numbers
+repeat exactly. Toy rows: the mean against the exact gradient (a bias), the variance against its
+quadrature value, and both against the baseline's (a variance that rises). VAE: the mean final
+test ELBO over seeds against the baseline's, a Welch t-test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from scipy import stats
+
+import estimators
+from benchmarks.measure import Z_95
+from benchmarks.results import write_table
+from benchmarks.tasks import gaussian, vae
+
+ROOT = Path(__file__).resolve().parents[2]
+BASELINE_TOY = Path(__file__).with_name("stat_baseline_toy.csv")
+BASELINE_VAE = Path(__file__).with_name("stat_baseline_vae.csv")
+ALPHA = 1e-3
+CPU = torch.device("cpu")
+TOY = {"costs": ["square", "cos"], "k": [1.0, 3.0], "n_estimates": 20_000, "chunk_size": 20_000}
+ESTIMATORS = {
+    "reparam": {},
+    "reinforce": {},
+    "reinforce_baseline:loo": {"baseline": "loo"},
+    "reinforce_baseline:ema": {"baseline": "ema"},
+}
+VAE_ESTIMATORS = ("reparam", "reinforce", "reinforce_baseline")
+VAE_SEEDS = tuple(range(8))
+VAE_OVERRIDES = [
+    "task=vae",
+    "task.epochs=10",
+    "task.iwae_k=0",
+    "task.grad_var_every=0",
+    "task.checkpoint=false",
+]
+
+
+def measure_toy() -> pd.DataFrame:
+    """The toy's statistics for every gated estimator, at a fixed seed."""
+    cfg = OmegaConf.merge(OmegaConf.load(ROOT / "conf/task/gaussian.yaml"), TOY)
+    tables = []
+    for key, options in ESTIMATORS.items():
+        make = functools.partial(estimators.build, key.split(":")[0], **options)
+        table = gaussian.run(OmegaConf.create({"task": cfg, "seed": 0}), make, CPU, None)
+        tables.append(table["metrics"].assign(gate_key=key))
+    return pd.concat(tables, ignore_index=True)
+
+
+def measure_vae() -> pd.DataFrame:
+    """The final test ELBO of a short digits run per estimator and seed."""
+    rows = []
+    for name in VAE_ESTIMATORS:
+        for seed in VAE_SEEDS:
+            with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+                cfg = compose(
+                    "config", overrides=[*VAE_OVERRIDES, f"estimator={name}", f"seed={seed}"]
+                )
+            with tempfile.TemporaryDirectory() as run_dir:
+                make = functools.partial(estimators.build, name)
+                final = vae.run(cfg, make, CPU, Path(run_dir))["eval"].iloc[-1]
+            rows.append({"estimator": name, "seed": seed, "test_elbo": final.test_elbo})
+    return pd.DataFrame(rows)
+
+
+def variance_se(table: pd.DataFrame) -> pd.Series:
+    """The standard error of each measured variance, from its 95% interval."""
+    return (table["grad_var_hi"] - table["grad_var_lo"]) / (2 * Z_95)
+
+
+def check(
+    toy: pd.DataFrame, vae_rows: pd.DataFrame, base_toy: pd.DataFrame, base_vae: pd.DataFrame
+) -> tuple[list[str], int]:
+    """The failed comparisons, one line each, and how many comparisons were made."""
+    keys = ["gate_key", "cost", "k", "param"]
+    merged = toy.merge(base_toy, on=keys, suffixes=("", "_base"), how="left")
+    tests: list[tuple[str, float]] = []  # (description, z)
+    for row, se in zip(merged.itertuples(), variance_se(merged), strict=True):
+        where = f"{row.gate_key} {row.cost} k={row.k:g} d/d{row.param}"
+        tests.append(
+            (
+                f"{where}: mean {row.grad_mean:.4g} vs exact gradient {row.exact_grad:.4g}",
+                row.z_score,
+            )
+        )
+        if not math.isnan(row.exact_var) and se > 0:
+            tests.append(
+                (
+                    f"{where}: variance {row.grad_var:.4g} vs exact {row.exact_var:.4g}",
+                    (row.grad_var - row.exact_var) / se,
+                )
+            )
+        if math.isnan(row.grad_mean_base):
+            tests.append((f"{where}: not in the baseline", math.inf))
+            continue
+        se_base = (row.grad_var_hi_base - row.grad_var_lo_base) / (2 * Z_95)
+        sd_mean = math.sqrt(row.grad_var / row.n_estimates + row.grad_var_base / row.n_estimates)
+        if sd_mean > 0:
+            tests.append(
+                (
+                    f"{where}: mean {row.grad_mean:.4g} vs baseline {row.grad_mean_base:.4g}",
+                    (row.grad_mean - row.grad_mean_base) / sd_mean,
+                )
+            )
+        if se > 0 or se_base > 0:
+            tests.append(
+                (
+                    f"{where}: variance {row.grad_var:.4g} vs baseline {row.grad_var_base:.4g}",
+                    (row.grad_var - row.grad_var_base) / math.hypot(se, se_base),
+                )
+            )
+    vae_tests = []
+    for name, runs in vae_rows.groupby("estimator"):
+        base = base_vae[base_vae["estimator"] == name]["test_elbo"]
+        vae_tests.append(
+            (
+                f"vae {name}: test ELBO {runs['test_elbo'].mean():.3f} vs baseline "
+                f"{base.mean():.3f} (Welch t)",
+                welch_p(runs["test_elbo"], base),
+            )
+        )
+    # Half the false-alarm budget to the toy's z-tests, half to the VAE's t-tests.
+    z_crit = stats.norm.isf(ALPHA / 2 / (2 * len(tests)))
+    p_crit = ALPHA / 2 / max(len(vae_tests), 1)
+    failures = [
+        f"{d} (z = {z:.2f}, allowed |z| < {z_crit:.2f})" for d, z in tests if not abs(z) < z_crit
+    ]
+    failures += [f"{d}: p = {p:.2g} < {p_crit:.2g}" for d, p in vae_tests if not p >= p_crit]
+    return failures, len(tests) + len(vae_tests)
+
+
+def welch_p(a: pd.Series, b: pd.Series) -> float:
+    """Two-sided p-value of Welch's t-test; 1 for equal constant samples, 0 for unequal ones
+    (or for a missing baseline)."""
+    if len(a) < 2 or len(b) < 2:
+        return 0.0
+    se = math.sqrt(a.var() / len(a) + b.var() / len(b))
+    diff = a.mean() - b.mean()
+    if se == 0:
+        return 1.0 if abs(diff) < 1e-9 else 0.0
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--update", action="store_true", help="write a new baseline")
+    args = parser.parse_args(argv)
+    toy, vae_rows = measure_toy(), measure_vae()
+    if args.update:
+        write_table(toy, BASELINE_TOY)
+        write_table(vae_rows, BASELINE_VAE)
+        print(f"wrote {BASELINE_TOY} and {BASELINE_VAE}")
+        return 0
+    failures, n = check(toy, vae_rows, pd.read_csv(BASELINE_TOY), pd.read_csv(BASELINE_VAE))
+    for line in failures:
+        print(f"statistical gate: {line}", file=sys.stderr)
+    if not failures:
+        print(f"statistical gate: {n} comparisons passed (family-wise false-alarm rate {ALPHA})")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Both gates work: an unchanged tree passes; a 3x slowdown, a disabled baseline and a gradient
+scaled by 1.1 each fail."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from benchmarks.regression import stat_gate, timing
+from estimators import reinforce_baseline
+from estimators.base import score_surrogate
+from estimators.reparam import Reparam
+
+
+@pytest.fixture(scope="module")
+def baselines():
+    return pd.read_csv(stat_gate.BASELINE_TOY), pd.read_csv(stat_gate.BASELINE_VAE)
+
+
+@pytest.fixture(scope="module")
+def unchanged_vae():
+    return stat_gate.measure_vae()
+
+
+@pytest.mark.slow
+def test_the_statistical_gate_passes_an_unchanged_tree(baselines, unchanged_vae):
+    failures, n = stat_gate.check(stat_gate.measure_toy(), unchanged_vae, *baselines)
+    assert failures == [] and n > 100
+
+
+@pytest.mark.slow
+def test_the_statistical_gate_fails_a_silently_disabled_baseline(baselines, monkeypatch):
+    monkeypatch.setattr(
+        reinforce_baseline,
+        "score_surrogate",
+        lambda fz, logp, baseline=0.0: score_surrogate(fz, logp),
+    )
+    failures, _ = stat_gate.check(stat_gate.measure_toy(), stat_gate.measure_vae(), *baselines)
+    assert failures
+    assert all("reinforce_baseline" in line for line in failures)
+    assert any("variance" in line and "vs exact" in line for line in failures)
+    assert any(line.startswith("vae reinforce_baseline") for line in failures)
+
+
+@pytest.mark.slow
+def test_the_statistical_gate_fails_a_gradient_scaled_by_1_1(baselines, unchanged_vae, monkeypatch):
+    original = Reparam.estimate
+
+    def scaled(self, dist, f, num_samples):
+        out = original(self, dist, f, num_samples)
+        return out + 0.1 * (out - out.detach())  # the same values, 1.1 times the gradient
+
+    monkeypatch.setattr(Reparam, "estimate", scaled)
+    failures, _ = stat_gate.check(stat_gate.measure_toy(), unchanged_vae, *baselines)
+    assert any(line.startswith("reparam") and "vs exact gradient" in line for line in failures)
+    assert all(line.startswith("reparam") for line in failures)
+
+
+def test_compare_flags_growth_beyond_the_threshold_and_missing_benchmarks():
+    base = {"a": 1.0, "b": 2.0, "c": 1.0}
+    failures = timing.compare({"a": 1.9, "b": 4.2}, base, threshold=1.0)
+    assert [line.split(":")[0] for line in failures] == ["b", "c"]
+
+
+def test_the_timing_gate_fails_a_3x_slowdown_injected_into_an_estimator(monkeypatch):
+    baseline = {"toy": timing.interleaved_ratio(*timing.toy_case("reparam"))[0]}
+    unchanged = {"toy": timing.interleaved_ratio(*timing.toy_case("reparam"))[0]}
+    assert timing.compare(unchanged, baseline, timing.THRESHOLD) == []
+    original = Reparam.estimate
+
+    def three_times_slower(self, dist, f, num_samples):
+        for _ in range(2):
+            original(self, dist, f, num_samples).sum().backward()  # wasted work, twice over
+        return original(self, dist, f, num_samples)
+
+    monkeypatch.setattr(Reparam, "estimate", three_times_slower)
+    slowed = {"toy": timing.interleaved_ratio(*timing.toy_case("reparam"))[0]}
+    assert slowed["toy"] > 2.4 * baseline["toy"]
+    assert timing.compare(slowed, baseline, timing.THRESHOLD)
+
+
+def test_the_timing_gate_reads_the_suites_json(tmp_path):
+    data = {"benchmarks": [{"name": "test_speed[x]", "extra_info": {"ratio": 2.5}}]}
+    (tmp_path / "b.json").write_text(json.dumps(data))
+    assert timing.ratios_from_json(tmp_path / "b.json") == {"test_speed[x]": 2.5}
+    baseline = tmp_path / "baseline.json"
+    assert timing.main(["update", str(tmp_path / "b.json"), "--baseline", str(baseline)]) == 0
+    assert timing.main(["compare", str(tmp_path / "b.json"), "--baseline", str(baseline)]) == 0
+    data["benchmarks"][0]["extra_info"]["ratio"] = 7.6
+    (tmp_path / "b.json").write_text(json.dumps(data))
+    assert timing.main(["compare", str(tmp_path / "b.json"), "--baseline", str(baseline)]) == 1
