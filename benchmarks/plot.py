@@ -137,7 +137,7 @@ def facet_by_cost_and_param(
     fig, axes = plt.subplots(
         len(params),
         len(costs),
-        figsize=(3.6 * len(costs), 3.0 * len(params) + 0.9),
+        figsize=(max(3.6 * len(costs), 8.0), 3.0 * len(params) + 1.3),
         squeeze=False,
         sharex="col",
     )
@@ -148,6 +148,9 @@ def facet_by_cost_and_param(
             for label, rows in panel.groupby("label"):
                 draw(ax, rows.sort_values(x), colors[label])
             ax.set_yscale("log")
+            values = panel[x]
+            if x == "k" and (values > 0).all() and values.max() >= 20 * values.min():
+                ax.set_xscale("log")  # a k grid spanning decades, as in Mohamed et al.'s Figure 3
             ax.set_title(f"{cost}, gradient w.r.t. {PARAM_LABELS.get(param, param)}", fontsize=10)
             if i == len(params) - 1:
                 ax.set_xlabel("k (cost constant)")
@@ -193,7 +196,7 @@ def toy_variance_figure(metrics: pd.DataFrame, colors: dict) -> plt.Figure:
         colors,
         draw,
         "variance of one estimate",
-        "Gradient variance against k: exact (lines) and measured with 95% intervals (points),"
+        "Gradient variance against k\nexact (lines), measured with 95% intervals (points),"
         + f" x ~ N(μ={metrics['mu'].iloc[0]:g}, σ={metrics['sigma'].iloc[0]:g}²)",
     )
 
@@ -208,7 +211,7 @@ def work_normalized_figure(metrics: pd.DataFrame, colors: dict) -> plt.Figure:
         colors,
         draw,
         "variance × seconds per estimate",
-        "Work-normalized variance: variance times the wall-clock cost of one estimate",
+        "Work-normalized variance\nvariance times the wall-clock seconds of one estimate",
     )
 
 
@@ -242,7 +245,7 @@ def num_samples_figure(metrics: pd.DataFrame, colors: dict) -> plt.Figure:
         colors,
         draw,
         "variance of one estimate",
-        f"Gradient variance against draws per estimate (k = {k:g}), 95% intervals",
+        f"Gradient variance against draws per estimate\nk = {k:g}, with 95% intervals",
         x="num_samples",
         note_draws=False,
     )

@@ -3,8 +3,8 @@
 Runs three sweeps through the normal command line, each ending with its summary and figures
 (the plot callback), into ``results/reference/``:
 
-- ``toy``: the Gaussian toy at the default settings for reparam, reinforce and the
-  leave-one-out baseline (Mohamed et al. 2020, Figures 2 and 3);
+- ``toy_figure2``, ``toy_figure3``: the Gaussian toy for reparam, reinforce and the
+  leave-one-out baseline over the k ranges of Mohamed et al. (2020), Figures 2 and 3;
 - ``toy_optimize``: the toy optimization mode on two costs;
 - ``vae``: the digits VAE for 30 epochs with four estimators over three seeds.
 
@@ -21,7 +21,14 @@ from pathlib import Path
 OUT = Path("results/reference")
 ESTIMATORS = "estimator=reparam,reinforce,reinforce_baseline"
 SWEEPS = {
-    "toy": [ESTIMATORS],
+    # Mohamed et al. (2020) at mu = sigma = 1: Figure 2, (x-k)^2 over k in [-3, 3]; Figure 3,
+    # exp(-k x^2) and cos(kx) over k from 0.1 to 10.
+    "toy_figure2": [
+        ESTIMATORS,
+        "task.costs=[square]",
+        "task.k=[-3,-2.5,-2,-1.5,-1,-0.5,0,0.5,1,1.5,2,2.5,3]",
+    ],
+    "toy_figure3": [ESTIMATORS, "task.costs=[exp,cos]", "task.k=[0.1,0.2,0.5,1,2,5,10]"],
     "toy_optimize": [
         ESTIMATORS,
         "task.mode=optimize",

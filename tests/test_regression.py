@@ -77,8 +77,7 @@ def test_the_timing_gate_fails_a_3x_slowdown_injected_into_an_estimator(monkeypa
 
     monkeypatch.setattr(Reparam, "estimate", three_times_slower)
     slowed = {"toy": timing.interleaved_ratio(*timing.toy_case("reparam"))[0]}
-    assert slowed["toy"] > 2.4 * baseline["toy"]
-    assert timing.compare(slowed, baseline, timing.THRESHOLD)
+    assert timing.compare(slowed, baseline, timing.THRESHOLD), (slowed, baseline)
 
 
 def test_the_timing_gate_reads_the_suites_json(tmp_path):
