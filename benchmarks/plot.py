@@ -170,26 +170,24 @@ def facet_by_cost_and_param(
     return fig
 
 
+def measured_variance(ax: plt.Axes, rows: pd.DataFrame, x: str, color, fmt: str) -> None:
+    """Measured variances as points with their 95% intervals (positive ones: the y axis is log)."""
+    rows = rows[rows["grad_var"] > 0]
+    err = [
+        rows["grad_var"] - rows["grad_var_lo"].clip(lower=1e-300),
+        rows["grad_var_hi"] - rows["grad_var"],
+    ]
+    ax.errorbar(
+        rows[x], rows["grad_var"], yerr=err, fmt=fmt, ms=3.5, color=color, capsize=2, lw=1.2
+    )
+
+
 def toy_variance_figure(metrics: pd.DataFrame, colors: dict) -> plt.Figure:
     def draw(ax, rows, color):
         exact = rows.dropna(subset=["exact_var"])
         exact = exact[exact["exact_var"] > 0]
         ax.plot(exact["k"], exact["exact_var"], color=color, lw=1.5)
-        measured = rows[rows["grad_var"] > 0]
-        err = [
-            measured["grad_var"] - measured["grad_var_lo"].clip(lower=1e-300),
-            measured["grad_var_hi"] - measured["grad_var"],
-        ]
-        ax.errorbar(
-            measured["k"],
-            measured["grad_var"],
-            yerr=err,
-            fmt="o",
-            ms=3.5,
-            color=color,
-            capsize=2,
-            lw=1,
-        )
+        measured_variance(ax, rows, "k", color, "o")
 
     return facet_by_cost_and_param(
         metrics,
@@ -220,21 +218,7 @@ def num_samples_figure(metrics: pd.DataFrame, colors: dict) -> plt.Figure:
     k = metrics["k"].iloc[(metrics["k"] - 1.0).abs().argmin()]
 
     def draw(ax, panel, color):
-        panel = panel[panel["grad_var"] > 0]
-        err = [
-            panel["grad_var"] - panel["grad_var_lo"].clip(lower=1e-300),
-            panel["grad_var_hi"] - panel["grad_var"],
-        ]
-        ax.errorbar(
-            panel["num_samples"],
-            panel["grad_var"],
-            yerr=err,
-            fmt="o-",
-            ms=3.5,
-            color=color,
-            capsize=2,
-            lw=1.2,
-        )
+        measured_variance(ax, panel, "num_samples", color, "o-")
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(metrics["num_samples"].unique()))
         ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())

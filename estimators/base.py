@@ -40,9 +40,17 @@ class Estimator:
 
     def check(self, dist: Distribution, num_samples: int) -> None:
         """Raise ConfigError if this estimator cannot serve ``dist`` with ``num_samples`` draws."""
-        if not isinstance(num_samples, int) or num_samples < self.min_samples:
+        self.check_num_samples(num_samples)
+
+    def check_num_samples(self, num_samples: int, key: str = "num_samples") -> None:
+        """Raise ConfigError naming ``key`` unless ``num_samples`` is an integer >= min_samples."""
+        if (
+            isinstance(num_samples, bool)
+            or not isinstance(num_samples, int)
+            or num_samples < self.min_samples
+        ):
             raise ConfigError(
-                f"num_samples={num_samples!r}: estimator '{self.name}'{self._describe()} "
+                f"{key}={num_samples!r}: estimator '{self.name}'{self.describe_options()} "
                 f"needs an integer num_samples >= {self.min_samples}"
             )
 
@@ -58,12 +66,14 @@ class Estimator:
         return {}
 
     def state_dict(self) -> dict:
+        """State kept between calls (none by default), for checkpoints."""
         return {}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        """Restore what ``state_dict`` returned."""
 
-    def _describe(self) -> str:
+    def describe_options(self) -> str:
+        """' (baseline=loo)' for messages, or '' for an estimator without options."""
         opts = ", ".join(f"{k}={v}" for k, v in self.options().items())
         return f" ({opts})" if opts else ""
 

@@ -110,7 +110,7 @@ def test_optimize_mode_writes_its_table(tmp_path):
         (
             ["estimator=reinforce_baseline", "task.num_samples=1"],
             "task.num_samples=1: estimator 'reinforce_baseline' (baseline=loo) "
-            "needs num_samples >= 2",
+            "needs an integer num_samples >= 2",
         ),
         (
             ["estimator=reinforce_baseline", "estimator.baseline=mean"],

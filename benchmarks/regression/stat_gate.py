@@ -29,6 +29,7 @@ from scipy import stats
 
 import estimators
 from benchmarks.measure import Z_95
+from benchmarks.regression import report
 from benchmarks.results import write_table
 from benchmarks.tasks import gaussian, vae
 
@@ -171,11 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {BASELINE_TOY} and {BASELINE_VAE}")
         return 0
     failures, n = check(toy, vae_rows, pd.read_csv(BASELINE_TOY), pd.read_csv(BASELINE_VAE))
-    for line in failures:
-        print(f"statistical gate: {line}", file=sys.stderr)
-    if not failures:
-        print(f"statistical gate: {n} comparisons passed (family-wise false-alarm rate {ALPHA})")
-    return 1 if failures else 0
+    passed = f"{n} comparisons passed (family-wise false-alarm rate {ALPHA})"
+    return report("statistical gate", failures, passed)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 import estimators
+from benchmarks.regression import report
 from benchmarks.results import atomic_write
 from benchmarks.tasks import gaussian, vae
 
@@ -155,11 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(new)} ratios to {args.baseline}")
         return 0
     failures = compare(new, json.loads(args.baseline.read_text()), args.threshold)
-    for line in failures:
-        print(f"timing gate: {line}", file=sys.stderr)
-    if not failures:
-        print(f"timing gate: {len(new)} benchmarks within x{1 + args.threshold:.2f} of baseline")
-    return 1 if failures else 0
+    passed = f"{len(new)} benchmarks within x{1 + args.threshold:.2f} of baseline"
+    return report("timing gate", failures, passed)
 
 
 if __name__ == "__main__":

@@ -262,12 +262,7 @@ def validate(cfg: DictConfig, estimator: Estimator) -> None:
     for key in ("dim", "n_estimates", "chunk_size"):
         _positive_int(cfg, key)
     if cfg.num_samples is not None:
-        _positive_int(cfg, "num_samples")
-        if cfg.num_samples < estimator.min_samples:
-            raise ConfigError(
-                f"task.num_samples={cfg.num_samples}: estimator '{estimator.name}'"
-                f"{estimator._describe()} needs num_samples >= {estimator.min_samples}"
-            )
+        estimator.check_num_samples(cfg.num_samples, "task.num_samples")
     if isinstance(cfg.costs, str) or not cfg.costs:
         raise ConfigError(f"task.costs={cfg.costs!r}: must be a non-empty list of {list(COSTS)}")
     if isinstance(cfg.k, str) or not cfg.k:

@@ -248,13 +248,8 @@ def validate(cfg: DictConfig, estimator: Estimator) -> None:
         )
     if not (isinstance(task.lr, int | float) and task.lr > 0 and math.isfinite(task.lr)):
         raise ConfigError(f"task.lr={task.lr!r}: must be a positive number")
-    if task.num_samples is not None and (
-        not isinstance(task.num_samples, int) or task.num_samples < estimator.min_samples
-    ):
-        raise ConfigError(
-            f"task.num_samples={task.num_samples!r}: estimator '{estimator.name}'"
-            f"{estimator._describe()} needs an integer num_samples >= {estimator.min_samples}"
-        )
+    if task.num_samples is not None:
+        estimator.check_num_samples(task.num_samples, "task.num_samples")
 
 
 def train_step(
