@@ -28,13 +28,20 @@ import yaml  # noqa: E402
 from benchmarks.results import atomic_write, markdown_table, write_table  # noqa: E402
 
 TABLES = ("metrics", "optimize", "train", "eval", "grad_var")
-BASE_LABELS = {"reparam": "Reparameterization", "reinforce": "REINFORCE"}
+BASE_LABELS = {
+    "reparam": "Reparameterization",
+    "reinforce": "REINFORCE",
+    "arm": "ARM",
+    "disarm": "DisARM",
+    "gumbel_softmax": "Gumbel-softmax",
+    "straight_through": "Straight-through Gumbel-softmax",
+}
 BASELINE_LABELS = {
     "loo": "REINFORCE + leave-one-out baseline",
     "ema": "REINFORCE + moving-average baseline",
     "hook": "REINFORCE + learned baseline (NVIL)",
 }
-PARAM_LABELS = {"mu": "μ", "sigma": "σ"}
+PARAM_LABELS = {"mu": "μ", "sigma": "σ", "theta": "θ"}
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -92,6 +99,8 @@ def estimator_labels(summary: pd.DataFrame) -> pd.Series:
         parsed = dict(item.split("=", 1) for item in opts.split(",") if "=" in item)
         if name == "reinforce_baseline" and parsed.get("baseline") in BASELINE_LABELS:
             return BASELINE_LABELS[parsed["baseline"]]
+        if "temperature" in parsed:
+            return f"{BASE_LABELS.get(name, name)} (τ={float(parsed['temperature']):g})"
         return BASE_LABELS.get(name, name)
 
     pairs = pd.DataFrame({"name": summary["estimator"], "opts": options})
@@ -172,7 +181,8 @@ def facet_by_cost_and_param(
 
 def measured_variance(ax: plt.Axes, rows: pd.DataFrame, x: str, color, fmt: str) -> None:
     """Measured variances as points with their 95% intervals (positive ones: the y axis is log)."""
-    rows = rows[rows["grad_var"] > 0]
+    # Only variances above rounding can stand on a log axis (DisARM at theta = 0 has none).
+    rows = rows[rows["grad_var"] > 1e-12 * rows["grad_mean"] ** 2]
     err = [
         rows["grad_var"] - rows["grad_var_lo"].clip(lower=1e-300),
         rows["grad_var_hi"] - rows["grad_var"],
@@ -180,6 +190,14 @@ def measured_variance(ax: plt.Axes, rows: pd.DataFrame, x: str, color, fmt: str)
     ax.errorbar(
         rows[x], rows["grad_var"], yerr=err, fmt=fmt, ms=3.5, color=color, capsize=2, lw=1.2
     )
+
+
+def toy_distribution(metrics: pd.DataFrame) -> str:
+    """' x ~ N(μ=1, σ=1²)' or ' b ~ Bernoulli(sigmoid(θ=0))', for a figure title."""
+    row = metrics.iloc[0]
+    if row["task"] == "bernoulli":
+        return f" b ~ Bernoulli(sigmoid(θ={row['theta']:g}))"
+    return f" x ~ N(μ={row['mu']:g}, σ={row['sigma']:g}²)"
 
 
 def toy_variance_figure(metrics: pd.DataFrame, colors: dict) -> plt.Figure:
@@ -195,7 +213,7 @@ def toy_variance_figure(metrics: pd.DataFrame, colors: dict) -> plt.Figure:
         draw,
         "variance of one estimate",
         "Gradient variance against k\nexact (lines), measured with 95% intervals (points),"
-        + f" x ~ N(μ={metrics['mu'].iloc[0]:g}, σ={metrics['sigma'].iloc[0]:g}²)",
+        + toy_distribution(metrics),
     )
 
 
@@ -335,7 +353,9 @@ def headline(summary: pd.DataFrame, statuses: pd.DataFrame) -> str:
             pivot.columns = [f"{c} {PARAM_LABELS.get(p, p)}" for c, p in pivot.columns]
             parts.append(f"## Toy: variance of one estimate at k = {k:g}\n")
             parts.append(
-                markdown_table(pivot.reset_index().rename(columns={"label": "estimator"}), digits=4)
+                markdown_table(
+                    pivot.reset_index().rename(columns={"label": "estimator"}), digits=None
+                )
             )
             z = metrics.groupby("label")["z_score"].apply(lambda s: s.abs().max())
             parts.append(
@@ -350,7 +370,9 @@ def headline(summary: pd.DataFrame, statuses: pd.DataFrame) -> str:
             table.columns = [f"{c}, k={k:g}" for c, k in table.columns]
             parts.append("## Toy optimization: exact E[f] at the last step\n")
             parts.append(
-                markdown_table(table.reset_index().rename(columns={"label": "estimator"}), digits=4)
+                markdown_table(
+                    table.reset_index().rename(columns={"label": "estimator"}), digits=None
+                )
             )
             if final["diverged"].any():
                 gone = final[final["diverged"]]

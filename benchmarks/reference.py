@@ -5,6 +5,7 @@ Runs three sweeps through the normal command line, each ending with its summary 
 
 - ``toy_figure2``, ``toy_figure3``: the Gaussian toy for reparam, reinforce and the
   leave-one-out baseline over the k ranges of Mohamed et al. (2020), Figures 2 and 3;
+- ``bernoulli``: the Bernoulli toy at theta = 0 for the discrete estimators, up to k = 0.499;
 - ``toy_optimize``: the toy optimization mode on two costs;
 - ``vae``: the digits VAE for 30 epochs with four estimators over three seeds.
 
@@ -29,6 +30,12 @@ SWEEPS = {
         "task.k=[-3,-2.5,-2,-1.5,-1,-0.5,0,0.5,1,1.5,2,2.5,3]",
     ],
     "toy_figure3": [ESTIMATORS, "task.costs=[exp,cos]", "task.k=[0.1,0.2,0.5,1,2,5,10]"],
+    # The Bernoulli toy of REBAR, RELAX and DisARM at theta = 0, up to the hard case k = 0.499.
+    "bernoulli": [
+        "task=bernoulli",
+        "estimator=reinforce,reinforce_baseline,arm,disarm,gumbel_softmax,straight_through",
+        "task.k=[0.1,0.2,0.3,0.4,0.45,0.499]",
+    ],
     "toy_optimize": [
         ESTIMATORS,
         "task.mode=optimize",

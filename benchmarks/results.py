@@ -45,12 +45,15 @@ def save_checkpoint(state: dict, path: Path) -> Path:
     return atomic_write(path, lambda handle: torch.save(state, handle))
 
 
-def markdown_table(table: pd.DataFrame, digits: int = 2) -> str:
-    """``table`` as a GitHub-flavoured markdown table, floats rounded to ``digits`` places."""
+def markdown_table(table: pd.DataFrame, digits: int | None = 2) -> str:
+    """``table`` as a GitHub-flavoured markdown table, floats rounded to ``digits`` places
+    (``None``: four significant digits, for values spanning many orders of magnitude)."""
 
     def cell(value) -> str:
         if isinstance(value, float):
-            return "" if value != value else f"{value:.{digits}f}"
+            if value != value:
+                return ""
+            return f"{value:.4g}" if digits is None else f"{value:.{digits}f}"
         return str(value)
 
     lines = ["| " + " | ".join(map(str, table.columns)) + " |"]

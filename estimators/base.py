@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch.distributions import Distribution
+from torch.distributions import Distribution, Independent
 
 CostFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -38,8 +38,18 @@ class Estimator:
         """The smallest ``num_samples`` this estimator accepts."""
         return 1
 
+    def supports(self, dist: Distribution) -> bool:
+        """Whether this estimator applies to ``dist`` (every one does, unless it says otherwise)."""
+        return True
+
     def check(self, dist: Distribution, num_samples: int) -> None:
         """Raise ConfigError if this estimator cannot serve ``dist`` with ``num_samples`` draws."""
+        if not self.supports(dist):
+            applicable = [name for name, cls in sorted(REGISTRY.items()) if cls().supports(dist)]
+            raise ConfigError(
+                f"estimator '{self.name}' does not apply to {describe_distribution(dist)}; "
+                f"estimators that do: {', '.join(applicable)}"
+            )
         self.check_num_samples(num_samples)
 
     def check_num_samples(self, num_samples: int, key: str = "num_samples") -> None:
@@ -81,6 +91,20 @@ class Estimator:
         return (
             f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.options().items())})"
         )
+
+
+def base_distribution(dist: Distribution) -> Distribution:
+    """``dist`` without its ``Independent`` wrappers."""
+    while isinstance(dist, Independent):
+        dist = dist.base_dist
+    return dist
+
+
+def describe_distribution(dist: Distribution) -> str:
+    """'Normal', or 'Independent(Bernoulli)' for a wrapped one."""
+    inner = base_distribution(dist)
+    name = type(inner).__name__
+    return name if inner is dist else f"Independent({name})"
 
 
 def score_surrogate(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Distribution
 
-from estimators.base import ConfigError, CostFn, Estimator, register
+from estimators.base import CostFn, Estimator, register
 
 
 @register
@@ -14,13 +14,9 @@ class Reparam(Estimator):
 
     name = "reparam"
 
-    def check(self, dist: Distribution, num_samples: int) -> None:
-        super().check(dist, num_samples)
-        if not dist.has_rsample:
-            raise ConfigError(
-                f"estimator 'reparam' needs a distribution with rsample; "
-                f"{type(dist).__name__} has none"
-            )
+    def supports(self, dist: Distribution) -> bool:
+        """Distributions with a reparameterized sampler (``rsample``)."""
+        return dist.has_rsample
 
     def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
         return f(dist.rsample((num_samples,)))

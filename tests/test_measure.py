@@ -67,3 +67,12 @@ def test_zero_variance_estimates_have_zero_z_score_when_exact():
     assert row["grad_var"] == 0 and row["z_score"] == 0
     row = gradient_statistics(Moments.of(torch.full((10,), 1.5)), 1.0, 1e-6)
     assert row["z_score"] == math.inf
+
+
+def test_float32_rounding_is_not_called_bias():
+    # A zero-variance estimator computed in float32 differs from the exact value by rounding only.
+    row = gradient_statistics(Moments.of(torch.full((1000,), 0.025)), 0.025, 1e-6)
+    assert row["bias"] != 0 and row["z_score"] == 0
+    # A real bias of one part in a thousand still is one.
+    row = gradient_statistics(Moments.of(torch.full((1000,), 0.025025)), 0.025, 1e-6)
+    assert row["z_score"] == math.inf

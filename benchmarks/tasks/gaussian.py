@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig
 from torch.distributions import Independent, Normal
 
-from benchmarks.measure import Moments, gradient_statistics
+from benchmarks.measure import Moments, gradient_statistics, measure_estimates, synchronize
 from benchmarks.tasks.gaussian_exact import (
     COSTS,
     PARAMS,
@@ -78,12 +78,6 @@ def gradient_estimates(
     return g_mu[:, 0], g_sigma[:, 0]
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work, so wall-clock times are real."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(
     estimator: Estimator,
     cost: str,
@@ -92,29 +86,16 @@ def measure(
     num_samples: int,
     device: torch.device,
 ) -> tuple[dict[str, Moments], float]:
-    """Streaming moments of ``cfg.n_estimates`` estimates per parameter, and seconds per estimate.
-
-    One untimed warm-up chunk comes first: it warms caches and the allocator and gives a
-    moving-average baseline its first value, so every measured chunk sees the steady state.
-    """
+    """Streaming moments of the estimates of each parameter, and seconds per estimate."""
     f = total_cost(cost, k)
-    chunk = min(cfg.chunk_size, cfg.n_estimates)
     args = (estimator, f, float(cfg.mu), float(cfg.sigma), cfg.dim, num_samples)
-    gradient_estimates(*args, chunk, device)
-    moments = {p: Moments() for p in PARAMS}
-    seconds = 0.0
-    done = 0
-    while done < cfg.n_estimates:
-        batch = min(chunk, cfg.n_estimates - done)
-        synchronize(device)
-        start = time.perf_counter()
-        grads = gradient_estimates(*args, batch, device)
-        synchronize(device)
-        seconds += time.perf_counter() - start
-        for p, g in zip(PARAMS, grads, strict=True):
-            moments[p] = moments[p].merge(Moments.of(g))
-        done += batch
-    return moments, seconds / cfg.n_estimates
+    return measure_estimates(
+        lambda batch: gradient_estimates(*args, batch, device),
+        PARAMS,
+        cfg.n_estimates,
+        cfg.chunk_size,
+        device,
+    )
 
 
 def estimate_table(
@@ -156,6 +137,9 @@ def estimate_table(
                         "num_samples": num_samples,
                         "n_estimates": cfg.n_estimates,
                         **stats,
+                        "theta": math.nan,
+                        # The estimators with an exact variance here are all unbiased.
+                        "exact_mean": math.nan if exact_var is None else stats["exact_grad"],
                         "exact_var": math.nan if exact_var is None else exact_var,
                     }
                 )
@@ -239,13 +223,13 @@ def optimize_table(
     return pd.DataFrame(rows)
 
 
-def _positive_int(cfg: DictConfig, key: str, prefix: str = "task.") -> None:
+def require_positive_int(cfg: DictConfig, key: str, prefix: str = "task.") -> None:
     value = cfg[key]
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{prefix}{key}={value!r}: must be a positive integer")
 
 
-def _finite(cfg: DictConfig, key: str, prefix: str = "task.") -> None:
+def require_finite(cfg: DictConfig, key: str, prefix: str = "task.") -> None:
     value = cfg[key]
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ConfigError(f"{prefix}{key}={value!r}: must be a finite number")
@@ -255,12 +239,12 @@ def validate(cfg: DictConfig, estimator: Estimator) -> None:
     """Check the task's keys before any work; a ConfigError names the key and what is accepted."""
     if cfg.mode not in MODES:
         raise ConfigError(f"task.mode={cfg.mode!r}: accepted modes are {', '.join(MODES)}")
-    _finite(cfg, "mu")
-    _finite(cfg, "sigma")
+    require_finite(cfg, "mu")
+    require_finite(cfg, "sigma")
     if cfg.sigma <= 0:
         raise ConfigError(f"task.sigma={cfg.sigma!r}: must be > 0")
     for key in ("dim", "n_estimates", "chunk_size"):
-        _positive_int(cfg, key)
+        require_positive_int(cfg, key)
     if cfg.num_samples is not None:
         estimator.check_num_samples(cfg.num_samples, "task.num_samples")
     if isinstance(cfg.costs, str) or not cfg.costs:
@@ -275,9 +259,9 @@ def validate(cfg: DictConfig, estimator: Estimator) -> None:
             check_cost(cost, float(k), cfg.sigma)
     if cfg.mode == "optimize":
         for key in ("steps", "log_every"):
-            _positive_int(cfg.optimize, key, "task.optimize.")
+            require_positive_int(cfg.optimize, key, "task.optimize.")
         for key in ("lr", "sigma_min"):
-            _finite(cfg.optimize, key, "task.optimize.")
+            require_finite(cfg.optimize, key, "task.optimize.")
             if cfg.optimize[key] <= 0:
                 raise ConfigError(f"task.optimize.{key}={cfg.optimize[key]!r}: must be > 0")
 

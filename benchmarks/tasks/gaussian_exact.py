@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from scipy import integrate
 
+from benchmarks.tasks.score_variance import DrawMoments, score_function_variance
 from estimators.base import ConfigError
 
 PARAMS = ("mu", "sigma")
@@ -150,24 +151,12 @@ def exact_variance(
 
     s = _score(param, sigma)
     cx = lambda e: c.np_fn(x(e), k)  # noqa: E731
-    m1, m2 = E(cx), E(lambda e: cx(e) ** 2)
-    r1 = (dim - 1) * m1  # E[R]
-    r2 = (dim - 1) * (m2 - m1**2) + r1**2  # E[R^2]
-    s2 = E(lambda e: s(e) ** 2)
-    cs = E(lambda e: cx(e) * s(e))
-    cs2 = E(lambda e: cx(e) * s(e) ** 2)
-    c2s2 = E(lambda e: cx(e) ** 2 * s(e) ** 2)
-    # Moments of one draw of (f, s) with f = c(x_1) + R; E[s] = 0.
-    f1 = m1 + r1
-    f2 = m2 + 2 * m1 * r1 + r2
-    fs = cs
-    fs2 = cs2 + r1 * s2
-    f2s2 = c2s2 + 2 * r1 * cs2 + r2 * s2
-    if baseline == "none":
-        return max(f2s2 - fs**2, 0.0) / num_samples
-    # Leave-one-out: g is the U-statistic of the kernel h = (f_i - f_j)(s_i - s_j) / 2, whose
-    # variance is [2 (K - 2) zeta_1 + zeta_2] / C(K, 2) (Hoeffding 1948).
-    K = num_samples
-    zeta2 = (f2s2 + f2 * s2 - 2 * fs2 * f1 + 2 * fs**2) / 2 - fs**2
-    zeta1 = (f2s2 - 2 * f1 * fs2 + f1**2 * s2 - fs**2) / 4
-    return max(2 * (K - 2) * zeta1 + zeta2, 0.0) / (K * (K - 1) / 2)
+    moments = DrawMoments(
+        c=E(cx),
+        c2=E(lambda e: cx(e) ** 2),
+        s2=E(lambda e: s(e) ** 2),
+        cs=E(lambda e: cx(e) * s(e)),
+        cs2=E(lambda e: cx(e) * s(e) ** 2),
+        c2s2=E(lambda e: cx(e) ** 2 * s(e) ** 2),
+    )
+    return score_function_variance(moments, dim, num_samples, loo=baseline == "loo")

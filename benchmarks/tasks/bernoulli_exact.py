@@ -1,0 +1,122 @@
+"""Exact answers for the Bernoulli toy of the REBAR, RELAX and DisARM papers.
+
+b ~ Bernoulli(sigmoid(theta)) in ``dim`` dimensions (every logit at theta), f(b) = sum_j c(b_j; k).
+Statistics are of the gradient with respect to the first logit. The exact gradient is
+p (1 - p) (c(1) - c(0)); each estimator's exact expectation and variance come from enumeration
+over b (score-function estimators) or one-dimensional quadrature over the uniform noise u
+(ARM, DisARM and the relaxations, with L = log u - log(1 - u)). The other dimensions enter only
+through the moments of their summed cost, because the cost is a sum.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from scipy import integrate
+
+from benchmarks.tasks.score_variance import DrawMoments, score_function_variance
+from estimators.base import ConfigError
+
+COSTS: dict[str, tuple[Callable[[float, float], float], Callable[[float, float], float]]] = {
+    "square": (lambda b, k: (b - k) ** 2, lambda b, k: 2.0 * (b - k)),
+    "linear": (lambda b, k: k * b, lambda b, k: k),
+}
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def check_cost(name: str) -> None:
+    if name not in COSTS:
+        raise ConfigError(f"task.costs: cost {name!r} is unknown; known costs: {', '.join(COSTS)}")
+
+
+def exact_gradient(cost: str, k: float, theta: float) -> float:
+    """d/dtheta_1 E[f] = p (1 - p) (c(1) - c(0))."""
+    c = COSTS[cost][0]
+    p = sigmoid(theta)
+    return p * (1 - p) * (c(1.0, k) - c(0.0, k))
+
+
+def zero_below_resolution(variance: float, mean: float) -> float:
+    """A variance that quadrature leaves at 1e-18 where it is exactly 0 (DisARM at theta = 0 in
+    one dimension), set to 0; negative rounding likewise."""
+    return variance if variance > 1e-12 * max(mean**2, 1e-12) else 0.0
+
+
+def over_u(h: Callable[[float], float], breaks: list[float]) -> float:
+    """The integral of h over u in (0, 1), split where h jumps."""
+    value, _ = integrate.quad(
+        h,
+        0.0,
+        1.0,
+        points=sorted(b for b in breaks if 0 < b < 1) or None,
+        limit=200,
+        epsabs=1e-13,
+        epsrel=1e-11,
+    )
+    return value
+
+
+def exact_moments(
+    estimator: str,
+    options: dict,
+    cost: str,
+    k: float,
+    theta: float,
+    dim: int = 1,
+    num_samples: int = 1,
+) -> tuple[float, float] | tuple[None, None]:
+    """(expectation, variance) of one estimate of d/dtheta_1 E[f]; (None, None) if unknown."""
+    c, dc = COSTS[cost]
+    p = sigmoid(theta)
+    c0, c1 = c(0.0, k), c(1.0, k)
+    baseline = options.get("baseline") if estimator == "reinforce_baseline" else "none"
+    if estimator == "reinforce" or baseline == "loo":
+        probs = {0.0: 1 - p, 1.0: p}
+        moment = lambda g: sum(q * g(b) for b, q in probs.items())  # noqa: E731
+        m = DrawMoments(
+            c=moment(lambda b: c(b, k)),
+            c2=moment(lambda b: c(b, k) ** 2),
+            s2=moment(lambda b: (b - p) ** 2),
+            cs=moment(lambda b: c(b, k) * (b - p)),
+            cs2=moment(lambda b: c(b, k) * (b - p) ** 2),
+            c2s2=moment(lambda b: c(b, k) ** 2 * (b - p) ** 2),
+        )
+        var = score_function_variance(m, dim, num_samples, loo=baseline == "loo")
+        return exact_gradient(cost, k, theta), var
+    if estimator in ("arm", "disarm"):
+        pairs = num_samples // 2
+        b1 = lambda u: 1.0 if u > 1 - p else 0.0  # noqa: E731
+        b2 = lambda u: 1.0 if u < p else 0.0  # noqa: E731
+        delta = lambda u: c(b1(u), k) - c(b2(u), k)  # noqa: E731
+        if estimator == "arm":
+            weight = lambda u: u - 0.5  # noqa: E731
+        else:
+            weight = lambda u: (  # noqa: E731
+                0.5 * (1 - 2 * b2(u)) * (b1(u) != b2(u)) * sigmoid(abs(theta))
+            )
+        breaks = [p, 1 - p]
+        mean = over_u(lambda u: delta(u) * weight(u), breaks)
+        # Other dimensions add D_j = c(b1_j) - c(b2_j): mean 0, E[D^2] = (c1 - c0)^2 P(b1 != b2).
+        other = (dim - 1) * (c1 - c0) ** 2 * 2 * min(p, 1 - p)
+        second = over_u(lambda u: (delta(u) * weight(u)) ** 2, breaks) + other * over_u(
+            lambda u: weight(u) ** 2, breaks
+        )
+        return mean, zero_below_resolution(second - mean**2, mean) / pairs
+    if estimator in ("gumbel_softmax", "straight_through"):
+        tau = float(options["temperature"])
+
+        def g(u: float) -> float:
+            logistic = math.log(u) - math.log1p(-u)
+            z = sigmoid((theta + logistic) / tau)
+            at = z if estimator == "gumbel_softmax" else float(theta + logistic > 0)
+            return dc(at, k) * z * (1 - z) / tau
+
+        breaks = [sigmoid(-theta)]
+        mean = over_u(g, breaks)
+        second = over_u(lambda u: g(u) ** 2, breaks)
+        return mean, zero_below_resolution(second - mean**2, mean) / num_samples
+    return None, None

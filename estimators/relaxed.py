@@ -1,0 +1,77 @@
+"""Continuous relaxations of discrete samples: Gumbel-softmax / Concrete and its straight-through
+variant (Jang, Gu and Poole 2017; Maddison, Mnih and Teh 2017).
+
+For a Bernoulli with logit theta the relaxed sample is sigmoid((theta + L) / temperature) with
+L ~ Logistic(0, 1); for a one-hot categorical it is softmax((logits + G) / temperature) with
+G ~ Gumbel(0, 1). Both are biased for any temperature > 0: their bias is a result to measure.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.distributions import (
+    Bernoulli,
+    Distribution,
+    OneHotCategorical,
+    RelaxedBernoulli,
+    RelaxedOneHotCategorical,
+)
+
+from estimators.base import ConfigError, CostFn, Estimator, base_distribution, register
+
+RELAXABLE = (Bernoulli, OneHotCategorical)
+
+
+def relaxed_sample(dist: Distribution, temperature: float, num_samples: int) -> torch.Tensor:
+    """A reparameterized relaxed sample of a (possibly Independent-wrapped) Bernoulli or one-hot
+    categorical: differentiable in the logits."""
+    inner = base_distribution(dist)
+    t = torch.as_tensor(temperature, dtype=inner.logits.dtype, device=inner.logits.device)
+    if isinstance(inner, Bernoulli):
+        relaxed = RelaxedBernoulli(t, logits=inner.logits, validate_args=False)
+    else:
+        relaxed = RelaxedOneHotCategorical(t, logits=inner.logits, validate_args=False)
+    return relaxed.rsample((num_samples,))
+
+
+def hard(z: torch.Tensor, dist: Distribution) -> torch.Tensor:
+    """The discrete sample a relaxed one rounds to: z > 1/2, or the one-hot argmax."""
+    if isinstance(base_distribution(dist), Bernoulli):
+        return (z > 0.5).to(z.dtype)
+    return F.one_hot(z.argmax(-1), z.shape[-1]).to(z.dtype)
+
+
+class _Relaxation(Estimator):
+    def __init__(self, temperature: float = 0.5) -> None:
+        if not (isinstance(temperature, int | float) and temperature > 0):
+            raise ConfigError(f"temperature={temperature!r}: must be a number > 0")
+        self.temperature = float(temperature)
+
+    def options(self) -> dict:
+        return {"temperature": self.temperature}
+
+    def supports(self, dist: Distribution) -> bool:
+        """Bernoulli and one-hot categorical distributions, Independent-wrapped or not."""
+        return isinstance(base_distribution(dist), RELAXABLE)
+
+
+@register
+class GumbelSoftmax(_Relaxation):
+    """f at the relaxed sample, with the pathwise gradient through it (biased)."""
+
+    name = "gumbel_softmax"
+
+    def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
+        return f(relaxed_sample(dist, self.temperature, num_samples))
+
+
+@register
+class StraightThrough(_Relaxation):
+    """f at the hard sample; the gradient flows as if through the relaxed one (biased)."""
+
+    name = "straight_through"
+
+    def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
+        z = relaxed_sample(dist, self.temperature, num_samples)
+        return f(hard(z, dist) + (z - z.detach()))  # exactly the hard sample in value

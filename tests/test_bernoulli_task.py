@@ -1,0 +1,119 @@
+"""The Bernoulli toy: measured means and variances against exact ones, for every discrete
+estimator, at several theta, k and dim."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from scipy import stats
+
+import estimators
+from benchmarks.tasks import bernoulli
+from benchmarks.tasks.bernoulli_exact import exact_moments
+from estimators.base import ConfigError
+
+CPU = torch.device("cpu")
+# About 200 interval checks here at two-sided 1e-5 each: family-wise false alarms below 2e-3.
+Z_CRIT = stats.norm.isf(0.5e-5)
+ESTIMATORS = [
+    ("reinforce", {}, None),
+    ("reinforce_baseline", {"baseline": "loo"}, 4),
+    ("arm", {}, None),
+    ("disarm", {}, 4),
+    ("gumbel_softmax", {"temperature": 0.5}, None),
+    ("straight_through", {"temperature": 1.0}, None),
+]
+
+
+def run_task(seed: int = 0, **overrides):
+    task = OmegaConf.load("conf/task/bernoulli.yaml")
+    task.n_estimates = 40_000
+    for key, value in overrides.items():
+        OmegaConf.update(task, key, value)
+    return lambda make: bernoulli.run(
+        OmegaConf.create({"task": task, "seed": seed}), make, CPU, None
+    )
+
+
+def table_for(name, opts, **overrides):
+    make = functools.partial(estimators.build, name, **opts)
+    return run_task(**overrides)(make)["metrics"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("theta, dim", [(0.0, 1), (1.5, 1), (-0.7, 3)])
+@pytest.mark.parametrize("name, opts, num_samples", ESTIMATORS)
+def test_measured_mean_and_variance_agree_with_the_exact_ones(name, opts, num_samples, theta, dim):
+    table = table_for(
+        name,
+        opts,
+        theta=theta,
+        dim=dim,
+        num_samples=num_samples,
+        costs=["square", "linear"],
+        k=[0.45, 0.499, 2.0],
+    )
+    assert table.exact_mean.notna().all() and table.exact_var.notna().all()
+    # DisARM at theta = 0 in one dimension is exact: zero variance, the mean up to float32.
+    exact = table.exact_var < 1e-12
+    assert (table[exact].grad_mean - table[exact].exact_mean).abs().lt(1e-6).all()
+    assert (table[exact].grad_var < 1e-10).all()
+    table = table[~exact]
+    se_mean = (table.grad_var / table.n_estimates) ** 0.5
+    z_mean = (table.grad_mean - table.exact_mean) / se_mean
+    assert (z_mean.abs() < Z_CRIT).all(), table[["cost", "k", "grad_mean", "exact_mean"]]
+    se_var = (table.grad_var_hi - table.grad_var_lo) / (2 * stats.norm.isf(0.025))
+    z_var = (table.grad_var - table.exact_var) / se_var
+    assert (z_var.abs() < Z_CRIT).all(), table[["cost", "k", "grad_var", "exact_var"]]
+    unbiased = name not in ("gumbel_softmax", "straight_through")
+    if unbiased:  # exact expectation equals the true gradient, and the measured z-score is small
+        torch.testing.assert_close(
+            torch.tensor(table.exact_mean.values), torch.tensor(table.exact_grad.values)
+        )
+        assert (table.z_score.abs() < Z_CRIT).all()
+
+
+def test_relaxations_are_biased_and_the_harness_says_how_much():
+    table = table_for("gumbel_softmax", {"temperature": 0.5}, k=[0.45], n_estimates=200_000)
+    row = table.iloc[0]
+    assert row.exact_mean == pytest.approx(0.02146, abs=1e-5)  # the true gradient is 0.025
+    assert abs(row.z_score) > Z_CRIT  # the bias is a measured result, not an error
+
+
+@pytest.mark.parametrize("theta", [-2.0, 0.0, 0.3, 1.5])
+@pytest.mark.parametrize("dim", [1, 4])
+def test_disarm_variance_is_at_most_arms_at_equal_evaluations(theta, dim):
+    for k in (0.45, 0.499, 2.0):
+        for n in (2, 6):
+            _, arm = exact_moments("arm", {}, "square", k, theta, dim, n)
+            _, disarm = exact_moments("disarm", {}, "square", k, theta, dim, n)
+            assert disarm <= arm * (1 + 1e-9)
+    measured = {
+        name: table_for(name, {}, theta=theta, dim=dim, k=[0.499]) for name in ("arm", "disarm")
+    }
+    assert measured["disarm"].grad_var_hi.iloc[0] < measured["arm"].grad_var_hi.iloc[0]
+
+
+def test_the_toy_optimization_lowers_the_objective():
+    make = functools.partial(estimators.build, "disarm")
+    table = run_task(mode="optimize", k=[0.45])(make)["optimize"]
+    first, last = table.objective.iloc[0], table.objective.iloc[-1]
+    # E[(b - 0.45)^2] is smallest at p = 0, where it is 0.45^2; it starts at 0.2525.
+    assert first == pytest.approx(0.2525) and last < first - 0.04 and table.theta.iloc[-1] < -1
+
+
+@pytest.mark.parametrize(
+    "name, overrides, match",
+    [
+        ("arm", {"num_samples": 3}, "task.num_samples=3: estimator 'arm'.*even num_samples"),
+        ("disarm", {"theta": float("inf")}, "task.theta=inf: must be a finite number"),
+        ("reinforce", {"costs": ["cube"]}, "cost 'cube' is unknown; known costs: square, linear"),
+        ("reparam", {}, "estimator 'reparam' does not apply to Independent(Bernoulli)"),
+    ],
+)
+def test_bad_input_is_named(name, overrides, match):
+    with pytest.raises(ConfigError, match=match.replace("(", r"\(").replace(")", r"\)")):
+        table_for(name, {}, **overrides)
