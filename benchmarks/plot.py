@@ -25,6 +25,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import yaml  # noqa: E402
 
+from benchmarks.measure import Z_95  # noqa: E402
 from benchmarks.results import atomic_write, markdown_table, write_table  # noqa: E402
 
 TABLES = ("metrics", "optimize", "train", "eval", "grad_var")
@@ -257,6 +258,47 @@ def num_samples_figure(metrics: pd.DataFrame, colors: dict) -> plt.Figure:
     return fig
 
 
+def relaxation_bias_figure(metrics: pd.DataFrame) -> plt.Figure:
+    """The relaxations' bias against temperature: exact (lines), measured with 95% intervals."""
+    rows = metrics.assign(
+        temperature=metrics["options"].str.extract(r"temperature=([0-9.eE+-]+)")[0].astype(float),
+        relaxation=metrics["estimator"].map(BASE_LABELS),
+        exact_bias=metrics["exact_mean"] - metrics["exact_grad"],
+        half_width=Z_95 * (metrics["grad_var"] / metrics["n_estimates"]) ** 0.5,
+    ).dropna(subset=["temperature"])
+    ks = sorted(rows["k"].unique())
+    colors = palette(rows["relaxation"])
+    fig, axes = plt.subplots(1, len(ks), figsize=(max(4.2 * len(ks), 8.0), 4.2), squeeze=False)
+    for ax, k in zip(axes[0], ks, strict=True):
+        for name, curve in rows[rows["k"] == k].groupby("relaxation"):
+            curve = curve.sort_values("temperature")
+            ax.plot(curve["temperature"], curve["exact_bias"], color=colors[name], lw=1.5)
+            ax.errorbar(
+                curve["temperature"],
+                curve["bias"],
+                yerr=curve["half_width"],
+                fmt="o",
+                ms=3.5,
+                color=colors[name],
+                capsize=2,
+                lw=1,
+            )
+        ax.axhline(0.0, color="0.5", lw=0.8)
+        ax.set_xscale("log")
+        ax.set(
+            title=f"cost (b - {k:g})², θ = {rows['theta'].iloc[0]:g}",
+            xlabel="temperature τ",
+            ylabel="bias of the gradient estimate",
+        )
+    handles = [plt.Line2D([], [], color=c, marker="o", label=n) for n, c in colors.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
+    fig.suptitle(
+        "Relaxations' bias against temperature\nexact (lines), measured with 95% intervals (points)"
+    )
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
 def optimize_figure(optimize: pd.DataFrame, colors: dict, x: str) -> plt.Figure:
     grid = sns.relplot(
         data=optimize,
@@ -432,6 +474,9 @@ def plot(root: Path) -> tuple[list[Path], pd.DataFrame]:
         written += save(
             work_normalized_figure(metrics[default], colors), out, "toy_work_normalized_variance"
         )
+        relaxed = metrics[metrics["options"].fillna("").str.contains("temperature=")]
+        if relaxed.groupby("estimator")["options"].nunique().gt(1).any():
+            written += save(relaxation_bias_figure(relaxed), out, "relaxation_bias_vs_temperature")
         if (metrics.groupby("label")["num_samples"].nunique() > 1).any():
             written += save(num_samples_figure(metrics, colors), out, "toy_variance_vs_num_samples")
     optimize = summary[summary["table"] == "optimize"]

@@ -6,6 +6,7 @@ Runs three sweeps through the normal command line, each ending with its summary 
 - ``toy_figure2``, ``toy_figure3``: the Gaussian toy for reparam, reinforce and the
   leave-one-out baseline over the k ranges of Mohamed et al. (2020), Figures 2 and 3;
 - ``bernoulli``: the Bernoulli toy at theta = 0 for the discrete estimators, up to k = 0.499;
+- ``relaxations``: the relaxations' bias against temperature on the Bernoulli toy;
 - ``toy_optimize``: the toy optimization mode on two costs;
 - ``vae``: the digits VAE for 30 epochs with four estimators over three seeds.
 
@@ -35,6 +36,13 @@ SWEEPS = {
         "task=bernoulli",
         "estimator=reinforce,reinforce_baseline,arm,disarm,gumbel_softmax,straight_through",
         "task.k=[0.1,0.2,0.3,0.4,0.45,0.499]",
+    ],
+    # The relaxations' bias against temperature, at theta = 0.5.
+    "relaxations": [
+        "task=bernoulli",
+        "estimator=gumbel_softmax,straight_through",
+        "estimator.temperature=0.1,0.2,0.5,1.0,2.0",
+        "task.theta=0.5",
     ],
     "toy_optimize": [
         ESTIMATORS,

@@ -49,8 +49,13 @@ def estimator_factory(cfg: DictConfig):
         try:
             return instantiate(cfg)
         except InstantiationException as error:
-            if isinstance(error.__cause__, ConfigError):
-                raise error.__cause__ from None
+            cause = error.__cause__
+            if isinstance(cause, ConfigError):
+                message = str(cause)
+                options = [key for key in cfg if key not in ("_target_", "name")]
+                if any(message.startswith(f"{key}=") for key in options):
+                    message = f"estimator.{message}"  # name the key as the user typed it
+                raise ConfigError(message) from None
             raise
 
     make()  # fail on bad options now, before any work
@@ -156,7 +161,8 @@ def main(cfg: DictConfig) -> None:
         if text:
             print(f"{name}.csv:\n{text}\n")
     if not (run_dir / "status.json").exists():
-        write_json({"status": "completed"}, run_dir / "status.json")
+        diverged = any(t.get("diverged", pd.Series(dtype=bool)).any() for t in tables.values())
+        write_json({"status": "diverged" if diverged else "completed"}, run_dir / "status.json")
     print(f"wrote {', '.join(f'{name}.csv' for name in tables)} into {run_dir}")
 
 

@@ -59,7 +59,8 @@ class ReinforceBaseline(Estimator):
         super().check(dist, num_samples)
         if self.baseline == "hook" and self.hook is None:
             raise ConfigError(
-                "baseline='hook' needs a callable: set est.hook = fn, fn(z) -> baseline per sample"
+                "baseline='hook' needs a callable (est.hook = fn, fn(z) -> baseline per sample); "
+                "task=vae supplies a learned one, so estimator=nvil works with task=vae only"
             )
 
     def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:

@@ -66,7 +66,9 @@ def assert_unbiased(grads: torch.Tensor, exact: torch.Tensor) -> None:
     """Each coordinate's mean lies within Z_CRIT standard errors of the exact gradient."""
     mean, var = grads.mean(0), grads.var(0)
     se = (var / grads.shape[0]).sqrt()
-    exact_zero_var = var == 0
+    # An exact estimator (zero variance) may still scatter by float rounding; hold it to the
+    # exact value instead of dividing by a rounding-sized standard error.
+    exact_zero_var = var.sqrt() <= 1e-9 * (mean.abs() + exact.abs() + 1)
     assert torch.allclose(mean[exact_zero_var], exact[exact_zero_var], atol=1e-12)
     z = ((mean - exact) / se)[~exact_zero_var]
     assert (z.abs() < Z_CRIT).all(), f"z-scores {z.tolist()} exceed {Z_CRIT:.2f}"
@@ -150,7 +152,7 @@ def test_score_function_estimators_do_not_differentiate_through_the_sample():
 
 
 def test_build_rejects_an_unknown_name_and_lists_the_known_ones():
-    with pytest.raises(ValueError, match="known estimators: arm, disarm, .*reinforce, .*reparam"):
+    with pytest.raises(ValueError, match="known estimators: " + ", ".join(estimators.names())):
         estimators.build("nope")
 
 

@@ -129,3 +129,22 @@ def test_the_plot_command_rejects_a_folder_without_runs(tmp_path):
     assert out.returncode == 2
     (line,) = out.stderr.strip().splitlines()
     assert line.startswith("error: DIR=") and "no runs found" in line
+
+
+def test_a_temperature_sweep_draws_the_relaxations_bias(tmp_path):
+    out = sweep(
+        tmp_path,
+        "task=bernoulli",
+        "estimator=gumbel_softmax,straight_through",
+        "estimator.temperature=0.2,1.0",
+        "task.n_estimates=5000",
+        "task.theta=0.5",
+    )
+    assert out.returncode == 0, out.stderr
+    assert_figures(
+        [
+            tmp_path / "plots/relaxation_bias_vs_temperature.png",
+            tmp_path / "plots/relaxation_bias_vs_temperature.pdf",
+        ]
+    )
+    assert "Gumbel-softmax (τ=0.2)" in (tmp_path / "summary.md").read_text()

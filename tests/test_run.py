@@ -117,6 +117,13 @@ def test_optimize_mode_writes_its_table(tmp_path):
             "baseline='mean' is unknown; known baselines: loo, ema, hook",
         ),
         (["device=tpu"], "device='tpu': accepted devices are cpu, cuda, auto"),
+        (["task.k=2.0"], "task.k=2.0: must be a non-empty list of numbers"),
+        (["task.n_estimates=1"], "task.n_estimates=1: a variance needs at least 2"),
+        (
+            ["estimator=reinforce_baseline", "estimator.decay=2"],
+            "estimator.decay=2: the moving-average decay must be in [0, 1)",
+        ),
+        (["estimator=nvil"], "estimator=nvil works with task=vae only"),
     ],
 )
 def test_bad_input_gets_one_line_exit_2_and_nothing_on_disk(tmp_path, args, message):
@@ -176,6 +183,28 @@ def test_the_speed_benchmark_runs_and_writes_its_table(tmp_path):
     table = pd.read_csv(tmp_path / "speed.csv")
     assert len(table) == 5 and (table.seconds_per_estimate > 0).all()
     assert table.machine.str.contains("torch").all()
+
+
+def test_the_bernoulli_speed_benchmark_runs(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_bernoulli",
+            "--n",
+            "20000",
+            "--repeats",
+            "1",
+            "--out",
+            str(tmp_path / "speed.csv"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert len(pd.read_csv(tmp_path / "speed.csv")) == 3
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.distributions import Independent, Normal
 
 from benchmarks.measure import Moments, gradient_statistics, measure_estimates, synchronize
@@ -245,11 +245,13 @@ def validate(cfg: DictConfig, estimator: Estimator) -> None:
         raise ConfigError(f"task.sigma={cfg.sigma!r}: must be > 0")
     for key in ("dim", "n_estimates", "chunk_size"):
         require_positive_int(cfg, key)
+    if cfg.n_estimates < 2:
+        raise ConfigError(f"task.n_estimates={cfg.n_estimates}: a variance needs at least 2")
     if cfg.num_samples is not None:
         estimator.check_num_samples(cfg.num_samples, "task.num_samples")
-    if isinstance(cfg.costs, str) or not cfg.costs:
+    if not OmegaConf.is_list(cfg.costs) or not cfg.costs:
         raise ConfigError(f"task.costs={cfg.costs!r}: must be a non-empty list of {list(COSTS)}")
-    if isinstance(cfg.k, str) or not cfg.k:
+    if not OmegaConf.is_list(cfg.k) or not cfg.k:
         raise ConfigError(f"task.k={cfg.k!r}: must be a non-empty list of numbers")
     for k in cfg.k:
         if isinstance(k, bool) or not isinstance(k, int | float) or not math.isfinite(k):

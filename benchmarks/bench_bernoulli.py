@@ -1,0 +1,82 @@
+"""Speed of the Bernoulli toy's measurement: the harness's DisARM against hand-written torch.
+
+``python -m benchmarks.bench_bernoulli`` times 10^6 single-pair DisARM estimates (theta = 0.3,
+cost (b - 0.499)^2, float64): the harness's whole measurement (batched passes and streaming
+statistics, as ``task=bernoulli`` runs it), its gradient passes alone, and a hand-written
+vectorized torch DisARM computing the same estimates; interleaved, medians of repeats, in one
+process. Writes ``results/perf/bernoulli_speed.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import torch
+from omegaconf import OmegaConf
+
+import estimators
+from benchmarks.bench_toy import machine
+from benchmarks.bench_vae import interleaved_medians
+from benchmarks.measure import measure_estimates
+from benchmarks.results import write_table
+from benchmarks.tasks import bernoulli
+
+THETA, K = 0.3, 0.499
+CPU = torch.device("cpu")
+
+
+def harness(n: int, chunk: int, with_statistics: bool) -> None:
+    est, f = estimators.build("disarm"), bernoulli.total_cost("square", K)
+    chunk_of = lambda b: bernoulli.gradient_estimates(est, f, THETA, 1, 2, b, CPU)  # noqa: E731
+    if with_statistics:
+        measure_estimates(chunk_of, ("theta",), n, chunk, CPU)
+    else:
+        for lo in range(0, n, chunk):
+            chunk_of(min(chunk, n - lo))
+
+
+def hand_written(n: int) -> torch.Tensor:
+    """DisARM written out: a uniform per estimate, the antithetic pair, the weighted difference."""
+    theta = torch.tensor(THETA, dtype=torch.float64)
+    u = torch.rand(n, dtype=torch.float64)
+    b1 = (u > torch.sigmoid(-theta)).double()
+    b2 = (u < torch.sigmoid(theta)).double()
+    diff = (b1 - K) ** 2 - (b2 - K) ** 2
+    return 0.5 * diff * (1 - 2 * b2) * (b1 != b2) * torch.sigmoid(theta.abs())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--out", type=Path, default=Path("results/perf/bernoulli_speed.csv"))
+    args = parser.parse_args()
+    chunk = OmegaConf.load(Path(__file__).parents[1] / "conf/task/bernoulli.yaml").chunk_size
+    torch.manual_seed(0)
+    medians = interleaved_medians(
+        {
+            "harness measurement (gradients + statistics)": lambda: harness(args.n, chunk, True),
+            "harness gradient passes": lambda: harness(args.n, chunk, False),
+            "hand-written vectorized torch DisARM": lambda: hand_written(args.n),
+        },
+        args.repeats,
+        1,
+    )
+    hand = medians["hand-written vectorized torch DisARM"]
+    table = pd.DataFrame(
+        {
+            "method": list(medians),
+            "seconds_per_1e6_estimates": [t * 1e6 / args.n for t in medians.values()],
+            "ratio_to_hand_written": [t / hand for t in medians.values()],
+        }
+    )
+    table["machine"] = machine()
+    write_table(table, args.out)
+    print(table.drop(columns="machine").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"\nmachine: {machine()}\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
