@@ -15,19 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.distributions import Bernoulli, Independent
 
 from benchmarks.measure import gradient_statistics, measure_estimates, synchronize
 from benchmarks.tasks.bernoulli_exact import COSTS, check_cost, exact_gradient, exact_moments
-from benchmarks.tasks.gaussian import (
-    MODES,
-    describe,
-    require_finite,
-    require_positive_int,
-    seed_for,
-)
-from estimators.base import ConfigError, Estimator
+from benchmarks.tasks.gaussian import describe, require_finite, seed_for, validate_toy
+from estimators.base import Estimator
 
 
 def bernoulli(logits: torch.Tensor) -> Independent:
@@ -158,31 +152,11 @@ def optimize_table(
 
 
 def validate(cfg: DictConfig, estimator: Estimator) -> None:
-    """Check the task's keys before any work; a ConfigError names the key and what is accepted."""
-    if cfg.mode not in MODES:
-        raise ConfigError(f"task.mode={cfg.mode!r}: accepted modes are {', '.join(MODES)}")
+    """The Bernoulli toy's keys, checked before any work."""
+    validate_toy(cfg, estimator, list(COSTS))
     require_finite(cfg, "theta")
-    for key in ("dim", "n_estimates", "chunk_size"):
-        require_positive_int(cfg, key)
-    if cfg.n_estimates < 2:
-        raise ConfigError(f"task.n_estimates={cfg.n_estimates}: a variance needs at least 2")
-    if cfg.num_samples is not None:
-        estimator.check_num_samples(cfg.num_samples, "task.num_samples")
-    if not OmegaConf.is_list(cfg.costs) or not cfg.costs:
-        raise ConfigError(f"task.costs={cfg.costs!r}: must be a non-empty list of {list(COSTS)}")
     for cost in cfg.costs:
         check_cost(cost)
-    if not OmegaConf.is_list(cfg.k) or not cfg.k:
-        raise ConfigError(f"task.k={cfg.k!r}: must be a non-empty list of numbers")
-    for k in cfg.k:
-        if isinstance(k, bool) or not isinstance(k, int | float) or not math.isfinite(k):
-            raise ConfigError(f"task.k: {k!r} is not a finite number")
-    if cfg.mode == "optimize":
-        for key in ("steps", "log_every"):
-            require_positive_int(cfg.optimize, key, "task.optimize.")
-        require_finite(cfg.optimize, "lr", "task.optimize.")
-        if cfg.optimize.lr <= 0:
-            raise ConfigError(f"task.optimize.lr={cfg.optimize.lr!r}: must be > 0")
 
 
 def run(

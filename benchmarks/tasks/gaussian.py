@@ -235,14 +235,11 @@ def require_finite(cfg: DictConfig, key: str, prefix: str = "task.") -> None:
         raise ConfigError(f"{prefix}{key}={value!r}: must be a finite number")
 
 
-def validate(cfg: DictConfig, estimator: Estimator) -> None:
-    """Check the task's keys before any work; a ConfigError names the key and what is accepted."""
+def validate_toy(cfg: DictConfig, estimator: Estimator, costs: list[str]) -> None:
+    """The keys every toy task shares: mode, sizes, num_samples, the costs and k lists, and the
+    optimization's steps and learning rate; a ConfigError names the key and what is accepted."""
     if cfg.mode not in MODES:
         raise ConfigError(f"task.mode={cfg.mode!r}: accepted modes are {', '.join(MODES)}")
-    require_finite(cfg, "mu")
-    require_finite(cfg, "sigma")
-    if cfg.sigma <= 0:
-        raise ConfigError(f"task.sigma={cfg.sigma!r}: must be > 0")
     for key in ("dim", "n_estimates", "chunk_size"):
         require_positive_int(cfg, key)
     if cfg.n_estimates < 2:
@@ -250,22 +247,34 @@ def validate(cfg: DictConfig, estimator: Estimator) -> None:
     if cfg.num_samples is not None:
         estimator.check_num_samples(cfg.num_samples, "task.num_samples")
     if not OmegaConf.is_list(cfg.costs) or not cfg.costs:
-        raise ConfigError(f"task.costs={cfg.costs!r}: must be a non-empty list of {list(COSTS)}")
+        raise ConfigError(f"task.costs={cfg.costs!r}: must be a non-empty list of {costs}")
     if not OmegaConf.is_list(cfg.k) or not cfg.k:
         raise ConfigError(f"task.k={cfg.k!r}: must be a non-empty list of numbers")
     for k in cfg.k:
         if isinstance(k, bool) or not isinstance(k, int | float) or not math.isfinite(k):
             raise ConfigError(f"task.k: {k!r} is not a finite number")
+    if cfg.mode == "optimize":
+        for key in ("steps", "log_every"):
+            require_positive_int(cfg.optimize, key, "task.optimize.")
+        require_finite(cfg.optimize, "lr", "task.optimize.")
+        if cfg.optimize.lr <= 0:
+            raise ConfigError(f"task.optimize.lr={cfg.optimize.lr!r}: must be > 0")
+
+
+def validate(cfg: DictConfig, estimator: Estimator) -> None:
+    """The Gaussian toy's keys, checked before any work."""
+    validate_toy(cfg, estimator, list(COSTS))
+    require_finite(cfg, "mu")
+    require_finite(cfg, "sigma")
+    if cfg.sigma <= 0:
+        raise ConfigError(f"task.sigma={cfg.sigma!r}: must be > 0")
     for cost in cfg.costs:
         for k in cfg.k:
             check_cost(cost, float(k), cfg.sigma)
     if cfg.mode == "optimize":
-        for key in ("steps", "log_every"):
-            require_positive_int(cfg.optimize, key, "task.optimize.")
-        for key in ("lr", "sigma_min"):
-            require_finite(cfg.optimize, key, "task.optimize.")
-            if cfg.optimize[key] <= 0:
-                raise ConfigError(f"task.optimize.{key}={cfg.optimize[key]!r}: must be > 0")
+        require_finite(cfg.optimize, "sigma_min", "task.optimize.")
+        if cfg.optimize.sigma_min <= 0:
+            raise ConfigError(f"task.optimize.sigma_min={cfg.optimize.sigma_min!r}: must be > 0")
 
 
 def run(
