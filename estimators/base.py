@@ -10,8 +10,10 @@ An estimator is called as ``est(dist, f, num_samples)``:
   the estimator's estimate of the gradient of ``E[f]``. Parameters that ``f`` depends on directly
   (a decoder, say) always get the pathwise gradient.
 
-Estimators that keep state between calls (a moving-average baseline) expose it through
-``state_dict`` / ``load_state_dict`` so that a checkpoint can include it.
+Estimators that keep state between calls (a moving-average baseline, a learned control variate)
+expose it through ``state_dict`` / ``load_state_dict`` so that a checkpoint can include it, and a
+training loop calls ``est.backward(loss, dist_params)`` in place of ``loss.backward()`` so that an
+estimator with a learned control variate can train it.
 """
 
 from __future__ import annotations
@@ -81,6 +83,12 @@ class Estimator:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what ``state_dict`` returned."""
+
+    def backward(self, loss: torch.Tensor, dist_params: torch.Tensor) -> None:
+        """``loss.backward()``. Estimators with a learned control variate (rebar, relax) override
+        it to also take a step on their own parameters, lowering the variance of their gradient
+        estimate with respect to ``dist_params`` (the tensor the distribution was built from)."""
+        loss.backward()
 
     def describe_options(self) -> str:
         """' (baseline=loo)' for messages, or '' for an estimator without options."""

@@ -144,7 +144,8 @@ def optimize_table(
                     break
                 start = time.perf_counter()
                 adam.zero_grad()
-                estimator(bernoulli(logits), f, num_samples).mean().backward()
+                loss = estimator(bernoulli(logits), f, num_samples).mean()
+                estimator.backward(loss, logits)
                 adam.step()
                 synchronize(device)
                 seconds += time.perf_counter() - start

@@ -276,7 +276,7 @@ def train_step(
     if baseline is not None:
         loss = loss + (reconstruction.detach() - b).pow(2).mean(0).sum()
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    estimator.backward(loss, h)
     grad_norm = torch.nn.utils.clip_grad_norm_(params, math.inf)
     finite = bool(torch.isfinite(loss) & torch.isfinite(grad_norm))
     if finite:
