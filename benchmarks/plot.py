@@ -17,6 +17,7 @@ from pathlib import Path
 
 import matplotlib
 import matplotlib.ticker
+import numpy as np
 
 matplotlib.use("Agg")
 
@@ -36,6 +37,8 @@ BASE_LABELS = {
     "disarm": "DisARM",
     "gumbel_softmax": "Gumbel-softmax",
     "straight_through": "Straight-through Gumbel-softmax",
+    "rebar": "REBAR",
+    "relax": "RELAX",
 }
 BASELINE_LABELS = {
     "loo": "REINFORCE + leave-one-out baseline",
@@ -43,6 +46,11 @@ BASELINE_LABELS = {
     "hook": "REINFORCE + learned baseline (NVIL)",
 }
 PARAM_LABELS = {"mu": "μ", "sigma": "σ", "theta": "θ"}
+AXIS_LABELS = {
+    "k": "k (cost constant)",
+    "theta": "θ (the logit: P(b = 1) = sigmoid(θ))",
+    "num_samples": "draws per estimate (num_samples)",
+}
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -94,7 +102,7 @@ def collect(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def estimator_labels(summary: pd.DataFrame) -> pd.Series:
     """Names users know: 'REINFORCE + leave-one-out baseline' rather than 'reinforce_baseline'."""
-    options = summary["options"].fillna("") if "options" in summary else ""
+    options = summary["options"].astype(object).fillna("") if "options" in summary else ""
 
     def label(name: str, opts: str) -> str:
         parsed = dict(item.split("=", 1) for item in opts.split(",") if "=" in item)
@@ -132,6 +140,13 @@ def draw_note(fewest: int, most: int) -> str:
     return f" ({fewest} draws)" if fewest == most and fewest > 1 else ""
 
 
+def legend_below(fig: plt.Figure, handles: list) -> None:
+    """The legend in rows of three under the panels, with room made for it."""
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), frameon=False)
+    inches = 0.17 + 0.13 * -(-len(handles) // 3)  # a margin and a line per legend row
+    fig.tight_layout(rect=(0, inches / fig.get_figheight(), 1, 1))
+
+
 def facet_by_cost_and_param(
     metrics: pd.DataFrame,
     colors: dict,
@@ -140,30 +155,42 @@ def facet_by_cost_and_param(
     title: str,
     x: str = "k",
     note_draws: bool = True,
+    row: str = "param",
+    reference: tuple[str, Callable[[plt.Axes, pd.DataFrame], None]] | None = None,
 ) -> plt.Figure:
-    """One panel per (parameter, cost), log y, one colour per estimator, ``x`` on the x axis."""
+    """One panel per (``row``, cost), log y, one colour per estimator, ``x`` on the x axis.
+
+    ``row`` is the parameter differentiated or another column such as k; ``reference``, a
+    (legend label, draw(ax, panel)) pair, adds one grey dashed line per panel."""
     costs = list(dict.fromkeys(metrics["cost"]))
-    params = list(dict.fromkeys(metrics["param"]))
+    values = list(dict.fromkeys(metrics[row]))
     fig, axes = plt.subplots(
-        len(params),
+        len(values),
         len(costs),
-        figsize=(max(3.6 * len(costs), 8.0), 3.0 * len(params) + 1.3),
+        figsize=(max(3.6 * len(costs), 8.0), 3.0 * len(values) + 1.3),
         squeeze=False,
         sharex="col",
     )
-    for i, param in enumerate(params):
+    for i, value in enumerate(values):
         for j, cost in enumerate(costs):
             ax = axes[i][j]
-            panel = metrics[(metrics["param"] == param) & (metrics["cost"] == cost)]
+            panel = metrics[(metrics[row] == value) & (metrics["cost"] == cost)]
+            if reference:
+                reference[1](ax, panel)
             for label, rows in panel.groupby("label"):
                 draw(ax, rows.sort_values(x), colors[label])
             ax.set_yscale("log")
-            values = panel[x]
-            if x == "k" and (values > 0).all() and values.max() >= 20 * values.min():
+            xs = panel[x]
+            if x == "k" and (xs > 0).all() and xs.max() >= 20 * xs.min():
                 ax.set_xscale("log")  # a k grid spanning decades, as in Mohamed et al.'s Figure 3
-            ax.set_title(f"{cost}, gradient w.r.t. {PARAM_LABELS.get(param, param)}", fontsize=10)
-            if i == len(params) - 1:
-                ax.set_xlabel("k (cost constant)")
+            what = (
+                f"gradient w.r.t. {PARAM_LABELS.get(value, value)}"
+                if row == "param"
+                else f"{row} = {value:g}"
+            )
+            ax.set_title(f"{cost}, {what}", fontsize=10)
+            if i == len(values) - 1:
+                ax.set_xlabel(AXIS_LABELS.get(x, x))
             if j == 0:
                 ax.set_ylabel(ylabel)
     draws = metrics.groupby("label")["num_samples"].agg(["min", "max"])
@@ -174,10 +201,17 @@ def facet_by_cost_and_param(
         for lbl, c in colors.items()
         if lbl in draws.index
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), frameon=False)
+    if reference:
+        handles.append(plt.Line2D([], [], color="0.4", ls="--", lw=1, label=reference[0]))
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.07 + 0.03 * (len(handles) > 3), 1, 1))
+    legend_below(fig, handles)
     return fig
+
+
+def exact_variance(ax: plt.Axes, rows: pd.DataFrame, x: str, color) -> None:
+    """Exact variances as a line, broken where one is zero (it has no place on a log axis)."""
+    exact = rows.dropna(subset=["exact_var"])
+    ax.plot(exact[x], exact["exact_var"].where(exact["exact_var"] > 0), color=color, lw=1.5)
 
 
 def measured_variance(ax: plt.Axes, rows: pd.DataFrame, x: str, color, fmt: str) -> None:
@@ -203,9 +237,7 @@ def toy_distribution(metrics: pd.DataFrame) -> str:
 
 def toy_variance_figure(metrics: pd.DataFrame, colors: dict) -> plt.Figure:
     def draw(ax, rows, color):
-        exact = rows.dropna(subset=["exact_var"])
-        exact = exact[exact["exact_var"] > 0]
-        ax.plot(exact["k"], exact["exact_var"], color=color, lw=1.5)
+        exact_variance(ax, rows, "k", color)
         measured_variance(ax, rows, "k", color, "o")
 
     return facet_by_cost_and_param(
@@ -243,7 +275,7 @@ def num_samples_figure(metrics: pd.DataFrame, colors: dict) -> plt.Figure:
         ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
 
-    fig = facet_by_cost_and_param(
+    return facet_by_cost_and_param(
         metrics[metrics["k"] == k],
         colors,
         draw,
@@ -252,9 +284,102 @@ def num_samples_figure(metrics: pd.DataFrame, colors: dict) -> plt.Figure:
         x="num_samples",
         note_draws=False,
     )
-    for ax in fig.axes:
-        if ax.get_xlabel():
-            ax.set_xlabel("draws per estimate (num_samples)")
+
+
+def fewest_draws(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Each estimator's rows at its fewest draws per estimate (its default), for the figures
+    that compare estimators at their own cost."""
+    fewest = metrics.groupby("label")["num_samples"].transform("min")
+    return metrics[metrics["num_samples"] == fewest]
+
+
+def at_one_theta(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Where a sweep spans several Bernoulli logits, the rows at the one nearest 0 (and any
+    Gaussian rows): the figures against k and the headline compare estimators at one theta."""
+    if "theta" not in metrics or metrics["theta"].nunique() < 2:
+        return metrics
+    thetas = metrics["theta"].dropna()
+    theta = thetas.iloc[thetas.abs().argmin()]
+    return metrics[metrics["theta"].isna() | (metrics["theta"] == theta)]
+
+
+def theta_sweep(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The Bernoulli rows of a sweep over the logit theta, at each estimator's fewest draws;
+    empty unless they span more than one theta."""
+    if "theta" not in metrics:
+        return metrics.iloc[:0]
+    rows = fewest_draws(metrics[metrics["task"] == "bernoulli"])
+    return rows if rows["theta"].nunique() > 1 else rows.iloc[:0]
+
+
+def bernoulli_theta_figure(metrics: pd.DataFrame, colors: dict) -> plt.Figure:
+    """Variance against the logit per (cost, k): exact (lines), measured with 95% intervals
+    (points), and the squared exact gradient for scale (an estimator far above it is useless)."""
+
+    def draw(ax, rows, color):
+        exact_variance(ax, rows, "theta", color)
+        measured_variance(ax, rows, "theta", color, "o")
+
+    def gradient_squared(ax, panel):
+        exact = panel.drop_duplicates("theta").sort_values("theta")
+        ax.plot(exact["theta"], exact["exact_grad"] ** 2, color="0.4", ls="--", lw=1)
+
+    return facet_by_cost_and_param(
+        metrics,
+        colors,
+        draw,
+        "variance of one estimate",
+        "Bernoulli toy: gradient variance against θ\n"
+        "exact (lines), measured with 95% intervals (points)",
+        x="theta",
+        row="k",
+        reference=("(exact gradient)²", gradient_squared),
+    )
+
+
+def bernoulli_optimize(optimize: pd.DataFrame) -> pd.DataFrame:
+    """The Bernoulli toy's optimization rows, where they carry a measured gradient variance."""
+    if "grad_var" not in optimize or "theta" not in optimize:
+        return optimize.iloc[:0]
+    rows = optimize[optimize["task"] == "bernoulli"]
+    return rows if rows["grad_var"].notna().any() else rows.iloc[:0]
+
+
+def sigmoid(x: pd.Series) -> pd.Series:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def bernoulli_optimize_figure(optimize: pd.DataFrame, colors: dict) -> plt.Figure:
+    """The RELAX paper's Figure 1 (right) on our toy, per (cost, k): P(b = 1) = sigmoid(theta),
+    of which the exact loss is an affine function, and the variance of one gradient estimate,
+    against step; one line per run."""
+    panels = optimize[["cost", "k"]].drop_duplicates().sort_values(["cost", "k"])
+    fig, axes = plt.subplots(
+        2, len(panels), figsize=(max(4.0 * len(panels), 8.0), 6.8), squeeze=False, sharex="col"
+    )
+    for j, (cost, k) in enumerate(panels.itertuples(index=False)):
+        rows = optimize[(optimize["cost"] == cost) & (optimize["k"] == k)]
+        # An exact estimate (DisARM at theta = 0) measures zero or float64 rounding: leave it out.
+        floor = 1e-12 * rows["grad_var"].max()
+        for (label, _), run in rows.groupby(["label", "run"]):
+            run = run.sort_values("step")
+            axes[0][j].plot(run["step"], sigmoid(run["theta"]), color=colors[label], lw=1.3)
+            variance = run["grad_var"].where(run["grad_var"] > floor)
+            axes[1][j].plot(run["step"], variance, color=colors[label], lw=1.3)
+        axes[0][j].set_title(f"{cost}, k = {k:g}", fontsize=10)
+        axes[1][j].set_xlabel("Adam step")
+        for ax in axes[:, j]:
+            ax.set_yscale("log")
+    theta = "mean logit θ" if optimize["dim"].max() > 1 else "θ"
+    axes[0][0].set_ylabel(f"P(b = 1) = sigmoid({theta})")
+    axes[1][0].set_ylabel("variance of one gradient\nestimate w.r.t. θ₁")
+    labels = [lbl for lbl in colors if lbl in set(optimize["label"])]
+    handles = [plt.Line2D([], [], color=colors[lbl], label=lbl) for lbl in labels]
+    fig.suptitle(
+        "Bernoulli toy optimization (as in the RELAX paper, Figure 1)\n"
+        "the exact loss E[f] moves with P(b = 1); the gradient variance at each logged step"
+    )
+    legend_below(fig, handles)
     return fig
 
 
@@ -383,29 +508,68 @@ def vae_figure(summary: pd.DataFrame, colors: dict, dataset: str) -> plt.Figure:
     return fig
 
 
+def theta_headline(metrics: pd.DataFrame) -> list[str]:
+    """Per (cost, k) of a sweep over the logit: each estimator's measured variance against theta,
+    and the squared exact gradient for scale."""
+    parts = []
+    for (cost, k), rows in metrics.groupby(["cost", "k"]):
+        table = rows.pivot_table(index="label", columns="theta", values="grad_var")
+        table.loc["(exact gradient)²"] = rows.groupby("theta")["exact_grad"].first() ** 2
+        table.columns = [f"θ={t:g}" for t in table.columns]
+        parts.append(f"## Bernoulli toy: variance of one estimate against θ, {cost}, k = {k:g}\n")
+        parts.append(
+            markdown_table(table.reset_index().rename(columns={"label": "estimator"}), digits=None)
+            + "\n"
+        )
+    return parts
+
+
+def optimize_headline(optimize: pd.DataFrame) -> list[str]:
+    """The Bernoulli optimization's last step: P(b = 1) (its exact E[f] moves in the fourth
+    decimal at k = 0.499) and the variance of one gradient estimate there."""
+    if optimize.empty:
+        return []
+    final = optimize.sort_values("step").groupby(["run", "cost", "k"]).tail(1)
+    final = final.assign(p=sigmoid(final["theta"]))
+    table = final.pivot_table(index="label", columns=["cost", "k"], values=["p", "grad_var"])
+    names = {"p": "sigmoid(θ)", "grad_var": "variance"}
+    table = table[[(v, c, k) for c, k in table["p"].columns for v in names]]
+    table.columns = [f"{c}, k={k:g}: {names[v]}" for v, c, k in table.columns]
+    return [
+        "## Bernoulli toy optimization: P(b = 1) = sigmoid(θ) and the gradient variance at the "
+        "last step\n",
+        markdown_table(table.reset_index().rename(columns={"label": "estimator"}), digits=None)
+        + "\n",
+    ]
+
+
 def headline(summary: pd.DataFrame, statuses: pd.DataFrame) -> str:
     """The summary.md text: the runs, the headline tables, and any failed jobs."""
     parts = [f"# Summary of {len(statuses)} run(s)\n"]
     if "table" in summary:
-        metrics = summary[summary["table"] == "metrics"]
+        sweep = summary[summary["table"] == "metrics"]
+        metrics = at_one_theta(sweep)
         if not metrics.empty:
             k = metrics["k"].iloc[(metrics["k"] - 1.0).abs().argmin()]
             rows = metrics[metrics["k"] == k]
             pivot = rows.pivot_table(index="label", columns=["cost", "param"], values="grad_var")
             pivot.columns = [f"{c} {PARAM_LABELS.get(p, p)}" for c, p in pivot.columns]
-            parts.append(f"## Toy: variance of one estimate at k = {k:g}\n")
+            at = f", θ = {rows['theta'].dropna().iloc[0]:g}" if len(metrics) < len(sweep) else ""
+            parts.append(f"## Toy: variance of one estimate at k = {k:g}{at}\n")
             parts.append(
                 markdown_table(
                     pivot.reset_index().rename(columns={"label": "estimator"}), digits=None
                 )
             )
-            z = metrics.groupby("label")["z_score"].apply(lambda s: s.abs().max())
+            z = sweep.groupby("label")["z_score"].apply(lambda s: s.abs().max())
             parts.append(
                 "\nLargest |z-score| of the mean against the exact gradient: "
                 + ", ".join(f"{lbl} {v:.2f}" for lbl, v in z.items())
                 + "\n"
             )
+        parts += theta_headline(theta_sweep(sweep))
         optimize = summary[summary["table"] == "optimize"]
+        parts += optimize_headline(bernoulli_optimize(optimize))
         if not optimize.empty:
             final = optimize.sort_values("step").groupby(["run", "cost", "k"]).tail(1)
             table = final.pivot_table(index="label", columns=["cost", "k"], values="objective")
@@ -467,18 +631,24 @@ def plot(root: Path) -> tuple[list[Path], pd.DataFrame]:
     colors = palette(summary["label"])
     out = root / "plots"
     sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
-    metrics = summary[summary["table"] == "metrics"]
+    sweep = summary[summary["table"] == "metrics"]
+    metrics = at_one_theta(sweep)
     if not metrics.empty:
-        default = metrics.groupby("label")["num_samples"].transform("min") == metrics["num_samples"]
-        written += save(toy_variance_figure(metrics[default], colors), out, "toy_variance_vs_k")
+        default = fewest_draws(metrics)
+        written += save(toy_variance_figure(default, colors), out, "toy_variance_vs_k")
         written += save(
-            work_normalized_figure(metrics[default], colors), out, "toy_work_normalized_variance"
+            work_normalized_figure(default, colors), out, "toy_work_normalized_variance"
         )
         relaxed = metrics[metrics["options"].fillna("").str.contains("temperature=")]
         if relaxed.groupby("estimator")["options"].nunique().gt(1).any():
             written += save(relaxation_bias_figure(relaxed), out, "relaxation_bias_vs_temperature")
         if (metrics.groupby("label")["num_samples"].nunique() > 1).any():
             written += save(num_samples_figure(metrics, colors), out, "toy_variance_vs_num_samples")
+    by_theta = theta_sweep(sweep)
+    if not by_theta.empty:
+        written += save(
+            bernoulli_theta_figure(by_theta, colors), out, "bernoulli_variance_vs_theta"
+        )
     optimize = summary[summary["table"] == "optimize"]
     if not optimize.empty:
         for x in ("step", "time_s"):
@@ -487,6 +657,9 @@ def plot(root: Path) -> tuple[list[Path], pd.DataFrame]:
                 out,
                 f"toy_optimize_vs_{'step' if x == 'step' else 'time'}",
             )
+        learned = bernoulli_optimize(optimize)
+        if not learned.empty:
+            written += save(bernoulli_optimize_figure(learned, colors), out, "bernoulli_optimize")
     if "dataset" in summary:
         for dataset in summary.loc[summary["table"] == "train", "dataset"].dropna().unique():
             written += save(vae_figure(summary, colors, dataset), out, f"vae_{dataset}")

@@ -61,6 +61,7 @@ def test_a_toy_sweep_ends_with_a_tidy_table_and_figures(tmp_path):
     assert set(summary["task.num_samples"]) == {2, 4}
     stems = ["toy_variance_vs_k", "toy_work_normalized_variance", "toy_variance_vs_num_samples"]
     assert_figures([tmp_path / "plots" / f"{s}.{e}" for s in stems for e in ("png", "pdf")])
+    assert not list(tmp_path.glob("plots/bernoulli_*"))  # a Gaussian sweep has none
     text = (tmp_path / "summary.md").read_text()
     assert "REINFORCE + leave-one-out baseline" in text and "Reparameterization" in text
 
@@ -148,3 +149,81 @@ def test_a_temperature_sweep_draws_the_relaxations_bias(tmp_path):
         ]
     )
     assert "Gumbel-softmax (τ=0.2)" in (tmp_path / "summary.md").read_text()
+
+
+def test_a_sweep_over_theta_draws_variance_against_theta(tmp_path):
+    out = sweep(
+        tmp_path,
+        "task=bernoulli",
+        "estimator=reinforce,disarm",
+        "task.theta=-1,0,1",
+        "task.n_estimates=2000",
+    )
+    assert out.returncode == 0, out.stderr
+    assert_figures(
+        [tmp_path / "plots" / f"bernoulli_variance_vs_theta.{e}" for e in ("png", "pdf")]
+        + [tmp_path / "plots/toy_variance_vs_k.png"]
+    )
+    text = (tmp_path / "summary.md").read_text()
+    # The figures and table against k stay at one theta; the new tables run over theta.
+    assert "variance of one estimate at k = 0.499, θ = 0" in text
+    assert "against θ, square, k = 0.45" in text and "against θ, square, k = 0.499" in text
+    assert "| (exact gradient)² | 1.546e-07 | 2.5e-07 | 1.546e-07 |" in text  # k = 0.499
+
+
+def write_run(path: Path, table: str, rows: list[dict]) -> None:
+    """A finished run's folder as the runner leaves it: its table and a status."""
+    path.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(path / f"{table}.csv", index=False)
+    (path / "status.json").write_text('{"status": "completed"}')
+
+
+def optimize_rows(task: str, estimator: str, grad_var: float | None) -> list[dict]:
+    """A synthetic optimize.csv: the Bernoulli toy's logit (with a measured gradient variance
+    where ``grad_var`` is given) or the Gaussian's (mu, sigma)."""
+    rows = []
+    for step in range(0, 101, 20):
+        row = {
+            "estimator": estimator,
+            "options": "",
+            "task": task,
+            "seed": 0,
+            "device": "cpu",
+            "cost": "square",
+            "k": 0.499 if task == "bernoulli" else 1.0,
+            "dim": 1,
+            "num_samples": 2,
+            "lr": 0.01,
+            "step": step,
+            "time_s": 1e-3 * step,
+            "objective": 0.25 - 1e-6 * step,
+            "diverged": False,
+        }
+        if task == "bernoulli":
+            row["theta"] = -0.01 * step
+            if grad_var is not None:
+                row["grad_var"] = grad_var / (1 + step)
+        else:
+            row.update(mu=1.0 - 0.005 * step, sigma=1.0)
+        rows.append(row)
+    return rows
+
+
+def test_a_bernoulli_optimization_with_variances_draws_the_relax_figure(tmp_path):
+    write_run(tmp_path / "0", "optimize", optimize_rows("bernoulli", "reinforce", 0.0156))
+    write_run(tmp_path / "1", "optimize", optimize_rows("bernoulli", "disarm", 2.5e-7))
+    write_run(tmp_path / "2", "optimize", optimize_rows("gaussian", "reparam", None))
+    written, _ = plot.plot(tmp_path)
+    stems = {p.stem for p in written if p.parent.name == "plots"}
+    assert stems == {"toy_optimize_vs_step", "toy_optimize_vs_time", "bernoulli_optimize"}
+    assert_figures([p for p in written if p.parent.name == "plots"])
+    text = (tmp_path / "summary.md").read_text()
+    assert "| DisARM | 0.2689 | 2.475e-09 |" in text  # sigmoid(-1), 2.5e-7 / 101
+
+
+def test_toy_optimizations_without_variances_draw_no_relax_figure(tmp_path):
+    write_run(tmp_path / "0", "optimize", optimize_rows("bernoulli", "reinforce", None))
+    write_run(tmp_path / "1", "optimize", optimize_rows("gaussian", "reparam", None))
+    written, _ = plot.plot(tmp_path)
+    stems = {p.stem for p in written if p.parent.name == "plots"}
+    assert stems == {"toy_optimize_vs_step", "toy_optimize_vs_time"}
