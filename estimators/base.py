@@ -34,6 +34,8 @@ class Estimator:
     """Base class: subclasses set ``name`` and implement ``estimate``; calls validate first."""
 
     name: str = ""
+    trainable: bool = False  # True if ``backward`` trains parameters of the estimator's own
+    training: bool = True  # as in torch.nn.Module: ``eval()`` freezes those parameters
 
     @property
     def min_samples(self) -> int:
@@ -83,6 +85,15 @@ class Estimator:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what ``state_dict`` returned."""
+
+    def train(self, mode: bool = True) -> Estimator:
+        """Training mode (the default): ``backward`` may train the estimator's own parameters."""
+        self.training = mode
+        return self
+
+    def eval(self) -> Estimator:
+        """Evaluation mode: the estimator's own parameters stay fixed."""
+        return self.train(False)
 
     def backward(self, loss: torch.Tensor, dist_params: torch.Tensor) -> None:
         """``loss.backward()``. Estimators with a learned control variate (rebar, relax) override

@@ -8,6 +8,7 @@ minimizes E[f] over the logits with Adam and records the exact objective.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -20,8 +21,14 @@ from torch.distributions import Bernoulli, Independent
 
 from benchmarks.measure import gradient_statistics, measure_estimates, synchronize
 from benchmarks.tasks.bernoulli_exact import COSTS, check_cost, exact_gradient, exact_moments
-from benchmarks.tasks.gaussian import describe, require_finite, seed_for, validate_toy
-from estimators.base import Estimator
+from benchmarks.tasks.gaussian import (
+    describe,
+    require_finite,
+    require_positive_int,
+    seed_for,
+    validate_toy,
+)
+from estimators.base import ConfigError, Estimator
 
 
 def bernoulli(logits: torch.Tensor) -> Independent:
@@ -37,20 +44,34 @@ def total_cost(cost: str, k: float) -> Callable[[torch.Tensor], torch.Tensor]:
 def gradient_estimates(
     estimator: Estimator,
     f: Callable,
-    theta: float,
-    dim: int,
+    theta: torch.Tensor,
     num_samples: int,
     batch: int,
-    device: torch.device,
 ) -> tuple[torch.Tensor]:
-    """``batch`` independent estimates of d/dtheta_1 E[f], from one backward pass."""
-    # float64: at k = 0.499 the cost differences cancel to 1e-3 of the costs, which float32
-    # would turn into a bias of 1e-5 relative, larger than the statistical error it is compared to.
-    logits = torch.tensor(theta, dtype=torch.float64, device=device, requires_grad=True)
-    logits = logits.expand(batch, dim)
+    """``batch`` independent estimates of d/dtheta_1 E[f] at the logits ``theta`` [dim], from one
+    backward pass."""
+    logits = theta.detach().requires_grad_().expand(batch, len(theta))
     out = estimator(bernoulli(logits), f, num_samples)
     (grad,) = torch.autograd.grad(out.sum() / num_samples, (logits,), materialize_grads=True)
     return (grad[:, 0],)
+
+
+def initial_logits(cfg: DictConfig, device: torch.device) -> torch.Tensor:
+    # float64: at k = 0.499 the cost differences cancel to 1e-3 of the costs, which float32
+    # would turn into a bias of 1e-5 relative, larger than the statistical error it is compared to.
+    return torch.full((cfg.dim,), float(cfg.theta), dtype=torch.float64, device=device)
+
+
+def train_control_variate(
+    estimator: Estimator, f: Callable, theta: torch.Tensor, num_samples: int, cfg: DictConfig
+) -> None:
+    """``cfg.cv_steps`` steps of a learned control variate (rebar, relax) at the fixed logits, each
+    on the variance of ``cfg.cv_batch`` estimates, as the RELAX paper trains it; then freeze it."""
+    for _ in range(cfg.cv_steps):
+        logits = theta.detach().requires_grad_().expand(cfg.cv_batch, len(theta))
+        loss = estimator(bernoulli(logits), f, num_samples).sum() / num_samples
+        estimator.backward(loss, logits)
+    estimator.eval()
 
 
 def estimate_table(
@@ -64,9 +85,12 @@ def estimate_table(
             num_samples = cfg.num_samples or estimator.min_samples
             torch.manual_seed(seed_for(seed, cost, k))
             f = total_cost(cost, k)
+            theta = initial_logits(cfg, device)
+            if estimator.trainable:
+                train_control_variate(estimator, f, theta, num_samples, cfg)
             moments, seconds = measure_estimates(
-                lambda batch, e=estimator, f=f, n=num_samples: gradient_estimates(
-                    e, f, float(cfg.theta), cfg.dim, n, batch, device
+                lambda batch, e=estimator, f=f, t=theta, n=num_samples: gradient_estimates(
+                    e, f, t, n, batch
                 ),
                 ("theta",),
                 cfg.n_estimates,
@@ -106,6 +130,21 @@ def objective(cost: str, k: float, logits: torch.Tensor) -> float:
     return float((p * c(1.0, k) + (1 - p) * c(0.0, k)).sum())
 
 
+def step_variance(
+    estimator: Estimator, f: Callable, logits: torch.Tensor, num_samples: int, m: int, step: int
+) -> float:
+    """The variance of one estimate of d/dtheta_1 E[f] at the current logits, from ``m`` estimates
+    of a frozen copy of the estimator, on a random stream of their own: the optimization goes on
+    exactly as it would without the measurement."""
+    if not m:
+        return math.nan
+    frozen = copy.deepcopy(estimator).eval()
+    with torch.random.fork_rng(devices=[logits.device] if logits.device.type == "cuda" else []):
+        torch.manual_seed(1_000_003 + step)
+        (grads,) = gradient_estimates(frozen, f, logits, num_samples, m)
+    return grads.var().item()
+
+
 def optimize_table(
     cfg: DictConfig, make_estimator: Callable[[], Estimator], seed: int, device: torch.device
 ) -> pd.DataFrame:
@@ -118,9 +157,7 @@ def optimize_table(
             num_samples = cfg.num_samples or estimator.min_samples
             torch.manual_seed(seed_for(seed, cost, k))
             f = total_cost(cost, k)
-            logits = torch.full(
-                (cfg.dim,), float(cfg.theta), dtype=torch.float64, device=device, requires_grad=True
-            )
+            logits = initial_logits(cfg, device).requires_grad_()
             adam = torch.optim.Adam([logits], lr=opt_cfg.lr)
             seconds = 0.0
             for step in range(opt_cfg.steps + 1):
@@ -137,6 +174,9 @@ def optimize_table(
                             "time_s": seconds,
                             "objective": objective(cost, k, logits),
                             "theta": logits.detach().mean().item(),
+                            "grad_var": step_variance(
+                                estimator, f, logits, num_samples, opt_cfg.var_estimates, step
+                            ),
                             "diverged": False,
                         }
                     )
@@ -156,6 +196,15 @@ def validate(cfg: DictConfig, estimator: Estimator) -> None:
     """The Bernoulli toy's keys, checked before any work."""
     validate_toy(cfg, estimator, list(COSTS))
     require_finite(cfg, "theta")
+    require_positive_int(cfg, "cv_batch")
+    if isinstance(cfg.cv_steps, bool) or not isinstance(cfg.cv_steps, int) or cfg.cv_steps < 0:
+        raise ConfigError(f"task.cv_steps={cfg.cv_steps!r}: must be a non-negative integer")
+    if cfg.mode == "optimize":
+        m = cfg.optimize.var_estimates
+        if isinstance(m, bool) or not isinstance(m, int) or m < 0 or m == 1:
+            raise ConfigError(
+                f"task.optimize.var_estimates={m!r}: must be 0 (skip) or an integer >= 2"
+            )
     for cost in cfg.costs:
         check_cost(cost)
 

@@ -1,0 +1,176 @@
+"""REBAR (Tucker et al. 2017): REINFORCE for Bernoulli latents with a control variate built from
+the Concrete relaxation; unbiased for every value of the control variate's parameters, which
+the harness trains to minimize the estimator's variance.
+
+Per dimension, with logit theta and u, v ~ U(0, 1): z = theta + logit(u) and b = 1[z > 0] (so b is
+a Bernoulli(sigmoid(theta)) draw); z~ is z drawn again given b, reparameterized in theta with b
+held fixed: z~ = softplus(logit(v) + softplus(theta)) if b = 1, else
+-softplus(logit(v) + softplus(-theta)). With the control variate c(z) = eta f(sigmoid(z / tau)),
+
+    g = [f(b) - c(z~)] d log p(b) / dtheta + d c(z) / dtheta - d c(z~) / dtheta,
+
+unbiased because z and (b, z~) have the same distribution. f is called once, on [b; sigmoid(z/tau);
+sigmoid(z~/tau)], so ``num_samples`` draws cost 3 num_samples evaluations. eta and log tau are
+trained, as in the RELAX paper (Grathwohl et al. 2018), by Adam on the squared gradient estimate
+with respect to the distribution's parameters in ``backward``; E[g] does not depend on them, so
+that lowers the variance.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch.distributions import Bernoulli, Distribution
+
+from estimators.base import ConfigError, CostFn, Estimator, base_distribution, register
+
+
+def logit_uniform(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """logit(u) for u ~ U(0, 1), with u kept off 0 and 1 so that the logit is finite."""
+    tiny = torch.finfo(like.dtype).tiny
+    u = torch.rand(shape, dtype=like.dtype, device=like.device).clamp(tiny, 1 - 1e-7)
+    return torch.log(u) - torch.log1p(-u)
+
+
+def conditional_logit(theta: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """z~ ~ p(z | b) for z = theta + logit(u): a fresh draw consistent with b, differentiable in
+    theta (log-space formulas, finite for any theta)."""
+    noise = logit_uniform(b.shape, theta)
+    return torch.where(
+        b > 0, F.softplus(noise + F.softplus(theta)), -F.softplus(noise + F.softplus(-theta))
+    )
+
+
+def positive(value, key: str) -> float:
+    if not (isinstance(value, int | float) and not isinstance(value, bool) and value > 0):
+        raise ConfigError(f"{key}={value!r}: must be a number > 0")
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}={value!r}: must be a finite number > 0")
+    return float(value)
+
+
+@register
+class Rebar(Estimator):
+    """[f(b) - c(z~)] grad log p(b) + grad c(z) - grad c(z~), c(z) = eta f(sigmoid(z / tau))."""
+
+    name = "rebar"
+    trainable = True
+
+    def __init__(self, temperature: float = 0.5, eta: float = 1.0, lr: float = 1e-3) -> None:
+        self.temperature = positive(temperature, "temperature")
+        if not (isinstance(eta, int | float) and not isinstance(eta, bool) and math.isfinite(eta)):
+            raise ConfigError(f"eta={eta!r}: must be a finite number")
+        self.eta = float(eta)
+        self.lr = positive(lr, "lr")
+        self.modules: dict[str, torch.Tensor | torch.nn.Module] = {}
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.pending: dict | None = None  # a state loaded before the first call
+
+    def options(self) -> dict:
+        return {"temperature": self.temperature, "eta": self.eta, "lr": self.lr}
+
+    def supports(self, dist: Distribution) -> bool:
+        """Bernoulli distributions, Independent-wrapped or not."""
+        return isinstance(base_distribution(dist), Bernoulli)
+
+    # The control variate's parameters, created at the first call on the logits' device and dtype.
+
+    def build(self, logits: torch.Tensor, event_shape: torch.Size) -> None:
+        like = {"dtype": logits.dtype, "device": logits.device}
+        self.modules = {
+            "eta": torch.tensor(self.eta, **like, requires_grad=True),
+            "log_temperature": torch.tensor(math.log(self.temperature), **like, requires_grad=True),
+            **self.extra_modules(event_shape, like),
+        }
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
+        if self.pending is not None:
+            self.load_state_dict(self.pending)
+
+    def extra_modules(self, event_shape: torch.Size, like: dict) -> dict[str, torch.nn.Module]:
+        """Further trained parts of the control variate (RELAX's surrogate network)."""
+        return {}
+
+    def parameters(self) -> list[torch.Tensor]:
+        """The control variate's trained parameters (empty before the first call)."""
+        params = []
+        for value in self.modules.values():
+            params += list(value.parameters()) if isinstance(value, torch.nn.Module) else [value]
+        return params
+
+    def learned(self) -> dict[str, float]:
+        """The trained eta and temperature, for reports."""
+        if not self.modules:
+            return {"eta": self.eta, "temperature": self.temperature}
+        return {
+            "eta": self.modules["eta"].item(),
+            "temperature": self.modules["log_temperature"].exp().item(),
+        }
+
+    def control_variate(self, f_relaxed: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """c(z) from f at the relaxed sample sigmoid(z / tau)."""
+        return self.modules["eta"] * f_relaxed
+
+    def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
+        logits = base_distribution(dist).logits
+        shape = (num_samples, *dist.batch_shape, *dist.event_shape)
+        if not self.modules:
+            self.build(logits, dist.event_shape)
+        z = logits + logit_uniform(shape, logits)
+        b = (z > 0).to(logits.dtype).detach()
+        z_tilde = conditional_logit(logits, b)
+        tau = self.modules["log_temperature"].exp()
+        f_all = f(torch.cat([b, torch.sigmoid(z / tau), torch.sigmoid(z_tilde / tau)]))
+        f_b, f_z, f_z_tilde = f_all.split(num_samples)
+        c_z, c_z_tilde = self.control_variate(f_z, z), self.control_variate(f_z_tilde, z_tilde)
+        logp = dist.log_prob(b)
+        out = f_b + (f_b.detach() - c_z_tilde) * (logp - logp.detach())
+        if not (torch.is_grad_enabled() and logits.requires_grad):
+            return out
+        # grad c(z) - grad c(z~) flows to the distribution's parameters only: f's own parameters
+        # (a decoder) get the pathwise gradient of f(b) alone, as the contract asks.
+        (cv_grad,) = torch.autograd.grad(
+            (c_z - c_z_tilde).sum(), logits, retain_graph=True, create_graph=self.training
+        )
+        event_dims = tuple(range(-len(dist.event_shape), 0))
+        linear = (logits - logits.detach()) * cv_grad
+        return out + (linear.sum(event_dims) if event_dims else linear) / num_samples
+
+    def backward(self, loss: torch.Tensor, dist_params: torch.Tensor) -> None:
+        """``loss.backward()``, and in training mode one Adam step of the control variate on the
+        squared gradient of ``loss`` with respect to ``dist_params`` (its single-sample variance
+        plus a mean that does not depend on the control variate)."""
+        params = self.parameters()
+        if not (self.training and params and dist_params.requires_grad):
+            loss.backward()
+            return
+        (grad,) = torch.autograd.grad(loss, dist_params, create_graph=True)
+        cv_grads = torch.autograd.grad(
+            grad.pow(2).sum(), params, retain_graph=True, allow_unused=True
+        )
+        loss.backward()
+        for param, cv_grad in zip(params, cv_grads, strict=True):
+            param.grad = torch.zeros_like(param) if cv_grad is None else cv_grad
+        self.optimizer.step()
+
+    def state_dict(self) -> dict:
+        if not self.modules:
+            return copy.deepcopy(self.pending) if self.pending is not None else {}
+        return {
+            "parameters": [p.detach().clone() for p in self.parameters()],
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        if not self.modules:  # sizes are known at the first call; restore then
+            self.pending = state
+            return
+        with torch.no_grad():
+            for param, saved in zip(self.parameters(), state["parameters"], strict=True):
+                param.copy_(saved)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.pending = None
