@@ -448,9 +448,17 @@ def optimize_figure(optimize: pd.DataFrame, colors: dict, x: str) -> plt.Figure:
     return grid.figure
 
 
-def vae_figure(summary: pd.DataFrame, colors: dict, dataset: str) -> plt.Figure:
+def vae_latents(summary: pd.DataFrame) -> pd.Series:
+    """Each row's VAE latent family (runs from before discrete latents have none: Gaussian)."""
+    if "latent" not in summary:
+        return pd.Series("gaussian", index=summary.index)
+    return summary["latent"].fillna("gaussian")
+
+
+def vae_figure(summary: pd.DataFrame, colors: dict, dataset: str, latent: str) -> plt.Figure:
     """Training curves over seeds: the mean with a band of one standard deviation."""
-    pick = lambda table: summary[(summary["table"] == table) & (summary["dataset"] == dataset)]  # noqa: E731
+    here = (summary["dataset"] == dataset) & (vae_latents(summary) == latent)
+    pick = lambda table: summary[(summary["table"] == table) & here]  # noqa: E731
     train, evals, grad_var = pick("train"), pick("eval"), pick("grad_var")
     grad_var = grad_var[grad_var["param"] == "total"]
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
@@ -501,9 +509,10 @@ def vae_figure(summary: pd.DataFrame, colors: dict, dataset: str) -> plt.Figure:
             ax.set_ylim(train["train_elbo"].quantile(0.05), train["train_elbo"].max() + 1)
     labels = [lbl for lbl in colors if lbl in set(summary["label"].dropna())]
     handles = [plt.Line2D([], [], color=colors[lbl], label=lbl) for lbl in labels]
-    seeds = summary.loc[summary["dataset"] == dataset, "seed"].nunique()
+    seeds = summary.loc[here, "seed"].nunique()
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), frameon=False)
-    fig.suptitle(f"VAE on {dataset}: mean over {seeds} seed(s), band ±1 sd")
+    family = "" if latent == "gaussian" else f" ({latent} latent)"
+    fig.suptitle(f"VAE on {dataset}{family}: mean over {seeds} seed(s), band ±1 sd")
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
@@ -512,6 +521,8 @@ def theta_headline(metrics: pd.DataFrame) -> list[str]:
     """Per (cost, k) of a sweep over the logit: each estimator's measured variance against theta,
     and the squared exact gradient for scale."""
     parts = []
+    if metrics.empty:  # a sweep without toy rows may have no cost column at all (VAE only)
+        return parts
     for (cost, k), rows in metrics.groupby(["cost", "k"]):
         table = rows.pivot_table(index="label", columns="theta", values="grad_var")
         table.loc["(exact gradient)²"] = rows.groupby("theta")["exact_grad"].first() ** 2
@@ -593,8 +604,10 @@ def headline(summary: pd.DataFrame, statuses: pd.DataFrame) -> str:
         evals = summary[summary["table"] == "eval"]
         if not evals.empty:
             final = evals.sort_values("step").groupby("run").tail(1)
+            final = final.assign(latent=vae_latents(final))
+            discrete = (final["latent"] != "gaussian").any()  # else the table as it always was
             table = (
-                final.groupby(["dataset", "label"])
+                final.groupby(["dataset", "latent", "label"] if discrete else ["dataset", "label"])
                 .agg(
                     seeds=("seed", "nunique"),
                     steps=("step", "median"),
@@ -661,8 +674,11 @@ def plot(root: Path) -> tuple[list[Path], pd.DataFrame]:
         if not learned.empty:
             written += save(bernoulli_optimize_figure(learned, colors), out, "bernoulli_optimize")
     if "dataset" in summary:
-        for dataset in summary.loc[summary["table"] == "train", "dataset"].dropna().unique():
-            written += save(vae_figure(summary, colors, dataset), out, f"vae_{dataset}")
+        train = summary[summary["table"] == "train"].dropna(subset=["dataset"])
+        pairs = train[["dataset"]].assign(latent=vae_latents(train)).drop_duplicates()
+        for dataset, latent in pairs.itertuples(index=False):
+            stem = f"vae_{dataset}" if latent == "gaussian" else f"vae_{dataset}_{latent}"
+            written += save(vae_figure(summary, colors, dataset, latent), out, stem)
     return written, statuses
 
 

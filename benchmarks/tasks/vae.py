@@ -1,10 +1,14 @@
 """VAE training as a benchmark: each estimator on the encoder, measured for quality, noise and time.
 
-The model is the canonical MLP VAE (Kingma and Welling 2014; pytorch/examples vae/main.py): a
-Gaussian encoder q(z|x), a standard-normal prior and a Bernoulli decoder p(x|z). The ELBO is
+The default model is the canonical MLP VAE (Kingma and Welling 2014; pytorch/examples vae/main.py):
+a Gaussian encoder q(z|x), a standard-normal prior and a Bernoulli decoder p(x|z). The ELBO is
 E_q[log p(x|z)] - KL(q(z|x) || p(z)); the KL is exact, and the chosen estimator supplies the
 gradient of the first term through the estimator contract, f(z) = log p(x|z). The decoder's
 gradient is pathwise, as the contract gives any parameter that f depends on directly.
+
+With ``task.latent=bernoulli`` (independent bits) or ``categorical`` (one-hot variables), both with
+a uniform prior, the estimator gets the whole learning signal f(b) = log p(x|b) + log p(b) -
+log q(b|x), as in the DisARM paper's VAE; q's direct part then gets the pathwise gradient.
 
 Measurements beside the loop: train ELBO per logged step, test ELBO per epoch and an importance
 weighted (IWAE) log-likelihood at the end, and every ``grad_var_every`` steps the variance of M
@@ -24,9 +28,16 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.distributions import Independent, MultivariateNormal, Normal
+from torch.distributions import (
+    Bernoulli,
+    Distribution,
+    Independent,
+    MultivariateNormal,
+    Normal,
+    OneHotCategorical,
+)
 from torch.func import functional_call, vjp, vmap
 from tqdm import tqdm
 
@@ -38,22 +49,147 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 
-class VAE(nn.Module):
-    """MLP encoder x -> (mu, log var) of q(z|x) and decoder z -> Bernoulli logits of p(x|z)."""
+LATENTS = ("gaussian", "bernoulli", "categorical")
+# Hidden layers and their activation: ``mlp`` is the canonical example's; ``linear`` and
+# ``nonlinear`` are the DisARM paper's (LeakyReLU with slope 0.3, as in its code).
+ARCHS = {"mlp": (1, nn.ReLU), "linear": (0, None), "nonlinear": (2, lambda: nn.LeakyReLU(0.3))}
 
-    def __init__(self, x_dim: int, hidden: int, latent: int) -> None:
-        super().__init__()
-        self.encoder = nn.Sequential(
-            nn.Linear(x_dim, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent)
+
+# The settings that default by latent family and dataset (null in the yaml): the Gaussian latent
+# gets the canonical example's on every dataset; discrete latents the DisARM paper's setup on 28x28
+# images (200 bits, or 20 variables of 10 categories as in Jang et al. 2017; two hidden layers of
+# 200; Adam 1e-4; batch 50) and on the 8x8 digits a smaller code (32 bits, 8 variables) with a
+# larger step (3e-3), which trained best in short runs of a few hundred steps.
+SETTINGS = ("arch", "hidden", "latent_dim", "lr", "batch_size")
+DEFAULTS = {
+    ("gaussian", None): ("mlp", 400, 20, 1e-3, 128),
+    ("bernoulli", None): ("nonlinear", 200, 200, 1e-4, 50),
+    ("bernoulli", "digits"): ("nonlinear", 200, 32, 3e-3, 50),
+    ("categorical", None): ("nonlinear", 200, 20, 1e-4, 50),
+    ("categorical", "digits"): ("nonlinear", 200, 8, 3e-3, 50),
+}
+
+
+def resolve(task: DictConfig, dataset: str) -> dict:
+    """The task's model and optimizer settings with nulls filled in from DEFAULTS (model.json)."""
+    defaults = DEFAULTS.get((task.latent, dataset), DEFAULTS[task.latent, None])
+    settings = {
+        key: default if task[key] is None else task[key]
+        for key, default in zip(SETTINGS, defaults, strict=True)
+    }
+    categories = task.categories if task.latent == "categorical" else None
+    return {"latent": task.latent, **settings, "categories": categories}
+
+
+def encoder_size(latent: str, latent_dim: int, categories: int | None) -> int:
+    """Width of the encoder's output: (mu, log var), one logit per bit, or one per category."""
+    if latent == "gaussian":
+        return 2 * latent_dim
+    return latent_dim * (categories if latent == "categorical" else 1)
+
+
+def posterior(
+    h: torch.Tensor, latent: str = "gaussian", categories: int | None = None
+) -> Distribution:
+    """q(z|x) from the encoder's output h, for each latent family: the one place that builds it."""
+    if latent == "gaussian":
+        mu, logvar = h.chunk(2, dim=-1)
+        return Independent(
+            Normal(mu, torch.exp(0.5 * logvar), validate_args=False), 1, validate_args=False
         )
-        self.decoder = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, x_dim))
+    if latent == "bernoulli":
+        return Independent(Bernoulli(logits=h, validate_args=False), 1, validate_args=False)
+    logits = h.unflatten(-1, (-1, categories))
+    return Independent(
+        OneHotCategorical(logits=logits, validate_args=False), 1, validate_args=False
+    )
+
+
+def discrete_log_q(
+    h: torch.Tensor, b: torch.Tensor, latent: str, categories: int | None
+) -> torch.Tensor:
+    """log q(b|x), written so that it also takes relaxed b in [0, 1] (on the simplex): the same
+    value as ``posterior(h).log_prob(b)`` for hard b, and smooth in b for the relaxations."""
+    if latent == "bernoulli":
+        return (b * F.logsigmoid(h) + (1 - b) * F.logsigmoid(-h)).sum(-1)
+    return (b * torch.log_softmax(h.unflatten(-1, (-1, categories)), -1)).sum((-2, -1))
+
+
+def mlp(sizes: list[int], arch: str) -> nn.Sequential:
+    """Linear layers through ``sizes`` with the architecture's activation between them."""
+    activation = ARCHS[arch][1]
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        if i:
+            layers.append(activation())
+        layers.append(nn.Linear(n_in, n_out))
+    return nn.Sequential(*layers)
+
+
+class VAE(nn.Module):
+    """MLP encoder x -> parameters of q(z|x) and decoder z -> Bernoulli logits of p(x|z).
+
+    The defaults are the canonical example's (one ReLU layer, a Gaussian latent); ``latent`` picks
+    the family, ``arch`` the DisARM paper's ``linear`` or ``nonlinear`` networks.
+    """
+
+    def __init__(
+        self,
+        x_dim: int,
+        hidden: int,
+        latent_dim: int,
+        latent: str = "gaussian",
+        arch: str = "mlp",
+        categories: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.latent, self.latent_dim, self.categories = latent, latent_dim, categories
+        between = [hidden] * ARCHS[arch][0]
+        code = latent_dim * categories if latent == "categorical" else latent_dim
+        self.encoder = mlp([x_dim, *between, encoder_size(latent, latent_dim, categories)], arch)
+        self.decoder = mlp([code, *between, x_dim], arch)
+
+    def posterior(self, h: torch.Tensor) -> Distribution:
+        return posterior(h, self.latent, self.categories)
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) summed over pixels: shape z.shape[:-1]."""
+        """log p(x|z) summed over pixels: shape z.shape[:-1] (without the categories' axes)."""
+        if self.latent == "categorical":
+            z = z.flatten(-2)
         logits = self.decoder(z)
         return -F.binary_cross_entropy_with_logits(
             logits, x.expand_as(logits), reduction="none"
         ).sum(-1)
+
+    def signal(self, x: torch.Tensor, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The estimator's f: log p(x|z) for a Gaussian latent (whose KL is exact); for a discrete
+        one log p(x|b) + log p(b) - log q(b|x), uniform prior, at hard or relaxed b."""
+        if self.latent == "gaussian":
+            return self.log_likelihood(x, z)
+        states = 2 if self.latent == "bernoulli" else self.categories
+        log_prior = -self.latent_dim * math.log(states)
+        return (
+            self.log_likelihood(x, z)
+            + log_prior
+            - discrete_log_q(h, z, self.latent, self.categories)
+        )
+
+    def kl(self, h: torch.Tensor) -> torch.Tensor:
+        """The exact KL(q || prior) for a Gaussian latent; zero for a discrete one (f holds it)."""
+        if self.latent == "gaussian":
+            return kl_to_prior(h)
+        return h.new_zeros(h.shape[:-1])
+
+    def log_weight(self, x: torch.Tensor, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x, z) - log q(z|x), the importance weight of the IWAE bound."""
+        if self.latent == "gaussian":
+            prior = Normal(0.0, 1.0)
+            return (
+                self.log_likelihood(x, z)
+                + prior.log_prob(z).sum(-1)
+                - self.posterior(h).log_prob(z)
+            )
+        return self.signal(x, h, z)
 
 
 class LinearGaussianVAE(VAE):
@@ -62,9 +198,9 @@ class LinearGaussianVAE(VAE):
     With it the ELBO, its gradient and the marginal likelihood are available in closed form.
     """
 
-    def __init__(self, x_dim: int, hidden: int, latent: int) -> None:
-        super().__init__(x_dim, hidden, latent)
-        self.decoder = nn.Linear(latent, x_dim)
+    def __init__(self, x_dim: int, hidden: int, latent_dim: int) -> None:
+        super().__init__(x_dim, hidden, latent_dim)
+        self.decoder = nn.Linear(latent_dim, x_dim)
         self.log_noise = nn.Parameter(torch.zeros(()))
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -92,17 +228,11 @@ class LinearGaussianVAE(VAE):
 
 
 def make_model(dataset: data.Dataset, task: DictConfig) -> VAE:
-    """The Bernoulli VAE for images; the linear-Gaussian one for ``linear_gaussian`` data."""
-    cls = LinearGaussianVAE if dataset.likelihood == "gaussian" else VAE
-    return cls(dataset.dim, task.hidden, task.latent)
-
-
-def posterior(h: torch.Tensor) -> Independent:
-    """q(z|x) from the encoder's output h = (mu, log var)."""
-    mu, logvar = h.chunk(2, dim=-1)
-    return Independent(
-        Normal(mu, torch.exp(0.5 * logvar), validate_args=False), 1, validate_args=False
-    )
+    """The VAE for images; the linear-Gaussian one for ``linear_gaussian`` data. ``task`` holds
+    the resolved settings (``resolve``)."""
+    if dataset.likelihood == "gaussian":
+        return LinearGaussianVAE(dataset.dim, task.hidden, task.latent_dim)
+    return VAE(dataset.dim, task.hidden, task.latent_dim, task.latent, task.arch, task.categories)
 
 
 def kl_to_prior(h: torch.Tensor) -> torch.Tensor:
@@ -114,12 +244,14 @@ def kl_to_prior(h: torch.Tensor) -> torch.Tensor:
 def elbo_terms(
     model: VAE, estimator: Estimator, x: torch.Tensor, h: torch.Tensor, num_samples: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p(x|z) per draw [num_samples, *batch] with the estimator's gradient, and the exact KL.
+    """f per draw [num_samples, *batch] with the estimator's gradient, and the exact KL (zero for
+    a discrete latent, whose f holds log p(b) - log q(b|x)): the one place the estimator is called.
 
     The per-example ELBO is ``reconstruction.mean(0) - kl``.
     """
-    reconstruction = estimator(posterior(h), lambda z: model.log_likelihood(x, z), num_samples)
-    return reconstruction, kl_to_prior(h)
+    f = lambda z: model.signal(x, h, z)  # noqa: E731
+    reconstruction = estimator(model.posterior(h), f, num_samples)
+    return reconstruction, model.kl(h)
 
 
 class Baseline(nn.Module):
@@ -139,26 +271,28 @@ def uses_learned_baseline(estimator: Estimator) -> bool:
 
 @torch.no_grad()
 def test_elbo(model: VAE, x: torch.Tensor, batch: int) -> float:
-    """The mean single-sample ELBO over ``x`` (reparameterized draws; no estimator involved)."""
+    """The mean single-sample ELBO over ``x``, z ~ q (reparameterized where q has rsample; no
+    estimator involved)."""
     total = 0.0
     for chunk in x.split(batch):
         h = model.encoder(chunk)
-        z = posterior(h).rsample()
-        total += (model.log_likelihood(chunk, z) - kl_to_prior(h)).sum().item()
+        q = model.posterior(h)
+        z = q.rsample() if q.has_rsample else q.sample()
+        total += (model.signal(chunk, h, z) - model.kl(h)).sum().item()
     return total / len(x)
 
 
 @torch.no_grad()
 def iwae_bound(model: VAE, x: torch.Tensor, k: int, batch: int, chunk: int) -> float:
     """The mean importance-weighted bound log (1/k) sum_i p(x, z_i) / q(z_i|x) (Burda et al.)."""
-    prior = Normal(0.0, 1.0)
     total = 0.0
     for xb in x.split(batch):
-        q = posterior(model.encoder(xb))
+        h = model.encoder(xb)
+        q = model.posterior(h)
         log_w = []
         for start in range(0, k, chunk):
             z = q.sample((min(chunk, k - start),))
-            log_w.append(model.log_likelihood(xb, z) + prior.log_prob(z).sum(-1) - q.log_prob(z))
+            log_w.append(model.log_weight(xb, h, z))
         total += (torch.logsumexp(torch.cat(log_w), 0) - math.log(k)).sum().item()
     return total / len(x)
 
@@ -171,13 +305,16 @@ def encoder_gradient_samples(
     One vectorized pass: the encoder runs once; its output is broadcast into M copies, the
     estimator draws for all copies at once, one backward pass gives each copy its cotangent, and
     ``vmap`` of the encoder's vector-Jacobian product turns those into M parameter gradients.
-    The estimator is a copy, so a moving-average baseline's state is left as it was.
+    The estimator is a copy, so a moving-average baseline's state is left as it was, in eval mode,
+    so a learned control variate builds no graph for its own training.
     """
     params = dict(model.encoder.named_parameters())
     h, encoder_vjp = vjp(lambda p: functional_call(model.encoder, p, (x,)), params)
     h_leaf = h.detach().requires_grad_()
     h_copies = h_leaf.expand(m, *h.shape)
-    reconstruction, kl = elbo_terms(model, copy.deepcopy(estimator), x, h_copies, num_samples)
+    reconstruction, kl = elbo_terms(
+        model, copy.deepcopy(estimator).eval(), x, h_copies, num_samples
+    )
     total = (reconstruction.mean(0) - kl).sum()
     (cotangents,) = torch.autograd.grad(total, (h_copies,))
     return vmap(encoder_vjp)(cotangents)[0]
@@ -226,11 +363,33 @@ def gradient_variance_rows(
 
 
 def validate(cfg: DictConfig, estimator: Estimator) -> None:
+    """Raise ConfigError with one line naming the first bad task key, before any work."""
     task = cfg.task
-    for key in ("hidden", "latent", "batch_size", "epochs", "log_every", "eval_batch_size"):
+    if task.latent not in LATENTS:
+        hint = " (the latent size is task.latent_dim)" if isinstance(task.latent, int) else ""
+        raise ConfigError(f"task.latent={task.latent!r}: accepted are {', '.join(LATENTS)}{hint}")
+    if task.arch is not None and task.arch not in ARCHS:
+        raise ConfigError(
+            f"task.arch={task.arch!r}: accepted are {', '.join(ARCHS)}, or null (by latent family)"
+        )
+    if task.latent != "gaussian" and cfg.dataset.name == "linear_gaussian":
+        raise ConfigError(
+            f"task.latent={task.latent!r}: dataset=linear_gaussian needs task.latent=gaussian "
+            "(its exact ELBO is for a Gaussian latent)"
+        )
+    for key in ("epochs", "log_every", "eval_batch_size"):
         value = task[key]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"task.{key}={value!r}: must be a positive integer")
+    for key in ("hidden", "latent_dim", "batch_size"):
+        value = task[key]
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value <= 0
+        ):
+            raise ConfigError(f"task.{key}={value!r}: must be a positive integer or null")
+    categories = task.categories
+    if isinstance(categories, bool) or not isinstance(categories, int) or categories < 2:
+        raise ConfigError(f"task.categories={categories!r}: must be an integer >= 2")
     for key in ("grad_var_every", "grad_var_samples", "iwae_k", "max_steps"):
         value = task[key]
         if value is not None and (
@@ -246,10 +405,20 @@ def validate(cfg: DictConfig, estimator: Estimator) -> None:
         raise ConfigError(
             f"task.optimizer={task.optimizer!r}: accepted are {', '.join(OPTIMIZERS)}"
         )
-    if not (isinstance(task.lr, int | float) and task.lr > 0 and math.isfinite(task.lr)):
-        raise ConfigError(f"task.lr={task.lr!r}: must be a positive number")
+    lr = task.lr
+    if lr is not None and not (isinstance(lr, int | float) and lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"task.lr={lr!r}: must be a positive number or null")
     if task.num_samples is not None:
         estimator.check_num_samples(task.num_samples, "task.num_samples")
+
+
+def check_estimator(estimator: Estimator, task: DictConfig, num_samples: int) -> None:
+    """Stop with the contract's one line if the estimator does not apply to this latent family,
+    checked on q built from a dummy encoder output before any work."""
+    if uses_learned_baseline(estimator):
+        estimator.hook = lambda z: 0.0  # a stand-in; train_step sets the learned baseline
+    h = torch.zeros(1, encoder_size(task.latent, task.latent_dim, task.categories))
+    estimator.check(posterior(h, task.latent, task.categories), num_samples)
 
 
 def train_step(
@@ -310,10 +479,12 @@ def run(
     cfg: DictConfig, make_estimator: Callable[[], Estimator], device: torch.device, run_dir: Path
 ) -> dict[str, pd.DataFrame]:
     """Train, measure and checkpoint; return ``train``, ``eval`` and ``grad_var`` tables."""
-    task = cfg.task
     estimator = make_estimator()
     validate(cfg, estimator)
+    settings = resolve(cfg.task, cfg.dataset.name)
+    task = OmegaConf.merge(cfg.task, settings)
     num_samples = task.num_samples or estimator.min_samples
+    check_estimator(estimator, task, num_samples)
     dataset = data.load(cfg.dataset, cfg.seed).to(device)
     torch.manual_seed(cfg.seed)
     model = make_model(dataset, task).to(device)
@@ -354,6 +525,7 @@ def run(
             "seed": cfg.seed,
             "device": device.type,
             "num_samples": num_samples,
+            "latent": task.latent,
         }
         return {
             name: pd.DataFrame([{**run_columns, **row} for row in state[name]])
@@ -408,6 +580,7 @@ def run(
         state["eval"].append(row)
         return row
 
+    write_json(settings, run_dir / "model.json")
     progress = Progress(total_steps, state["step"])
     if task.grad_var_every and task.grad_var_samples and state["step"] == 0:
         probe()
