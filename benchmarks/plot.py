@@ -141,10 +141,15 @@ def draw_note(fewest: int, most: int) -> str:
 
 
 def legend_below(fig: plt.Figure, handles: list) -> None:
-    """The legend in rows of three under the panels, with room made for it."""
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), frameon=False)
-    inches = 0.17 + 0.13 * -(-len(handles) // 3)  # a margin and a line per legend row
-    fig.tight_layout(rect=(0, inches / fig.get_figheight(), 1, 1))
+    """The legend under the panels in rows of three, or fewer where long labels would not fit
+    the figure's width, with room made for it."""
+    for ncol in range(min(len(handles), 3), 0, -1):
+        legend = fig.legend(handles=handles, loc="lower center", ncol=ncol, frameon=False)
+        box = legend.get_window_extent(fig.canvas.get_renderer())
+        if ncol == 1 or box.width <= 0.98 * fig.bbox.width:
+            break
+        legend.remove()
+    fig.tight_layout(rect=(0, box.height / fig.bbox.height + 0.01, 1, 1))
 
 
 def facet_by_cost_and_param(
