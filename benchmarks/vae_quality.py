@@ -5,6 +5,10 @@ each estimator for ``--epochs`` epochs, then again under a training-time budget 
 ``reparam`` took, over ``--seeds`` seeds, and reports the final test ELBO and IWAE log-likelihood
 (k=1000). It also times one whole default run (10 epochs of reparam, probes and IWAE included).
 Writes ``results/vae_digits/quality.csv`` and ``quality.md``.
+
+``--latent bernoulli`` (or ``categorical``) does the same for the discrete-latent VAE with every
+registered estimator that applies to it, and nvil; the time budget is then that of the
+leave-one-out baseline, and the results go to ``results/vae_digits_<latent>/``.
 """
 
 from __future__ import annotations
@@ -33,10 +37,25 @@ ESTIMATORS = {
 }
 
 
+def discrete_estimators(latent: str) -> dict[str, list[str]]:
+    """The leave-one-out baseline first (it sets the time budget), then every other registered
+    estimator that applies to the latent family, then nvil."""
+    names = [n for n in vae.estimators_for(latent) if n != "reinforce_baseline"]
+    return {
+        "reinforce_baseline (loo)": ["estimator=reinforce_baseline"],
+        **{name: [f"estimator={name}"] for name in names},
+        "nvil (learned baseline)": ["estimator=nvil"],
+    }
+
+
+def compose_task(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=["task=vae", *overrides])
+
+
 def train(overrides: list[str]) -> tuple[pd.Series, float]:
     """Train once on the CPU; the final eval row and the whole run's wall-clock seconds."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["task=vae", *overrides])
+    cfg = compose_task(overrides)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:
         tables = vae.run(
@@ -45,28 +64,56 @@ def train(overrides: list[str]) -> tuple[pd.Series, float]:
     return tables["eval"].iloc[-1], time.perf_counter() - start
 
 
+def describe(latent: str) -> str:
+    """The model's sizes as resolved for digits, for the table's caption."""
+    s = vae.resolve(compose_task([f"task.latent={latent}"]).task, "digits")
+    if latent == "gaussian":
+        sizes = f"64-{s['hidden']}-{s['latent_dim']}"
+    else:
+        layers = {"mlp": 1, "linear": 0, "nonlinear": 2}[s["arch"]]
+        code = (
+            f"{s['latent_dim']} bits"
+            if latent == "bernoulli"
+            else (f"{s['latent_dim']} variables of {s['categories']} categories")
+        )
+        sizes = f"{s['arch']}, 64-{'-'.join([str(s['hidden'])] * layers)}-{code}"
+    return f"{sizes}, Adam {s['lr']:g}, batch {s['batch_size']}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latent", choices=vae.LATENTS, default="gaussian")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("results/vae_digits"))
+    parser.add_argument("--out", type=Path, help="default: results/vae_digits[_LATENT]")
+    parser.add_argument(
+        "--threads", type=int, help="torch threads (default: torch's); 1 on a shared machine"
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    gaussian = args.latent == "gaussian"
+    out = args.out or Path("results/vae_digits" + ("" if gaussian else f"_{args.latent}"))
+    contenders = ESTIMATORS if gaussian else discrete_estimators(args.latent)
+    latent = [] if gaussian else [f"task.latent={args.latent}"]
+    reference = next(iter(contenders))
+    default = [] if gaussian else [*latent, *contenders[reference]]
 
-    _, default_seconds = train([])
+    _, default_seconds = train(default)
     rows = []
     no_probe = ["task.grad_var_every=0", "task.checkpoint=false"]
     for seed in range(args.seeds):
         budget = None
-        for name, overrides in ESTIMATORS.items():
-            common = [*overrides, *no_probe, f"seed={seed}"]
+        for name, overrides in contenders.items():
+            common = [*latent, *overrides, *no_probe, f"seed={seed}"]
             final, _ = train([*common, f"task.epochs={args.epochs}"])
-            budget = budget or final.time_s  # reparam comes first and sets the time budget
+            budget = budget or final.time_s  # the reference comes first and sets the budget
             rows.append(
                 {
                     "comparison": f"equal steps ({final.step})",
                     "estimator": name,
                     "seed": seed,
-                    **final[["step", "time_s", "test_elbo", "test_iwae"]],
+                    **final[["num_samples", "step", "time_s", "test_elbo", "test_iwae"]],
                 }
             )
             final, _ = train([*common, "task.epochs=100000", f"task.max_seconds={budget}"])
@@ -75,18 +122,19 @@ def main() -> None:
                     "comparison": f"equal time ({budget:.2f} s)",
                     "estimator": name,
                     "seed": seed,
-                    **final[["step", "time_s", "test_elbo", "test_iwae"]],
+                    **final[["num_samples", "step", "time_s", "test_elbo", "test_iwae"]],
                 }
             )
     table = pd.DataFrame(rows)
     table["machine"] = machine()
-    write_table(table, args.out / "quality.csv")
+    write_table(table, out / "quality.csv")
 
     table["comparison"] = table.comparison.str.replace(r" \(.*", "", regex=True)
     summary = (
         table.sort_values("comparison", kind="stable")
         .groupby(["comparison", "estimator"], sort=False)
         .agg(
+            draws=("num_samples", "first"),
             steps=("step", "median"),
             train_seconds=("time_s", "mean"),
             test_elbo=("test_elbo", "mean"),
@@ -96,15 +144,14 @@ def main() -> None:
         )
     )
     summary["steps"] = summary["steps"].round().astype(int)
+    run = "10 epochs of reparam" if gaussian else f"10 epochs of {reference}"
     text = (
-        f"Digits VAE (64-400-20, Adam 1e-3, batch 128), {args.seeds} seeds, mean and sd; "
-        f"equal steps: {args.epochs} epochs; equal time: reparam's training time.\n"
-        f"One default run (10 epochs of reparam, probes and IWAE included) took "
-        f"{default_seconds:.1f} s of wall-clock. Machine: {machine()}.\n\n"
-        + markdown_table(summary.reset_index())
-        + "\n"
+        f"Digits VAE, {args.latent} latent ({describe(args.latent)}), {args.seeds} seeds, mean "
+        f"and sd; equal steps: {args.epochs} epochs; equal time: {reference}'s training time.\n"
+        f"One default run ({run}, probes and IWAE included) took {default_seconds:.1f} s of "
+        f"wall-clock. Machine: {machine()}.\n\n" + markdown_table(summary.reset_index()) + "\n"
     )
-    atomic_write(args.out / "quality.md", lambda handle: handle.write(text.encode()))
+    atomic_write(out / "quality.md", lambda handle: handle.write(text.encode()))
     print(text)
 
 

@@ -298,16 +298,13 @@ def test_linear_gaussian_runs_report_bias_and_mse(tmp_path):
 RELAXATIONS = {"gumbel_softmax", "straight_through"}  # biased by design
 
 
-def applicable(latent: str, categories: int = 3) -> list[str]:
-    """Registered estimators that serve this latent family (rebar and relax once they land)."""
-    size = vae.encoder_size(latent, 2, categories)
-    q = vae.posterior(torch.zeros(1, size), latent, categories)
-    return [n for n in estimators.names() if estimators.build(n).supports(q)]
-
-
 @pytest.mark.parametrize(
     "latent, estimator",
-    [(latent, e) for latent in ("bernoulli", "categorical") for e in [*applicable(latent), "nvil"]]
+    [
+        (latent, e)
+        for latent in ("bernoulli", "categorical")
+        for e in [*vae.estimators_for(latent), "nvil"]
+    ]
     + [("bernoulli", "disarm task.arch=linear"), ("categorical", "reinforce task.arch=mlp")],
 )
 def test_a_short_discrete_run_per_estimator_writes_finite_tables(tmp_path, latent, estimator):
@@ -411,7 +408,7 @@ def no_direct_term(h, b, latent, categories, real=vae.discrete_log_q):
 
 
 UNBIASED = [
-    (latent, name) for latent in ("bernoulli", "categorical") for name in applicable(latent)
+    (latent, name) for latent in ("bernoulli", "categorical") for name in vae.estimators_for(latent)
 ]
 
 
@@ -529,3 +526,44 @@ def test_discrete_runs_get_their_own_figure_and_summary_rows(tmp_path):
     text = (tmp_path / "summary.md").read_text()
     assert "| digits | gaussian | Reparameterization |" in text
     assert "| digits | bernoulli | DisARM |" in text
+
+
+def test_the_discrete_speed_benchmark_times_every_bernoulli_estimator(tmp_path):
+    out = tmp_path / "speed.csv"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_vae_discrete",
+            "--repeats",
+            "1",
+            "--steps",
+            "1",
+            "--threads",
+            "1",
+        ]
+        + ["--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out).set_index("estimator")
+    assert set(table.index) == set(vae.estimators_for("bernoulli"))
+    assert table.loc[["arm", "disarm", "reinforce_baseline"], "evaluations"].tolist() == [2, 2, 2]
+    assert table.loc["reinforce_baseline", "ratio_to_loo"] == 1.0
+    assert (table.ms_per_step > 0).all() and table.machine.str.contains("cores").all()
+
+
+def test_the_discrete_quality_comparison_covers_every_bernoulli_estimator_and_nvil():
+    from benchmarks import vae_quality
+
+    contenders = vae_quality.discrete_estimators("bernoulli")
+    assert next(iter(contenders)) == "reinforce_baseline (loo)"  # it sets the time budget
+    named = {args[0].removeprefix("estimator=") for args in contenders.values()}
+    assert named == {*vae.estimators_for("bernoulli"), "nvil"}
+    assert vae_quality.describe("bernoulli") == (
+        "nonlinear, 64-200-200-32 bits, Adam 0.003, batch 50"
+    )
+    assert vae_quality.describe("gaussian") == "64-400-20, Adam 0.001, batch 128"

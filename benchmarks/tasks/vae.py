@@ -41,6 +41,7 @@ from torch.distributions import (
 from torch.func import functional_call, vjp, vmap
 from tqdm import tqdm
 
+import estimators
 from benchmarks import data
 from benchmarks.results import save_checkpoint, write_json, write_table
 from estimators.base import ConfigError, Estimator
@@ -113,6 +114,13 @@ def discrete_log_q(
     if latent == "bernoulli":
         return (b * F.logsigmoid(h) + (1 - b) * F.logsigmoid(-h)).sum(-1)
     return (b * torch.log_softmax(h.unflatten(-1, (-1, categories)), -1)).sum((-2, -1))
+
+
+def estimators_for(latent: str) -> list[str]:
+    """The registered estimators that apply to this latent family (new ones join by registering)."""
+    categories = 2 if latent == "categorical" else None
+    q = posterior(torch.zeros(1, encoder_size(latent, 1, categories)), latent, categories)
+    return [name for name in estimators.names() if estimators.build(name).supports(q)]
 
 
 def mlp(sizes: list[int], arch: str) -> nn.Sequential:

@@ -1,0 +1,99 @@
+"""Speed of a training step on the Bernoulli-latent VAE, per estimator, against the leave-one-out
+baseline at the same number of decoder evaluations.
+
+``python -m benchmarks.bench_vae_discrete`` times ``benchmarks.tasks.vae.train_step`` on the DisARM
+paper's nonlinear VAE (784-200-200-200 bits, LeakyReLU, Adam 1e-4, batch 50; random binary images,
+since a step's time does not depend on the pixel values) for every registered estimator that
+applies to Independent(Bernoulli) (so new ones join by being registered), in one process, the
+contenders interleaved, medians over repeats. The reference is ``reinforce_baseline``
+(leave-one-out) with num_samples=2; arm and disarm also take num_samples=2 (one antithetic pair,
+two decoder evaluations), the others their minimum. ``evaluations`` counts decoder rows per example
+per step. Writes ``results/perf/vae_discrete_speed.csv`` and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+import estimators
+from benchmarks.bench_toy import machine
+from benchmarks.bench_vae import interleaved_medians
+from benchmarks.results import write_table
+from benchmarks.tasks import vae
+
+X_DIM, HIDDEN, BITS, BATCH, LR = 784, 200, 200, 50, 1e-4
+REFERENCE = "reinforce_baseline"
+
+
+def contenders() -> dict[str, tuple[estimators.Estimator, int]]:
+    """Every registered estimator that serves the Bernoulli latent, with its num_samples."""
+    found = {}
+    for name in vae.estimators_for("bernoulli"):
+        est = estimators.build(name)
+        found[name] = (est, 2 if name in (REFERENCE, "arm", "disarm") else est.min_samples)
+    return found
+
+
+def step_runner(est: estimators.Estimator, num_samples: int, x: torch.Tensor):
+    """A fresh model (same initial weights for every estimator) and its training step."""
+    torch.manual_seed(0)
+    model = vae.VAE(X_DIM, HIDDEN, BITS, "bernoulli", "nonlinear")
+    params = list(model.parameters())
+    optimizer = torch.optim.Adam(params, lr=LR)
+    return model, lambda: vae.train_step(model, est, optimizer, params, x, num_samples)
+
+
+def decoder_evaluations(model: vae.VAE, step) -> float:
+    """Decoder input rows per example in one step (f's evaluations, relaxed ones included)."""
+    rows = []
+    hook = model.decoder.register_forward_hook(lambda m, args, out: rows.append(out.shape[:-1]))
+    step()
+    hook.remove()
+    return sum(torch.Size(r).numel() for r in rows) / BATCH
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--steps", type=int, default=10, help="training steps per timing")
+    parser.add_argument("--out", type=Path, default=Path("results/perf/vae_discrete_speed.csv"))
+    parser.add_argument(
+        "--threads", type=int, help="torch threads (default: torch's); 1 on a shared machine"
+    )
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    x = torch.bernoulli(torch.full((BATCH, X_DIM), 0.3))
+    runs, rows = {}, []
+    for name, (est, num_samples) in contenders().items():
+        model, step = step_runner(est, num_samples, x)
+        runs[name] = step
+        rows.append(
+            {
+                "estimator": name,
+                "options": ",".join(f"{k}={v}" for k, v in est.options().items()),
+                "num_samples": num_samples,
+                "evaluations": decoder_evaluations(model, step),
+            }
+        )
+    medians = interleaved_medians(runs, args.repeats, args.steps)
+    table = pd.DataFrame(rows)
+    table["ms_per_step"] = [1e3 * medians[name] for name in table.estimator]
+    table["ratio_to_loo"] = table.ms_per_step / (1e3 * medians[REFERENCE])
+    table["machine"] = machine()
+    write_table(table, args.out)
+    print(
+        f"Bernoulli VAE {X_DIM}-{HIDDEN}-{HIDDEN}-{BITS} bits (nonlinear), batch {BATCH}, "
+        f"median of {args.repeats} x {args.steps} steps, interleaved:"
+    )
+    print(table.drop(columns="machine").to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"\nmachine: {machine()}\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
