@@ -1,11 +1,13 @@
 """The committed reference sweep: ``python -m benchmarks.reference`` (a few minutes on 2 CPU cores).
 
-Runs three sweeps through the normal command line, each ending with its summary and figures
+Runs these sweeps through the normal command line, each ending with its summary and figures
 (the plot callback), into ``results/reference/``:
 
 - ``toy_figure2``, ``toy_figure3``: the Gaussian toy for reparam, reinforce and the
   leave-one-out baseline over the k ranges of Mohamed et al. (2020), Figures 2 and 3;
 - ``bernoulli``: the Bernoulli toy at theta = 0 for the discrete estimators, up to k = 0.499;
+- ``bernoulli_theta``: the same estimators, REBAR and RELAX too, against theta at k = 0.45, 0.499;
+- ``bernoulli_optimize``: the RELAX paper's toy optimization, with the gradient variance by step;
 - ``relaxations``: the relaxations' bias against temperature on the Bernoulli toy;
 - ``toy_optimize``: the toy optimization mode on two costs;
 - ``vae``: the digits VAE for 30 epochs with four estimators over three seeds.
@@ -15,6 +17,7 @@ The folder is replaced as a whole; checkpoints are not written, so it stays smal
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +25,7 @@ from pathlib import Path
 
 OUT = Path("results/reference")
 ESTIMATORS = "estimator=reparam,reinforce,reinforce_baseline"
+DISCRETE = "estimator=reinforce,reinforce_baseline,disarm,rebar,relax"
 SWEEPS = {
     # Mohamed et al. (2020) at mu = sigma = 1: Figure 2, (x-k)^2 over k in [-3, 3]; Figure 3,
     # exp(-k x^2) and cos(kx) over k from 0.1 to 10.
@@ -36,6 +40,24 @@ SWEEPS = {
         "task=bernoulli",
         "estimator=reinforce,reinforce_baseline,arm,disarm,gumbel_softmax,straight_through",
         "task.k=[0.1,0.2,0.3,0.4,0.45,0.499]",
+    ],
+    # The same estimators (REBAR and RELAX with their control variates trained at each theta)
+    # against the logit, at the paper's two k.
+    "bernoulli_theta": [
+        "task=bernoulli",
+        f"{DISCRETE},gumbel_softmax,straight_through,arm",
+        "task.theta=-3,-2,-1,0,1,2,3",
+        "task.k=[0.45,0.499]",
+    ],
+    # The RELAX paper's Figure 1 (right): Adam on the logit, with the gradient's variance logged.
+    "bernoulli_optimize": [
+        "task=bernoulli",
+        DISCRETE,
+        "task.mode=optimize",
+        "task.k=[0.45,0.499]",
+        "task.optimize.steps=5000",
+        "task.optimize.lr=0.01",
+        "task.optimize.log_every=100",
     ],
     # The relaxations' bias against temperature, at theta = 0.5.
     "relaxations": [
@@ -65,6 +87,12 @@ SWEEPS = {
 }
 
 
+# Sweeps of tiny tensors (the learned control variates take thousands of steps on 256 draws) run
+# on one torch thread: a second one only waits, and while another process shares the 2 cores the
+# bernoulli_theta sweep took 710 s on two threads against 123 s on one.
+ONE_THREAD = {"bernoulli_theta", "bernoulli_optimize"}
+
+
 def main() -> None:
     shutil.rmtree(OUT, ignore_errors=True)
     for name, args in SWEEPS.items():
@@ -77,7 +105,8 @@ def main() -> None:
             f"hydra.sweep.dir={OUT / name}",
         ]
         print("$", " ".join(command[1:]), flush=True)
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        env = {**os.environ, "OMP_NUM_THREADS": "1"} if name in ONE_THREAD else None
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
     print(f"reference sweep written to {OUT}")
 
 
