@@ -227,3 +227,20 @@ def test_toy_optimizations_without_variances_draw_no_relax_figure(tmp_path):
     written, _ = plot.plot(tmp_path)
     stems = {p.stem for p in written if p.parent.name == "plots"}
     assert stems == {"toy_optimize_vs_step", "toy_optimize_vs_time"}
+
+
+def test_a_real_bernoulli_optimization_sweep_draws_the_relax_figure(tmp_path):
+    out = sweep(
+        tmp_path,
+        "task=bernoulli",
+        "task.mode=optimize",
+        "estimator=reinforce,disarm",
+        "task.k=[0.499]",
+        "task.optimize.steps=20",
+        "task.optimize.log_every=10",
+        "task.optimize.var_estimates=50",
+    )
+    assert out.returncode == 0, out.stderr
+    assert_figures([tmp_path / "plots" / f"bernoulli_optimize.{e}" for e in ("png", "pdf")])
+    text = (tmp_path / "summary.md").read_text()
+    assert "P(b = 1) = sigmoid(θ) and the gradient variance" in text
