@@ -95,6 +95,10 @@ class Estimator:
         """Evaluation mode: the estimator's own parameters stay fixed."""
         return self.train(False)
 
+    def learned(self) -> dict[str, float]:
+        """Current values of trained scalars (rebar's eta and temperature), for result tables."""
+        return {}
+
     def backward(self, loss: torch.Tensor, dist_params: torch.Tensor) -> None:
         """``loss.backward()``. Estimators with a learned control variate (rebar, relax) override
         it to also take a step on their own parameters, lowering the variance of their gradient

@@ -101,7 +101,7 @@ class Rebar(Estimator):
         return params
 
     def learned(self) -> dict[str, float]:
-        """The trained eta and temperature, for reports."""
+        """The trained eta and temperature."""
         if not self.modules:
             return {"eta": self.eta, "temperature": self.temperature}
         return {

@@ -81,6 +81,7 @@ def test_a_conditional_sample_not_differentiated_in_theta_is_caught(monkeypatch)
 def test_the_toy_trains_the_control_variate_then_measures_it_unbiased(name):
     table = table_for(name, {"lr": 0.01}, k=[0.45, 0.499], cv_steps=200, n_estimates=100_000)
     assert table.exact_var.isna().all() and table.exact_mean.isna().all()
+    assert (table.learned_temperature != 0.5).all() and (table.learned_eta != 1.0).all()
     assert (table.z_score.abs() < Z_CRIT).all(), table[["k", "grad_mean", "exact_grad"]]
 
 

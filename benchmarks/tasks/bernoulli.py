@@ -56,6 +56,11 @@ def gradient_estimates(
     return (grad[:, 0],)
 
 
+def learned_columns(estimator: Estimator) -> dict[str, float]:
+    """``learned_eta``, ``learned_temperature``: a learned control variate's values as measured."""
+    return {f"learned_{key}": value for key, value in estimator.learned().items()}
+
+
 def initial_logits(cfg: DictConfig, device: torch.device) -> torch.Tensor:
     # float64: at k = 0.499 the cost differences cancel to 1e-3 of the costs, which float32
     # would turn into a bias of 1e-5 relative, larger than the statistical error it is compared to.
@@ -116,6 +121,7 @@ def estimate_table(
                     "n_estimates": cfg.n_estimates,
                     **stats,
                     "theta": float(cfg.theta),
+                    **learned_columns(estimator),
                     "exact_mean": math.nan if mean is None else mean,
                     "exact_var": math.nan if var is None else var,
                 }
@@ -174,6 +180,7 @@ def optimize_table(
                             "time_s": seconds,
                             "objective": objective(cost, k, logits),
                             "theta": logits.detach().mean().item(),
+                            **learned_columns(estimator),
                             "grad_var": step_variance(
                                 estimator, f, logits, num_samples, opt_cfg.var_estimates, step
                             ),
