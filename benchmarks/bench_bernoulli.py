@@ -29,7 +29,8 @@ CPU = torch.device("cpu")
 
 def harness(n: int, chunk: int, with_statistics: bool) -> None:
     est, f = estimators.build("disarm"), bernoulli.total_cost("square", K)
-    chunk_of = lambda b: bernoulli.gradient_estimates(est, f, THETA, 1, 2, b, CPU)  # noqa: E731
+    theta = torch.full((1,), THETA, dtype=torch.float64)
+    chunk_of = lambda b: bernoulli.gradient_estimates(est, f, theta, 2, b)  # noqa: E731
     if with_statistics:
         measure_estimates(chunk_of, ("theta",), n, chunk, CPU)
     else:
