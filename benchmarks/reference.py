@@ -1,18 +1,19 @@
-"""The committed reference sweep: ``python -m benchmarks.reference`` (a few minutes on 2 CPU cores).
+"""The committed reference sweep: ``python -m benchmarks.reference [SWEEP ...]`` (all of them by
+default; named ones alone replace only their folders).
 
 Runs these sweeps through the normal command line, each ending with its summary and figures
 (the plot callback), into ``results/reference/``:
 
 - ``toy_figure2``, ``toy_figure3``: the Gaussian toy for reparam, reinforce and the
   leave-one-out baseline over the k ranges of Mohamed et al. (2020), Figures 2 and 3;
-- ``bernoulli``: the Bernoulli toy at theta = 0 for the discrete estimators, up to k = 0.499;
+- ``bernoulli``: the Bernoulli toy at theta = 0 for every discrete estimator, up to k = 0.499;
 - ``bernoulli_theta``: the same estimators, REBAR and RELAX too, against theta at k = 0.45, 0.499;
 - ``bernoulli_optimize``: the RELAX paper's toy optimization, with the gradient variance by step;
 - ``relaxations``: the relaxations' bias against temperature on the Bernoulli toy;
 - ``toy_optimize``: the toy optimization mode on two costs;
 - ``vae``: the digits VAE for 30 epochs with four estimators over three seeds.
 
-The folder is replaced as a whole; checkpoints are not written, so it stays small.
+Each sweep's folder is replaced as a whole; checkpoints are not written, so it stays small.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ SWEEPS = {
     # The Bernoulli toy of REBAR, RELAX and DisARM at theta = 0, up to the hard case k = 0.499.
     "bernoulli": [
         "task=bernoulli",
-        "estimator=reinforce,reinforce_baseline,arm,disarm,gumbel_softmax,straight_through",
+        f"{DISCRETE},arm,gumbel_softmax,straight_through",
         "task.k=[0.1,0.2,0.3,0.4,0.45,0.499]",
     ],
     # The same estimators (REBAR and RELAX with their control variates trained at each theta)
@@ -90,12 +91,21 @@ SWEEPS = {
 # Sweeps of tiny tensors (the learned control variates take thousands of steps on 256 draws) run
 # on one torch thread: a second one only waits, and while another process shares the 2 cores the
 # bernoulli_theta sweep took 710 s on two threads against 123 s on one.
-ONE_THREAD = {"bernoulli_theta", "bernoulli_optimize"}
+ONE_THREAD = {"bernoulli", "bernoulli_theta", "bernoulli_optimize"}
 
 
-def main() -> None:
-    shutil.rmtree(OUT, ignore_errors=True)
-    for name, args in SWEEPS.items():
+def main(argv: list[str] | None = None) -> int:
+    names = sys.argv[1:] if argv is None else argv
+    unknown = [name for name in names if name not in SWEEPS]
+    if unknown:
+        print(
+            f"error: sweep {unknown[0]!r} is unknown; sweeps: {', '.join(SWEEPS)}", file=sys.stderr
+        )
+        return 2
+    for name in names or SWEEPS:
+        shutil.rmtree(OUT / name, ignore_errors=True)
+    for name in names or SWEEPS:
+        args = SWEEPS[name]
         command = [
             sys.executable,
             "-m",
@@ -108,7 +118,8 @@ def main() -> None:
         env = {**os.environ, "OMP_NUM_THREADS": "1"} if name in ONE_THREAD else None
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
     print(f"reference sweep written to {OUT}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
