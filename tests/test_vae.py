@@ -68,6 +68,7 @@ def test_a_short_training_run_per_estimator(tmp_path, estimator):
     assert train_table.step.tolist() == list(range(1, 17))
     assert train_table.time_s.is_monotonic_increasing
     assert eval_table.epoch.tolist() == [1, 2] and eval_table.test_iwae.notna().tolist() == [0, 1]
+    assert eval_table.train_set_elbo.between(-200, 0).all()  # nats per digit: finite, plausible
     assert set(grad_var.step) == {0, 5, 10, 15}
     assert set(grad_var.param) == {
         "encoder.0.weight",
@@ -204,6 +205,18 @@ def test_the_mnist_loader_reads_idx_files(tmp_path, name, folder):
     assert dataset.train.shape == (20, 784) and dataset.test.shape == (10, 784)
     torch.testing.assert_close(dataset.train, train_images.reshape(20, 784).float() / 255)
     assert set(dataset.test.unique().tolist()) <= {0.0, 1.0} and dataset.dynamic_binarization
+
+
+def test_a_run_on_idx_files_binarizes_each_step_and_evaluates_one_fixed_binarization(tmp_path):
+    torch.manual_seed(3)
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    write_idx(raw / "train-images-idx3-ubyte.gz", torch.randint(0, 256, (64, 28, 28)))
+    write_idx(raw / "t10k-images-idx3-ubyte.gz", torch.randint(0, 256, (16, 28, 28)))
+    overrides = ["dataset=mnist", f"dataset.data_dir={tmp_path / 'data'}", "task.batch_size=32"]
+    runs = [train(tmp_path / f"run{i}", *overrides)["eval"] for i in range(2)]
+    assert runs[0].train_set_elbo.notna().all() and len(runs[0]) == 2
+    same = ["train_set_elbo", "test_elbo", "test_iwae"]
+    pd.testing.assert_frame_equal(runs[0][same], runs[1][same])  # the same seed, the same numbers
 
 
 def test_mnist_without_files_or_torchvision_says_what_to_do(tmp_path, monkeypatch):

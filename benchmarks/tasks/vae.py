@@ -564,6 +564,15 @@ def run(
         for row in gradient_variance_rows(grads, exact):
             state["grad_var"].append({"step": state["step"], "M": task.grad_var_samples, **row})
 
+    def train_eval_x() -> torch.Tensor:
+        """The training set as evaluated: binarized with a fixed stream where training
+        binarizes afresh each step, so every epoch's train_set_elbo sees the same data."""
+        if not dataset.dynamic_binarization:
+            return dataset.train
+        return torch.bernoulli(
+            dataset.train, generator=torch.Generator(device).manual_seed(cfg.seed + 2)
+        )
+
     def evaluate(final: bool) -> dict:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(cfg.seed + 7_919 * state["step"])
@@ -572,6 +581,7 @@ def run(
                 "step": state["step"],
                 "time_s": state["seconds"],
                 "test_elbo": test_elbo(model, dataset.test, task.eval_batch_size),
+                "train_set_elbo": test_elbo(model, train_eval_x(), task.eval_batch_size),
                 "test_iwae": math.nan,
                 "iwae_k": math.nan,
             }
