@@ -109,7 +109,8 @@ def estimator_labels(summary: pd.DataFrame) -> pd.Series:
         if name == "reinforce_baseline" and parsed.get("baseline") in BASELINE_LABELS:
             return BASELINE_LABELS[parsed["baseline"]]
         if "temperature" in parsed:
-            return f"{BASE_LABELS.get(name, name)} (τ={float(parsed['temperature']):g})"
+            start = "τ from " if "eta" in parsed else "τ="  # rebar, relax train their temperature
+            return f"{BASE_LABELS.get(name, name)} ({start}{float(parsed['temperature']):g})"
         return BASE_LABELS.get(name, name)
 
     pairs = pd.DataFrame({"name": summary["estimator"], "opts": options})
@@ -443,7 +444,7 @@ def optimize_figure(optimize: pd.DataFrame, colors: dict, x: str) -> plt.Figure:
         aspect=1.3,
         facet_kws={"sharey": False, "sharex": x == "step"},
     )
-    grid.set_axis_labels("SGD step" if x == "step" else "wall-clock (s)", "E[f] (exact)")
+    grid.set_axis_labels("optimizer step" if x == "step" else "wall-clock (s)", "E[f] (exact)")
     grid.set_titles("{col_name}, k = {row_name}", size=9)
     sns.move_legend(grid, "lower center", ncol=3, title=None, bbox_to_anchor=(0.5, 0))
     grid.figure.suptitle(

@@ -11,7 +11,8 @@ Runs these sweeps through the normal command line, each ending with its summary 
 - ``bernoulli_optimize``: the RELAX paper's toy optimization, with the gradient variance by step;
 - ``relaxations``: the relaxations' bias against temperature on the Bernoulli toy;
 - ``toy_optimize``: the toy optimization mode on two costs;
-- ``vae``: the digits VAE for 30 epochs with four estimators over three seeds.
+- ``vae``: the digits VAE for 30 epochs with four estimators over three seeds;
+- ``vae_bernoulli``: the Bernoulli-latent digits VAE for 30 epochs, six estimators, three seeds.
 
 Each sweep's folder is replaced as a whole; checkpoints are not written, so it stays small.
 """
@@ -85,13 +86,23 @@ SWEEPS = {
         "task.checkpoint=false",
         "task.grad_var_every=20",
     ],
+    # The Bernoulli-latent VAE on digits (the DisARM paper's nonlinear networks, scaled down).
+    "vae_bernoulli": [
+        "task=vae",
+        "task.latent=bernoulli",
+        "estimator=reinforce_baseline,arm,disarm,gumbel_softmax,rebar,relax",
+        "seed=0,1,2",
+        "task.epochs=30",
+        "task.checkpoint=false",
+        "task.grad_var_every=20",
+    ],
 }
 
 
 # Sweeps of tiny tensors (the learned control variates take thousands of steps on 256 draws) run
 # on one torch thread: a second one only waits, and while another process shares the 2 cores the
 # bernoulli_theta sweep took 710 s on two threads against 123 s on one.
-ONE_THREAD = {"bernoulli", "bernoulli_theta", "bernoulli_optimize"}
+ONE_THREAD = {"bernoulli", "bernoulli_theta", "bernoulli_optimize", "vae_bernoulli"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,6 +66,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, pd.DataFrame]:
     """Run the configured task with the configured estimator; return its tables by file stem."""
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r}: must be an integer")
+    threads = cfg.threads
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"threads={threads!r}: must be a positive integer or null")
+        torch.set_num_threads(threads)
     device = resolve_device(cfg.device)
     make_estimator = estimator_factory(cfg.estimator)
     torch.manual_seed(cfg.seed)
@@ -92,8 +97,24 @@ SUMMARY_COLUMNS = {
         "grad_var_lo",
         "grad_var_hi",
         "time_per_estimate_s",
+        "learned_eta",
+        "learned_temperature",
     ],
-    "optimize": ["estimator", "options", "cost", "k", "step", "time_s", "objective", "mu", "sigma"],
+    "optimize": [
+        "estimator",
+        "options",
+        "cost",
+        "k",
+        "step",
+        "time_s",
+        "objective",
+        "mu",
+        "sigma",
+        "theta",
+        "grad_var",
+        "learned_eta",
+        "learned_temperature",
+    ],
     "eval": [
         "estimator",
         "options",
@@ -124,11 +145,13 @@ def summary(name: str, table: pd.DataFrame) -> str | None:
 
 
 def discard_hydra_files(run_dir: Path) -> None:
-    """Remove what Hydra wrote for a job that stopped on bad input, and the folder if then empty."""
+    """Remove what Hydra wrote for a job that stopped on bad input, and the folder and its parent
+    (the date folder Hydra made) where then empty."""
     shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
     (run_dir / f"{HydraConfig.get().job.name}.log").unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         run_dir.rmdir()
+        run_dir.parent.rmdir()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -1,5 +1,5 @@
-"""Both gates work: an unchanged tree passes; a 3x slowdown, a disabled baseline and a gradient
-scaled by 1.1 each fail."""
+"""Both gates work: an unchanged tree passes; a 3x slowdown, a disabled baseline, a gradient
+scaled by 1.1 and a DisARM weight off by 10% each fail."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.regression import stat_gate, timing
-from estimators import reinforce_baseline
+from estimators import disarm, reinforce_baseline
 from estimators.base import score_surrogate
 from estimators.reparam import Reparam
 
@@ -54,8 +54,19 @@ def test_the_statistical_gate_fails_a_gradient_scaled_by_1_1(baselines, unchange
 
     monkeypatch.setattr(Reparam, "estimate", scaled)
     failures, _ = stat_gate.check(stat_gate.measure_toy(), unchanged_vae, *baselines)
-    assert any(line.startswith("reparam") and "vs exact gradient" in line for line in failures)
+    assert any(line.startswith("reparam") and "vs exact expectation" in line for line in failures)
     assert all(line.startswith("reparam") for line in failures)
+
+
+@pytest.mark.slow
+def test_the_statistical_gate_fails_a_disarm_weight_off_by_10_percent(baselines, monkeypatch):
+    original = disarm.disarm_weights
+    monkeypatch.setattr(disarm, "disarm_weights", lambda *args: 1.1 * original(*args))
+    toy = stat_gate.measure_toy()
+    empty = baselines[1].iloc[:0]
+    failures, _ = stat_gate.check(toy, empty, baselines[0], empty)
+    assert any("vs exact expectation" in line for line in failures)
+    assert all(line.startswith("bernoulli:disarm") for line in failures)
 
 
 def test_compare_flags_growth_beyond_the_threshold_and_missing_benchmarks():

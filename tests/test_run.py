@@ -124,15 +124,16 @@ def test_optimize_mode_writes_its_table(tmp_path):
             "estimator.decay=2: the moving-average decay must be in [0, 1)",
         ),
         (["estimator=nvil"], "estimator=nvil works with task=vae only"),
+        (["threads=0"], "threads=0: must be a positive integer or null"),
     ],
 )
 def test_bad_input_gets_one_line_exit_2_and_nothing_on_disk(tmp_path, args, message):
-    run_dir = tmp_path / "run"
+    run_dir = tmp_path / "2026-01-01" / "run"  # as Hydra's default results/runs/DATE/TIME_...
     out = run(*args, f"hydra.run.dir={run_dir}")
     assert out.returncode == 2
     (line,) = out.stderr.strip().splitlines()
     assert line.startswith("error: ") and message in line
-    assert not run_dir.exists()
+    assert not run_dir.parent.exists()
 
 
 @pytest.mark.parametrize(
