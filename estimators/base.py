@@ -18,6 +18,7 @@ estimator with a learned control variate can train it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -114,6 +115,15 @@ class Estimator:
         return (
             f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.options().items())})"
         )
+
+
+def positive_number(value, key: str) -> float:
+    """``value`` as a float if it is a finite number > 0; else a ConfigError naming ``key``."""
+    if not (isinstance(value, int | float) and not isinstance(value, bool) and value > 0):
+        raise ConfigError(f"{key}={value!r}: must be a number > 0")
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}={value!r}: must be a finite number > 0")
+    return float(value)
 
 
 def base_distribution(dist: Distribution) -> Distribution:

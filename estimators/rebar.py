@@ -25,7 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, Distribution
 
-from estimators.base import ConfigError, CostFn, Estimator, base_distribution, register
+from estimators.base import (
+    ConfigError,
+    CostFn,
+    Estimator,
+    base_distribution,
+    positive_number,
+    register,
+)
 
 
 def logit_uniform(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
@@ -44,14 +51,6 @@ def conditional_logit(theta: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     )
 
 
-def positive(value, key: str) -> float:
-    if not (isinstance(value, int | float) and not isinstance(value, bool) and value > 0):
-        raise ConfigError(f"{key}={value!r}: must be a number > 0")
-    if not math.isfinite(value):
-        raise ConfigError(f"{key}={value!r}: must be a finite number > 0")
-    return float(value)
-
-
 @register
 class Rebar(Estimator):
     """[f(b) - c(z~)] grad log p(b) + grad c(z) - grad c(z~), c(z) = eta f(sigmoid(z / tau))."""
@@ -60,11 +59,11 @@ class Rebar(Estimator):
     trainable = True
 
     def __init__(self, temperature: float = 0.5, eta: float = 1.0, lr: float = 1e-3) -> None:
-        self.temperature = positive(temperature, "temperature")
+        self.temperature = positive_number(temperature, "temperature")
         if not (isinstance(eta, int | float) and not isinstance(eta, bool) and math.isfinite(eta)):
             raise ConfigError(f"eta={eta!r}: must be a finite number")
         self.eta = float(eta)
-        self.lr = positive(lr, "lr")
+        self.lr = positive_number(lr, "lr")
         self.modules: dict[str, torch.Tensor | torch.nn.Module] = {}
         self.optimizer: torch.optim.Optimizer | None = None
         self.pending: dict | None = None  # a state loaded before the first call

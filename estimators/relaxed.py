@@ -18,7 +18,7 @@ from torch.distributions import (
     RelaxedOneHotCategorical,
 )
 
-from estimators.base import ConfigError, CostFn, Estimator, base_distribution, register
+from estimators.base import CostFn, Estimator, base_distribution, positive_number, register
 
 RELAXABLE = (Bernoulli, OneHotCategorical)
 
@@ -44,9 +44,7 @@ def hard(z: torch.Tensor, dist: Distribution) -> torch.Tensor:
 
 class _Relaxation(Estimator):
     def __init__(self, temperature: float = 0.5) -> None:
-        if not (isinstance(temperature, int | float) and temperature > 0):
-            raise ConfigError(f"temperature={temperature!r}: must be a number > 0")
-        self.temperature = float(temperature)
+        self.temperature = positive_number(temperature, "temperature")
 
     def options(self) -> dict:
         return {"temperature": self.temperature}

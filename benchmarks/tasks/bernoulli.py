@@ -25,7 +25,7 @@ from benchmarks.tasks.gaussian import (
     describe,
     require_finite,
     require_positive_int,
-    seed_for,
+    toy_cases,
     validate_toy,
 )
 from estimators.base import ConfigError, Estimator
@@ -84,48 +84,42 @@ def estimate_table(
 ) -> pd.DataFrame:
     """One row per cost x k: measured statistics beside the exact ones."""
     rows = []
-    for cost in cfg.costs:
-        for k in map(float, cfg.k):
-            estimator = make_estimator()
-            num_samples = cfg.num_samples or estimator.min_samples
-            torch.manual_seed(seed_for(seed, cost, k))
-            f = total_cost(cost, k)
-            theta = initial_logits(cfg, device)
-            if estimator.trainable:
-                train_control_variate(estimator, f, theta, num_samples, cfg)
-            moments, seconds = measure_estimates(
-                lambda batch, e=estimator, f=f, t=theta, n=num_samples: gradient_estimates(
-                    e, f, t, n, batch
-                ),
-                ("theta",),
-                cfg.n_estimates,
-                cfg.chunk_size,
-                device,
-            )
-            stats = gradient_statistics(
-                moments["theta"], exact_gradient(cost, k, cfg.theta), seconds
-            )
-            mean, var = exact_moments(
-                estimator.name, estimator.options(), cost, k, cfg.theta, cfg.dim, num_samples
-            )
-            rows.append(
-                {
-                    **describe(estimator, cfg, seed, device),
-                    "cost": cost,
-                    "k": k,
-                    "param": "theta",
-                    "dim": cfg.dim,
-                    "mu": math.nan,
-                    "sigma": math.nan,
-                    "num_samples": num_samples,
-                    "n_estimates": cfg.n_estimates,
-                    **stats,
-                    "theta": float(cfg.theta),
-                    **learned_columns(estimator),
-                    "exact_mean": math.nan if mean is None else mean,
-                    "exact_var": math.nan if var is None else var,
-                }
-            )
+    for cost, k, estimator, num_samples in toy_cases(cfg, make_estimator, seed):
+        f = total_cost(cost, k)
+        theta = initial_logits(cfg, device)
+        if estimator.trainable:
+            train_control_variate(estimator, f, theta, num_samples, cfg)
+        moments, seconds = measure_estimates(
+            lambda batch, e=estimator, f=f, t=theta, n=num_samples: gradient_estimates(
+                e, f, t, n, batch
+            ),
+            ("theta",),
+            cfg.n_estimates,
+            cfg.chunk_size,
+            device,
+        )
+        stats = gradient_statistics(moments["theta"], exact_gradient(cost, k, cfg.theta), seconds)
+        mean, var = exact_moments(
+            estimator.name, estimator.options(), cost, k, cfg.theta, cfg.dim, num_samples
+        )
+        rows.append(
+            {
+                **describe(estimator, cfg, seed, device),
+                "cost": cost,
+                "k": k,
+                "param": "theta",
+                "dim": cfg.dim,
+                "mu": math.nan,
+                "sigma": math.nan,
+                "num_samples": num_samples,
+                "n_estimates": cfg.n_estimates,
+                **stats,
+                "theta": float(cfg.theta),
+                **learned_columns(estimator),
+                "exact_mean": math.nan if mean is None else mean,
+                "exact_var": math.nan if var is None else var,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -157,45 +151,41 @@ def optimize_table(
     """Adam on the logits for each (cost, k): exact objective and mean logit against step/time."""
     opt_cfg = cfg.optimize
     rows = []
-    for cost in cfg.costs:
-        for k in map(float, cfg.k):
-            estimator = make_estimator()
-            num_samples = cfg.num_samples or estimator.min_samples
-            torch.manual_seed(seed_for(seed, cost, k))
-            f = total_cost(cost, k)
-            logits = initial_logits(cfg, device).requires_grad_()
-            adam = torch.optim.Adam([logits], lr=opt_cfg.lr)
-            seconds = 0.0
-            for step in range(opt_cfg.steps + 1):
-                if step % opt_cfg.log_every == 0 or step == opt_cfg.steps:
-                    rows.append(
-                        {
-                            **describe(estimator, cfg, seed, device),
-                            "cost": cost,
-                            "k": k,
-                            "dim": cfg.dim,
-                            "num_samples": num_samples,
-                            "lr": opt_cfg.lr,
-                            "step": step,
-                            "time_s": seconds,
-                            "objective": objective(cost, k, logits),
-                            "theta": logits.detach().mean().item(),
-                            **learned_columns(estimator),
-                            "grad_var": step_variance(
-                                estimator, f, logits, num_samples, opt_cfg.var_estimates, step
-                            ),
-                            "diverged": False,
-                        }
-                    )
-                if step == opt_cfg.steps:
-                    break
-                start = time.perf_counter()
-                adam.zero_grad()
-                loss = estimator(bernoulli(logits), f, num_samples).mean()
-                estimator.backward(loss, logits)
-                adam.step()
-                synchronize(device)
-                seconds += time.perf_counter() - start
+    for cost, k, estimator, num_samples in toy_cases(cfg, make_estimator, seed):
+        f = total_cost(cost, k)
+        logits = initial_logits(cfg, device).requires_grad_()
+        adam = torch.optim.Adam([logits], lr=opt_cfg.lr)
+        seconds = 0.0
+        for step in range(opt_cfg.steps + 1):
+            if step % opt_cfg.log_every == 0 or step == opt_cfg.steps:
+                rows.append(
+                    {
+                        **describe(estimator, cfg, seed, device),
+                        "cost": cost,
+                        "k": k,
+                        "dim": cfg.dim,
+                        "num_samples": num_samples,
+                        "lr": opt_cfg.lr,
+                        "step": step,
+                        "time_s": seconds,
+                        "objective": objective(cost, k, logits),
+                        "theta": logits.detach().mean().item(),
+                        **learned_columns(estimator),
+                        "grad_var": step_variance(
+                            estimator, f, logits, num_samples, opt_cfg.var_estimates, step
+                        ),
+                        "diverged": False,
+                    }
+                )
+            if step == opt_cfg.steps:
+                break
+            start = time.perf_counter()
+            adam.zero_grad()
+            loss = estimator(bernoulli(logits), f, num_samples).mean()
+            estimator.backward(loss, logits)
+            adam.step()
+            synchronize(device)
+            seconds += time.perf_counter() - start
     return pd.DataFrame(rows)
 
 

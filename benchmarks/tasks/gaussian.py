@@ -12,7 +12,7 @@ import math
 import sys
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -98,51 +98,60 @@ def measure(
     )
 
 
+def toy_cases(
+    cfg: DictConfig, make_estimator: Callable[[], Estimator], seed: int
+) -> Iterator[tuple[str, float, Estimator, int]]:
+    """(cost, k, estimator, num_samples) for every cost x k of a toy, each with a fresh estimator
+    (fresh state: a moving average, a learned control variate) and the random stream seeded for
+    that pair, so a row's numbers do not depend on which other rows were asked for."""
+    for cost in cfg.costs:
+        for k in map(float, cfg.k):
+            estimator = make_estimator()
+            num_samples = cfg.num_samples or estimator.min_samples
+            torch.manual_seed(seed_for(seed, cost, k))
+            yield cost, k, estimator, num_samples
+
+
 def estimate_table(
     cfg: DictConfig, make_estimator: Callable[[], Estimator], seed: int, device: torch.device
 ) -> pd.DataFrame:
     """One row per cost x k x parameter: measured statistics beside the exact ones."""
     rows = []
-    for cost in cfg.costs:
-        for k in cfg.k:
-            k = float(k)
-            estimator = make_estimator()  # fresh state (a moving average) for every (cost, k)
-            num_samples = cfg.num_samples or estimator.min_samples
-            torch.manual_seed(seed_for(seed, cost, k))
-            moments, seconds = measure(estimator, cost, k, cfg, num_samples, device)
-            for param in PARAMS:
-                stats = gradient_statistics(
-                    moments[param], exact_gradient(cost, k, cfg.mu, cfg.sigma, param), seconds
-                )
-                exact_var = exact_variance(
-                    estimator.name,
-                    estimator.options(),
-                    cost,
-                    k,
-                    cfg.mu,
-                    cfg.sigma,
-                    param,
-                    cfg.dim,
-                    num_samples,
-                )
-                rows.append(
-                    {
-                        **describe(estimator, cfg, seed, device),
-                        "cost": cost,
-                        "k": k,
-                        "param": param,
-                        "dim": cfg.dim,
-                        "mu": cfg.mu,
-                        "sigma": cfg.sigma,
-                        "num_samples": num_samples,
-                        "n_estimates": cfg.n_estimates,
-                        **stats,
-                        "theta": math.nan,
-                        # The estimators with an exact variance here are all unbiased.
-                        "exact_mean": math.nan if exact_var is None else stats["exact_grad"],
-                        "exact_var": math.nan if exact_var is None else exact_var,
-                    }
-                )
+    for cost, k, estimator, num_samples in toy_cases(cfg, make_estimator, seed):
+        moments, seconds = measure(estimator, cost, k, cfg, num_samples, device)
+        for param in PARAMS:
+            stats = gradient_statistics(
+                moments[param], exact_gradient(cost, k, cfg.mu, cfg.sigma, param), seconds
+            )
+            exact_var = exact_variance(
+                estimator.name,
+                estimator.options(),
+                cost,
+                k,
+                cfg.mu,
+                cfg.sigma,
+                param,
+                cfg.dim,
+                num_samples,
+            )
+            rows.append(
+                {
+                    **describe(estimator, cfg, seed, device),
+                    "cost": cost,
+                    "k": k,
+                    "param": param,
+                    "dim": cfg.dim,
+                    "mu": cfg.mu,
+                    "sigma": cfg.sigma,
+                    "num_samples": num_samples,
+                    "n_estimates": cfg.n_estimates,
+                    **stats,
+                    "theta": math.nan,
+                    # The estimators with an exact variance here are all unbiased.
+                    "exact_mean": math.nan if exact_var is None else stats["exact_grad"],
+                    "exact_var": math.nan if exact_var is None else exact_var,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -172,54 +181,49 @@ def optimize_table(
     trajectory with a last row marked ``diverged``; that is a result, not a crash."""
     opt_cfg = cfg.optimize
     rows = []
-    for cost in cfg.costs:
-        for k in cfg.k:
-            k = float(k)
-            estimator = make_estimator()
-            num_samples = cfg.num_samples or estimator.min_samples
-            torch.manual_seed(seed_for(seed, cost, k))
-            f = total_cost(cost, k)
-            mu = torch.full((cfg.dim,), float(cfg.mu), device=device, requires_grad=True)
-            sigma = torch.full((cfg.dim,), float(cfg.sigma), device=device, requires_grad=True)
-            sgd = torch.optim.SGD([mu, sigma], lr=opt_cfg.lr)
-            seconds = 0.0
-            diverged = False
-            for step in range(opt_cfg.steps + 1):
-                if step % opt_cfg.log_every == 0 or step == opt_cfg.steps or diverged:
-                    rows.append(
-                        {
-                            **describe(estimator, cfg, seed, device),
-                            "cost": cost,
-                            "k": k,
-                            "dim": cfg.dim,
-                            "num_samples": num_samples,
-                            "lr": opt_cfg.lr,
-                            "step": step,
-                            "time_s": seconds,
-                            "objective": objective(cost, k, mu.detach(), sigma.detach()),
-                            "mu": mu.detach().mean().item(),
-                            "sigma": sigma.detach().mean().item(),
-                            "diverged": diverged,
-                        }
-                    )
-                if step == opt_cfg.steps or diverged:
-                    break
-                start = time.perf_counter()
-                sgd.zero_grad()
-                estimator(gaussian(mu, sigma), f, num_samples).mean().backward()
-                diverged = not all(torch.isfinite(p.grad).all() for p in (mu, sigma))
-                if not diverged:
-                    sgd.step()
-                    with torch.no_grad():
-                        sigma.clamp_(min=opt_cfg.sigma_min)
-                synchronize(device)
-                seconds += time.perf_counter() - start
-            if diverged:
-                print(
-                    f"{estimator.name}: optimization of {cost} (k={k:g}) diverged at step "
-                    f"{step + 1} (a non-finite gradient); its trajectory stops there",
-                    file=sys.stderr,
+    for cost, k, estimator, num_samples in toy_cases(cfg, make_estimator, seed):
+        f = total_cost(cost, k)
+        mu = torch.full((cfg.dim,), float(cfg.mu), device=device, requires_grad=True)
+        sigma = torch.full((cfg.dim,), float(cfg.sigma), device=device, requires_grad=True)
+        sgd = torch.optim.SGD([mu, sigma], lr=opt_cfg.lr)
+        seconds = 0.0
+        diverged = False
+        for step in range(opt_cfg.steps + 1):
+            if step % opt_cfg.log_every == 0 or step == opt_cfg.steps or diverged:
+                rows.append(
+                    {
+                        **describe(estimator, cfg, seed, device),
+                        "cost": cost,
+                        "k": k,
+                        "dim": cfg.dim,
+                        "num_samples": num_samples,
+                        "lr": opt_cfg.lr,
+                        "step": step,
+                        "time_s": seconds,
+                        "objective": objective(cost, k, mu.detach(), sigma.detach()),
+                        "mu": mu.detach().mean().item(),
+                        "sigma": sigma.detach().mean().item(),
+                        "diverged": diverged,
+                    }
                 )
+            if step == opt_cfg.steps or diverged:
+                break
+            start = time.perf_counter()
+            sgd.zero_grad()
+            estimator(gaussian(mu, sigma), f, num_samples).mean().backward()
+            diverged = not all(torch.isfinite(p.grad).all() for p in (mu, sigma))
+            if not diverged:
+                sgd.step()
+                with torch.no_grad():
+                    sigma.clamp_(min=opt_cfg.sigma_min)
+            synchronize(device)
+            seconds += time.perf_counter() - start
+        if diverged:
+            print(
+                f"{estimator.name}: optimization of {cost} (k={k:g}) diverged at step "
+                f"{step + 1} (a non-finite gradient); its trajectory stops there",
+                file=sys.stderr,
+            )
     return pd.DataFrame(rows)
 
 
