@@ -209,21 +209,44 @@ def facet_by_cost_and_param(
     ]
     if reference:
         handles.append(plt.Line2D([], [], color="0.4", ls="--", lw=1, label=reference[0]))
+    if any(artist.get_gid() == ZERO_VARIANCE for artist in fig.findobj()):
+        handles.append(
+            plt.Line2D([], [], color="0.4", marker="v", ls="", label="variance exactly 0")
+        )
     fig.suptitle(title)
     legend_below(fig, handles)
     return fig
 
 
+ZERO_VARIANCE = "zero_variance"
+
+
+def mark_zero_variance(ax: plt.Axes, xs: pd.Series, color) -> None:
+    """A triangle on the bottom edge at each x where the variance is zero, which has no place
+    on a log axis (DisARM at theta = 0 is exact)."""
+    if xs.empty:
+        return  # an empty line's extent would throw off the layout
+    bottom = ax.get_xaxis_transform()  # x in data, y in axes coordinates
+    ax.plot(
+        xs, [0.0] * len(xs), "v", color=color, clip_on=False, gid=ZERO_VARIANCE, transform=bottom
+    )
+
+
+def measured_zero(rows: pd.DataFrame) -> pd.Series:
+    """Measured variances at rounding level relative to the mean: zero in exact arithmetic."""
+    return rows["grad_var"] <= 1e-12 * rows["grad_mean"] ** 2
+
+
 def exact_variance(ax: plt.Axes, rows: pd.DataFrame, x: str, color) -> None:
-    """Exact variances as a line, broken where one is zero (it has no place on a log axis)."""
+    """Exact variances as a line, broken where one is zero and marked there on the bottom edge."""
     exact = rows.dropna(subset=["exact_var"])
     ax.plot(exact[x], exact["exact_var"].where(exact["exact_var"] > 0), color=color, lw=1.5)
+    mark_zero_variance(ax, exact.loc[exact["exact_var"] == 0, x], color)
 
 
 def measured_variance(ax: plt.Axes, rows: pd.DataFrame, x: str, color, fmt: str) -> None:
     """Measured variances as points with their 95% intervals (positive ones: the y axis is log)."""
-    # Only variances above rounding can stand on a log axis (DisARM at theta = 0 has none).
-    rows = rows[rows["grad_var"] > 1e-12 * rows["grad_mean"] ** 2]
+    rows = rows[~measured_zero(rows)]
     err = [
         rows["grad_var"] - rows["grad_var_lo"].clip(lower=1e-300),
         rows["grad_var_hi"] - rows["grad_var"],
@@ -258,8 +281,9 @@ def toy_variance_figure(metrics: pd.DataFrame, colors: dict) -> plt.Figure:
 
 def work_normalized_figure(metrics: pd.DataFrame, colors: dict) -> plt.Figure:
     def draw(ax, rows, color):
-        rows = rows[rows["work_normalized_var"] > 0]
-        ax.plot(rows["k"], rows["work_normalized_var"], "o-", color=color, ms=3.5, lw=1.2)
+        zero = measured_zero(rows)
+        ax.plot(rows["k"], rows["work_normalized_var"].mask(zero), "o-", color=color, ms=3.5)
+        mark_zero_variance(ax, rows.loc[zero, "k"], color)
 
     return facet_by_cost_and_param(
         metrics,

@@ -14,6 +14,7 @@ import estimators
 from benchmarks.tasks import bernoulli
 from benchmarks.tasks.bernoulli_exact import exact_moments
 from estimators.base import ConfigError
+from estimators.reinforce import Reinforce
 
 CPU = torch.device("cpu")
 # About 200 interval checks here at two-sided 1e-5 each: family-wise false alarms below 2e-3.
@@ -137,3 +138,24 @@ def test_the_optimization_records_the_variance_without_changing_its_course():
     _, exact = exact_moments("reinforce", {}, "square", 0.45, 0.0)
     # The sample variance of 20000 two-valued estimates: relative standard error below 1%.
     assert measured.grad_var.iloc[0] == pytest.approx(exact, rel=0.05)
+
+
+class NanOnThirdCall(Reinforce):
+    """REINFORCE whose third estimate is NaN, as a blown-up control variate would make it."""
+
+    calls = 0
+
+    def estimate(self, dist, f, num_samples):
+        self.calls += 1
+        value = super().estimate(dist, f, num_samples)
+        return value * float("nan") if self.calls == 3 else value
+
+
+def test_a_non_finite_gradient_stops_the_optimization_and_says_so(capsys):
+    common = {"mode": "optimize", "k": [0.45], "optimize.var_estimates": 0}
+    table = run_task(**common, **{"optimize.log_every": 100})(NanOnThirdCall)["optimize"]
+    assert table.step.tolist() == [0, 3] and table.diverged.tolist() == [False, True]
+    # The NaN step was not taken: the logits are finite and where two Adam steps left them.
+    assert table.theta.notna().all()
+    err = capsys.readouterr().err
+    assert "reinforce: optimization of square (k=0.45) diverged at step 3" in err

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 from PIL import Image
@@ -169,6 +170,18 @@ def test_a_sweep_over_theta_draws_variance_against_theta(tmp_path):
     assert "variance of one estimate at k = 0.499, θ = 0" in text
     assert "against θ, square, k = 0.45" in text and "against θ, square, k = 0.499" in text
     assert "| (exact gradient)² | 1.546e-07 | 2.5e-07 | 1.546e-07 |" in text  # k = 0.499
+
+
+def test_a_zero_variance_breaks_the_line_and_is_marked_on_the_bottom_edge():
+    # DisARM at theta = 0 has exactly zero variance, which a log axis cannot show.
+    fig, ax = plt.subplots()
+    ax.set_yscale("log")
+    rows = pd.DataFrame({"k": [1.0, 2.0, 3.0], "exact_var": [1e-3, 0.0, 1e-2]})
+    plot.exact_variance(ax, rows, "k", "C0")
+    line, marks = ax.lines
+    assert pd.isna(line.get_ydata()[1]) and list(marks.get_xdata()) == [2.0]
+    assert marks.get_gid() == plot.ZERO_VARIANCE
+    plt.close(fig)
 
 
 def write_run(path: Path, table: str, rows: list[dict]) -> None:

@@ -27,6 +27,7 @@ from benchmarks.tasks.gaussian import (
     require_positive_int,
     toy_cases,
     validate_toy,
+    warn_diverged,
 )
 from estimators.base import ConfigError, Estimator
 
@@ -148,7 +149,10 @@ def step_variance(
 def optimize_table(
     cfg: DictConfig, make_estimator: Callable[[], Estimator], seed: int, device: torch.device
 ) -> pd.DataFrame:
-    """Adam on the logits for each (cost, k): exact objective and mean logit against step/time."""
+    """Adam on the logits for each (cost, k): exact objective and mean logit against step/time.
+
+    As in the Gaussian toy, a non-finite gradient stops that trajectory with a last row marked
+    ``diverged``."""
     opt_cfg = cfg.optimize
     rows = []
     for cost, k, estimator, num_samples in toy_cases(cfg, make_estimator, seed):
@@ -156,8 +160,9 @@ def optimize_table(
         logits = initial_logits(cfg, device).requires_grad_()
         adam = torch.optim.Adam([logits], lr=opt_cfg.lr)
         seconds = 0.0
+        diverged = False
         for step in range(opt_cfg.steps + 1):
-            if step % opt_cfg.log_every == 0 or step == opt_cfg.steps:
+            if step % opt_cfg.log_every == 0 or step == opt_cfg.steps or diverged:
                 rows.append(
                     {
                         **describe(estimator, cfg, seed, device),
@@ -174,18 +179,22 @@ def optimize_table(
                         "grad_var": step_variance(
                             estimator, f, logits, num_samples, opt_cfg.var_estimates, step
                         ),
-                        "diverged": False,
+                        "diverged": diverged,
                     }
                 )
-            if step == opt_cfg.steps:
+            if step == opt_cfg.steps or diverged:
                 break
             start = time.perf_counter()
             adam.zero_grad()
             loss = estimator(bernoulli(logits), f, num_samples).mean()
             estimator.backward(loss, logits)
-            adam.step()
+            diverged = not torch.isfinite(logits.grad).all()
+            if not diverged:
+                adam.step()
             synchronize(device)
             seconds += time.perf_counter() - start
+        if diverged:
+            warn_diverged(estimator, cost, k, step)
     return pd.DataFrame(rows)
 
 

@@ -219,12 +219,17 @@ def optimize_table(
             synchronize(device)
             seconds += time.perf_counter() - start
         if diverged:
-            print(
-                f"{estimator.name}: optimization of {cost} (k={k:g}) diverged at step "
-                f"{step + 1} (a non-finite gradient); its trajectory stops there",
-                file=sys.stderr,
-            )
+            warn_diverged(estimator, cost, k, step)
     return pd.DataFrame(rows)
+
+
+def warn_diverged(estimator: Estimator, cost: str, k: float, step: int) -> None:
+    """The one stderr line for a toy optimization stopped by a non-finite gradient."""
+    print(
+        f"{estimator.name}: optimization of {cost} (k={k:g}) diverged at step {step} "
+        "(a non-finite gradient); its trajectory stops there",
+        file=sys.stderr,
+    )
 
 
 def require_positive_int(cfg: DictConfig, key: str, prefix: str = "task.") -> None:
