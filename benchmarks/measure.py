@@ -33,7 +33,8 @@ class Moments:
         """The moments of the values of ``x``.
 
         Sums run in ``x``'s own floating dtype (torch's cascaded sums keep float32's relative
-        error near 1e-7, far below any statistical error here, at a tenth of float64's cost);
+        error near 1e-7, far below any statistical error here, at a tenth of float64's cost),
+        again in float64 where a float32 fourth power overflows (finite values above about 1e9);
         merging is in float64.
         """
         x = x.detach().reshape(-1)
@@ -42,8 +43,10 @@ class Moments:
         mean = x.mean()
         d = x - mean
         d2 = d * d
-        sums = torch.stack([mean, d.dot(d), d2.dot(d), d2.dot(d2)]).tolist()
-        return cls(x.numel(), *sums)
+        sums = torch.stack([mean, d.dot(d), d2.dot(d), d2.dot(d2)])
+        if x.dtype != torch.float64 and not sums.isfinite().all() and x.isfinite().all():
+            return cls.of(x.double())
+        return cls(x.numel(), *sums.tolist())
 
     def merge(self, other: Moments) -> Moments:
         """The moments of the union of the two samples."""

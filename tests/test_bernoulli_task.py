@@ -114,6 +114,7 @@ def test_the_toy_optimization_lowers_the_objective():
         ("reinforce", {"costs": ["cube"]}, "cost 'cube' is unknown; known costs: square, linear"),
         ("reparam", {}, "estimator 'reparam' does not apply to Independent(Bernoulli)"),
         ("rebar", {"cv_steps": -1}, "task.cv_steps=-1: must be a non-negative integer"),
+        ("reinforce", {"k": [1e200]}, "cost 'square' overflows floating point at this k"),
         (
             "reinforce",
             {"mode": "optimize", "optimize.var_estimates": 1},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from benchmarks.tasks.gaussian_exact import (
@@ -11,6 +13,7 @@ from benchmarks.tasks.gaussian_exact import (
     exact_variance,
     gaussian_expectation,
 )
+from estimators.base import ConfigError
 
 POINTS = [
     (cost, k, mu, sigma)
@@ -82,3 +85,14 @@ def test_no_exact_variance_for_the_moving_average():
     )
     assert exact_variance("someone_elses", {}, "square", 1, 1, 1, "mu") is None
     assert set(PARAMS) == {"mu", "sigma"}
+
+
+@pytest.mark.parametrize("estimator", ["reparam", "reinforce"])
+@pytest.mark.parametrize("cost, k", [("cos", 1e4), ("exp", 1e4), ("exp", 1e6)])
+def test_quadrature_that_cannot_resolve_the_cost_is_refused(estimator, cost, k):
+    # cos oscillates ~4k times over the Gaussian's bulk and exp(-k x^2) is 1/sqrt(k) wide:
+    # adaptive quadrature misses them, which the closed-form mean and gradient reveal.
+    message = f"task.k={k:g}: quadrature cannot resolve cost '{cost}'"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        for param in PARAMS:
+            exact_variance(estimator, {}, cost, k, 1.0, 1.0, param)

@@ -76,3 +76,11 @@ def test_float32_rounding_is_not_called_bias():
     # A real bias of one part in a thousand still is one.
     row = gradient_statistics(Moments.of(torch.full((1000,), 0.025025)), 0.025, 1e-6)
     assert row["z_score"] == math.inf
+
+
+def test_float32_values_whose_fourth_powers_overflow_get_float64_sums():
+    x = torch.tensor([1e12, -1e12, 3e12, 0.0], dtype=torch.float32)
+    moments = Moments.of(x)
+    exact = Moments.of(x.double())
+    assert math.isfinite(moments.m4)
+    assert (moments.m2, moments.m4) == pytest.approx((exact.m2, exact.m4), rel=1e-12)

@@ -23,7 +23,9 @@ from benchmarks.measure import gradient_statistics, measure_estimates, synchroni
 from benchmarks.tasks.bernoulli_exact import COSTS, check_cost, exact_gradient, exact_moments
 from benchmarks.tasks.gaussian import (
     describe,
+    overflow_names_k,
     require_finite,
+    require_finite_moments,
     require_positive_int,
     toy_cases,
     validate_toy,
@@ -86,41 +88,45 @@ def estimate_table(
     """One row per cost x k: measured statistics beside the exact ones."""
     rows = []
     for cost, k, estimator, num_samples in toy_cases(cfg, make_estimator, seed):
-        f = total_cost(cost, k)
-        theta = initial_logits(cfg, device)
-        if estimator.trainable:
-            train_control_variate(estimator, f, theta, num_samples, cfg)
-        moments, seconds = measure_estimates(
-            lambda batch, e=estimator, f=f, t=theta, n=num_samples: gradient_estimates(
-                e, f, t, n, batch
-            ),
-            ("theta",),
-            cfg.n_estimates,
-            cfg.chunk_size,
-            device,
-        )
-        stats = gradient_statistics(moments["theta"], exact_gradient(cost, k, cfg.theta), seconds)
-        mean, var = exact_moments(
-            estimator.name, estimator.options(), cost, k, cfg.theta, cfg.dim, num_samples
-        )
-        rows.append(
-            {
-                **describe(estimator, cfg, seed, device),
-                "cost": cost,
-                "k": k,
-                "param": "theta",
-                "dim": cfg.dim,
-                "mu": math.nan,
-                "sigma": math.nan,
-                "num_samples": num_samples,
-                "n_estimates": cfg.n_estimates,
-                **stats,
-                "theta": float(cfg.theta),
-                **learned_columns(estimator),
-                "exact_mean": math.nan if mean is None else mean,
-                "exact_var": math.nan if var is None else var,
-            }
-        )
+        with overflow_names_k(cost, k):
+            f = total_cost(cost, k)
+            theta = initial_logits(cfg, device)
+            if estimator.trainable:
+                train_control_variate(estimator, f, theta, num_samples, cfg)
+            moments, seconds = measure_estimates(
+                lambda batch, e=estimator, f=f, t=theta, n=num_samples: gradient_estimates(
+                    e, f, t, n, batch
+                ),
+                ("theta",),
+                cfg.n_estimates,
+                cfg.chunk_size,
+                device,
+            )
+            stats = gradient_statistics(
+                moments["theta"], exact_gradient(cost, k, cfg.theta), seconds
+            )
+            mean, var = exact_moments(
+                estimator.name, estimator.options(), cost, k, cfg.theta, cfg.dim, num_samples
+            )
+            require_finite_moments(stats["grad_mean"], stats["grad_var"], mean, var)
+            rows.append(
+                {
+                    **describe(estimator, cfg, seed, device),
+                    "cost": cost,
+                    "k": k,
+                    "param": "theta",
+                    "dim": cfg.dim,
+                    "mu": math.nan,
+                    "sigma": math.nan,
+                    "num_samples": num_samples,
+                    "n_estimates": cfg.n_estimates,
+                    **stats,
+                    "theta": float(cfg.theta),
+                    **learned_columns(estimator),
+                    "exact_mean": math.nan if mean is None else mean,
+                    "exact_var": math.nan if var is None else var,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -156,45 +162,46 @@ def optimize_table(
     opt_cfg = cfg.optimize
     rows = []
     for cost, k, estimator, num_samples in toy_cases(cfg, make_estimator, seed):
-        f = total_cost(cost, k)
-        logits = initial_logits(cfg, device).requires_grad_()
-        adam = torch.optim.Adam([logits], lr=opt_cfg.lr)
-        seconds = 0.0
-        diverged = False
-        for step in range(opt_cfg.steps + 1):
-            if step % opt_cfg.log_every == 0 or step == opt_cfg.steps or diverged:
-                rows.append(
-                    {
-                        **describe(estimator, cfg, seed, device),
-                        "cost": cost,
-                        "k": k,
-                        "dim": cfg.dim,
-                        "num_samples": num_samples,
-                        "lr": opt_cfg.lr,
-                        "step": step,
-                        "time_s": seconds,
-                        "objective": objective(cost, k, logits),
-                        "theta": logits.detach().mean().item(),
-                        **learned_columns(estimator),
-                        "grad_var": step_variance(
-                            estimator, f, logits, num_samples, opt_cfg.var_estimates, step
-                        ),
-                        "diverged": diverged,
-                    }
-                )
-            if step == opt_cfg.steps or diverged:
-                break
-            start = time.perf_counter()
-            adam.zero_grad()
-            loss = estimator(bernoulli(logits), f, num_samples).mean()
-            estimator.backward(loss, logits)
-            diverged = not torch.isfinite(logits.grad).all()
-            if not diverged:
-                adam.step()
-            synchronize(device)
-            seconds += time.perf_counter() - start
-        if diverged:
-            warn_diverged(estimator, cost, k, step)
+        with overflow_names_k(cost, k):
+            f = total_cost(cost, k)
+            logits = initial_logits(cfg, device).requires_grad_()
+            adam = torch.optim.Adam([logits], lr=opt_cfg.lr)
+            seconds = 0.0
+            diverged = False
+            for step in range(opt_cfg.steps + 1):
+                if step % opt_cfg.log_every == 0 or step == opt_cfg.steps or diverged:
+                    rows.append(
+                        {
+                            **describe(estimator, cfg, seed, device),
+                            "cost": cost,
+                            "k": k,
+                            "dim": cfg.dim,
+                            "num_samples": num_samples,
+                            "lr": opt_cfg.lr,
+                            "step": step,
+                            "time_s": seconds,
+                            "objective": objective(cost, k, logits),
+                            "theta": logits.detach().mean().item(),
+                            **learned_columns(estimator),
+                            "grad_var": step_variance(
+                                estimator, f, logits, num_samples, opt_cfg.var_estimates, step
+                            ),
+                            "diverged": diverged,
+                        }
+                    )
+                if step == opt_cfg.steps or diverged:
+                    break
+                start = time.perf_counter()
+                adam.zero_grad()
+                loss = estimator(bernoulli(logits), f, num_samples).mean()
+                estimator.backward(loss, logits)
+                diverged = not torch.isfinite(logits.grad).all()
+                if not diverged:
+                    adam.step()
+                synchronize(device)
+                seconds += time.perf_counter() - start
+            if diverged:
+                warn_diverged(estimator, cost, k, step)
     return pd.DataFrame(rows)
 
 

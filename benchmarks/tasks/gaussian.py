@@ -13,6 +13,7 @@ import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -112,46 +113,65 @@ def toy_cases(
             yield cost, k, estimator, num_samples
 
 
+@contextmanager
+def overflow_names_k(cost: str, k: float) -> Iterator[None]:
+    """A float overflow while working on (cost, k), in the exact moments or the measured ones,
+    becomes one line naming k instead of a traceback or a table of infinities."""
+    try:
+        yield
+    except OverflowError:
+        raise ConfigError(
+            f"task.k={k:g}: cost {cost!r} overflows floating point at this k; choose a smaller |k|"
+        ) from None
+
+
+def require_finite_moments(*values: float | None) -> None:
+    """OverflowError where a measured or exact moment is not finite (None: no exact one)."""
+    if not all(math.isfinite(v) for v in values if v is not None):
+        raise OverflowError
+
+
 def estimate_table(
     cfg: DictConfig, make_estimator: Callable[[], Estimator], seed: int, device: torch.device
 ) -> pd.DataFrame:
     """One row per cost x k x parameter: measured statistics beside the exact ones."""
     rows = []
     for cost, k, estimator, num_samples in toy_cases(cfg, make_estimator, seed):
-        moments, seconds = measure(estimator, cost, k, cfg, num_samples, device)
-        for param in PARAMS:
-            stats = gradient_statistics(
-                moments[param], exact_gradient(cost, k, cfg.mu, cfg.sigma, param), seconds
-            )
-            exact_var = exact_variance(
-                estimator.name,
-                estimator.options(),
-                cost,
-                k,
-                cfg.mu,
-                cfg.sigma,
-                param,
-                cfg.dim,
-                num_samples,
-            )
-            rows.append(
-                {
-                    **describe(estimator, cfg, seed, device),
-                    "cost": cost,
-                    "k": k,
-                    "param": param,
-                    "dim": cfg.dim,
-                    "mu": cfg.mu,
-                    "sigma": cfg.sigma,
-                    "num_samples": num_samples,
-                    "n_estimates": cfg.n_estimates,
-                    **stats,
-                    "theta": math.nan,
-                    # The estimators with an exact variance here are all unbiased.
-                    "exact_mean": math.nan if exact_var is None else stats["exact_grad"],
-                    "exact_var": math.nan if exact_var is None else exact_var,
-                }
-            )
+        with overflow_names_k(cost, k):
+            moments, seconds = measure(estimator, cost, k, cfg, num_samples, device)
+            for param in PARAMS:
+                exact_grad = exact_gradient(cost, k, cfg.mu, cfg.sigma, param)
+                stats = gradient_statistics(moments[param], exact_grad, seconds)
+                exact_var = exact_variance(
+                    estimator.name,
+                    estimator.options(),
+                    cost,
+                    k,
+                    cfg.mu,
+                    cfg.sigma,
+                    param,
+                    cfg.dim,
+                    num_samples,
+                )
+                require_finite_moments(stats["grad_mean"], stats["grad_var"], exact_grad, exact_var)
+                rows.append(
+                    {
+                        **describe(estimator, cfg, seed, device),
+                        "cost": cost,
+                        "k": k,
+                        "param": param,
+                        "dim": cfg.dim,
+                        "mu": cfg.mu,
+                        "sigma": cfg.sigma,
+                        "num_samples": num_samples,
+                        "n_estimates": cfg.n_estimates,
+                        **stats,
+                        "theta": math.nan,
+                        # The estimators with an exact variance here are all unbiased.
+                        "exact_mean": math.nan if exact_var is None else exact_grad,
+                        "exact_var": math.nan if exact_var is None else exact_var,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -182,44 +202,45 @@ def optimize_table(
     opt_cfg = cfg.optimize
     rows = []
     for cost, k, estimator, num_samples in toy_cases(cfg, make_estimator, seed):
-        f = total_cost(cost, k)
-        mu = torch.full((cfg.dim,), float(cfg.mu), device=device, requires_grad=True)
-        sigma = torch.full((cfg.dim,), float(cfg.sigma), device=device, requires_grad=True)
-        sgd = torch.optim.SGD([mu, sigma], lr=opt_cfg.lr)
-        seconds = 0.0
-        diverged = False
-        for step in range(opt_cfg.steps + 1):
-            if step % opt_cfg.log_every == 0 or step == opt_cfg.steps or diverged:
-                rows.append(
-                    {
-                        **describe(estimator, cfg, seed, device),
-                        "cost": cost,
-                        "k": k,
-                        "dim": cfg.dim,
-                        "num_samples": num_samples,
-                        "lr": opt_cfg.lr,
-                        "step": step,
-                        "time_s": seconds,
-                        "objective": objective(cost, k, mu.detach(), sigma.detach()),
-                        "mu": mu.detach().mean().item(),
-                        "sigma": sigma.detach().mean().item(),
-                        "diverged": diverged,
-                    }
-                )
-            if step == opt_cfg.steps or diverged:
-                break
-            start = time.perf_counter()
-            sgd.zero_grad()
-            estimator(gaussian(mu, sigma), f, num_samples).mean().backward()
-            diverged = not all(torch.isfinite(p.grad).all() for p in (mu, sigma))
-            if not diverged:
-                sgd.step()
-                with torch.no_grad():
-                    sigma.clamp_(min=opt_cfg.sigma_min)
-            synchronize(device)
-            seconds += time.perf_counter() - start
-        if diverged:
-            warn_diverged(estimator, cost, k, step)
+        with overflow_names_k(cost, k):
+            f = total_cost(cost, k)
+            mu = torch.full((cfg.dim,), float(cfg.mu), device=device, requires_grad=True)
+            sigma = torch.full((cfg.dim,), float(cfg.sigma), device=device, requires_grad=True)
+            sgd = torch.optim.SGD([mu, sigma], lr=opt_cfg.lr)
+            seconds = 0.0
+            diverged = False
+            for step in range(opt_cfg.steps + 1):
+                if step % opt_cfg.log_every == 0 or step == opt_cfg.steps or diverged:
+                    rows.append(
+                        {
+                            **describe(estimator, cfg, seed, device),
+                            "cost": cost,
+                            "k": k,
+                            "dim": cfg.dim,
+                            "num_samples": num_samples,
+                            "lr": opt_cfg.lr,
+                            "step": step,
+                            "time_s": seconds,
+                            "objective": objective(cost, k, mu.detach(), sigma.detach()),
+                            "mu": mu.detach().mean().item(),
+                            "sigma": sigma.detach().mean().item(),
+                            "diverged": diverged,
+                        }
+                    )
+                if step == opt_cfg.steps or diverged:
+                    break
+                start = time.perf_counter()
+                sgd.zero_grad()
+                estimator(gaussian(mu, sigma), f, num_samples).mean().backward()
+                diverged = not all(torch.isfinite(p.grad).all() for p in (mu, sigma))
+                if not diverged:
+                    sgd.step()
+                    with torch.no_grad():
+                        sigma.clamp_(min=opt_cfg.sigma_min)
+                synchronize(device)
+                seconds += time.perf_counter() - start
+            if diverged:
+                warn_diverged(estimator, cost, k, step)
     return pd.DataFrame(rows)
 
 
@@ -277,9 +298,25 @@ def validate(cfg: DictConfig, estimator: Estimator) -> None:
     require_finite(cfg, "sigma")
     if cfg.sigma <= 0:
         raise ConfigError(f"task.sigma={cfg.sigma!r}: must be > 0")
+    num_samples = cfg.num_samples or estimator.min_samples
     for cost in cfg.costs:
-        for k in cfg.k:
-            check_cost(cost, float(k), cfg.sigma)
+        for k in map(float, cfg.k):
+            check_cost(cost, k, cfg.sigma)
+            if cfg.mode != "estimate":
+                continue
+            with overflow_names_k(cost, k):  # the exact variances, whose quadrature checks itself
+                for param in PARAMS:
+                    exact_variance(
+                        estimator.name,
+                        estimator.options(),
+                        cost,
+                        k,
+                        cfg.mu,
+                        cfg.sigma,
+                        param,
+                        cfg.dim,
+                        num_samples,
+                    )
     if cfg.mode == "optimize":
         require_finite(cfg.optimize, "sigma_min", "task.optimize.")
         if cfg.optimize.sigma_min <= 0:

@@ -141,10 +141,13 @@ def exact_variance(
     c = COSTS[cost]
     x = lambda e: mu + sigma * e  # noqa: E731
     E = gaussian_expectation
+    gradient = exact_gradient(cost, k, mu, sigma, param)
     if estimator == "reparam":
         path = _path(param)
         g = lambda e: c.np_derivative(x(e), k) * path(e)  # noqa: E731
-        return max(E(lambda e: g(e) ** 2) - E(g) ** 2, 0.0) / num_samples
+        g1, g2 = E(g), E(lambda e: g(e) ** 2)
+        require_resolved(g1, gradient, math.sqrt(g2), cost, k, mu, sigma)
+        return max(g2 - g1**2, 0.0) / num_samples
     baseline = options.get("baseline") if estimator == "reinforce_baseline" else "none"
     if estimator not in ("reinforce", "reinforce_baseline") or baseline not in ("none", "loo"):
         return None
@@ -159,4 +162,29 @@ def exact_variance(
         cs2=E(lambda e: cx(e) * s(e) ** 2),
         c2s2=E(lambda e: cx(e) ** 2 * s(e) ** 2),
     )
+    require_resolved(
+        moments.c, c.expectation(k, mu, sigma), math.sqrt(moments.c2), cost, k, mu, sigma
+    )
+    require_resolved(moments.cs, gradient, math.sqrt(moments.c2 * moments.s2), cost, k, mu, sigma)
     return score_function_variance(moments, dim, num_samples, loo=baseline == "loo")
+
+
+def require_resolved(
+    quadrature: float,
+    closed_form: float,
+    scale: float,
+    cost: str,
+    k: float,
+    mu: float,
+    sigma: float,
+) -> None:
+    """A ConfigError unless quadrature reproduces a moment known in closed form (E[c], or the
+    gradient as E[c s] or E[c' dx/dtheta]) to 1e-8 of its scale: past some k, cos oscillates and
+    exp narrows faster than adaptive quadrature can follow, and its variances would be wrong."""
+    if not all(map(math.isfinite, (quadrature, closed_form, scale))):
+        raise OverflowError(f"cost {cost!r} at k={k:g} overflows float64")
+    if not abs(quadrature - closed_form) <= 1e-8 * scale:
+        raise ConfigError(
+            f"task.k={k:g}: quadrature cannot resolve cost {cost!r} at this k (mu={mu:g}, "
+            f"sigma={sigma:g}) as its exact variance needs; choose a smaller |k|"
+        )
