@@ -27,9 +27,8 @@ import seaborn as sns  # noqa: E402
 import yaml  # noqa: E402
 
 from benchmarks.measure import Z_95  # noqa: E402
-from benchmarks.results import atomic_write, markdown_table, write_table  # noqa: E402
+from benchmarks.results import TABLES, atomic_write, markdown_table, write_table  # noqa: E402
 
-TABLES = ("metrics", "optimize", "train", "eval", "grad_var")
 BASE_LABELS = {
     "reparam": "Reparameterization",
     "reinforce": "REINFORCE",
@@ -53,11 +52,34 @@ AXIS_LABELS = {
 }
 
 
-def find_runs(root: Path) -> list[Path]:
-    """Folders under ``root`` (itself included) that hold a run: Hydra's record or a status."""
+def run_marks(root: Path) -> dict[Path, int]:
+    """The files that mark a run folder under ``root`` (Hydra's record of its overrides, the
+    run's status) with their modification times in ns, which say whether a sweep rewrote them."""
     marks = [*root.rglob(".hydra/overrides.yaml"), *root.rglob("status.json")]
-    runs = {m.parent.parent if m.parent.name == ".hydra" else m.parent for m in marks}
-    return sorted(runs, key=lambda p: [int(s) if s.isdigit() else s for s in p.parts])
+    return {m: m.stat().st_mtime_ns for m in marks}
+
+
+def run_of(mark: Path) -> Path:
+    return mark.parent.parent if mark.parent.name == ".hydra" else mark.parent
+
+
+def find_runs(root: Path, exclude: set[Path] = frozenset()) -> list[Path]:
+    """Folders under ``root`` (itself included) that hold a run, less those in ``exclude``."""
+    runs = {run_of(m) for m in run_marks(root)} - set(exclude)
+    return sorted(runs, key=natural_order)
+
+
+def natural_order(path: Path) -> list:
+    """Sort key putting run 2 before run 10."""
+    return [int(s) if s.isdigit() else s for s in path.parts]
+
+
+def stale_runs(root: Path, before: dict[Path, int]) -> set[Path]:
+    """Run folders whose every mark is as it was in ``before``: an earlier sweep's leftovers,
+    which a sweep into the same folder did not rewrite."""
+    now = run_marks(root)
+    touched = {run_of(m) for m, t in now.items() if before.get(m) != t}
+    return {run_of(m) for m in now} - touched
 
 
 def overrides(run: Path) -> dict[str, str]:
@@ -69,10 +91,10 @@ def overrides(run: Path) -> dict[str, str]:
     return {k.lstrip("+~"): v for k, v in pairs if not k.lstrip("+~").startswith("hydra")}
 
 
-def collect(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def collect(root: Path, exclude: set[Path] = frozenset()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All runs' tables as one tidy frame, and one row per run with its status and error."""
     frames, statuses = [], []
-    for run in find_runs(root):
+    for run in find_runs(root, exclude):
         name = str(run.relative_to(root)) if run != root else "."
         extra = overrides(run)
         status_path = run / "status.json"
@@ -659,10 +681,21 @@ def headline(summary: pd.DataFrame, statuses: pd.DataFrame) -> str:
     return "\n".join(parts) + "\n"
 
 
-def plot(root: Path) -> tuple[list[Path], pd.DataFrame]:
-    """Write summary.csv, summary.md and the figures for the runs under ``root``; return the
-    paths written and each run's status."""
-    summary, statuses = collect(root)
+def plot(root: Path, exclude: set[Path] = frozenset()) -> tuple[list[Path], pd.DataFrame]:
+    """Write summary.csv, summary.md and the figures for the runs under ``root`` (less those in
+    ``exclude``), removing figures an earlier call left that no longer apply; return the paths
+    written and each run's status."""
+    written, statuses = summarize(root, exclude)
+    out = root / "plots"
+    for old in [*out.glob("*.png"), *out.glob("*.pdf")]:
+        if old not in written:
+            old.unlink()
+    return written, statuses
+
+
+def summarize(root: Path, exclude: set[Path]) -> tuple[list[Path], pd.DataFrame]:
+    """The writing half of ``plot``."""
+    summary, statuses = collect(root, exclude)
     written = [write_table(summary, root / "summary.csv")]
     if not summary.empty:
         summary["label"] = estimator_labels(summary)

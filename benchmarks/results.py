@@ -12,6 +12,9 @@ from typing import IO
 import pandas as pd
 import torch
 
+TABLES = ("metrics", "optimize", "train", "eval", "grad_var")
+"""The tidy tables a run can write into its folder, as ``NAME.csv``."""
+
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Call ``write`` on a temporary file beside ``path``, then rename it onto ``path``."""
@@ -60,3 +63,17 @@ def markdown_table(table: pd.DataFrame, digits: int | None = 2) -> str:
     lines.append("|" + "---|" * len(table.columns))
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(False)]
     return "\n".join(lines)
+
+
+def output_times(run_dir: Path) -> dict[Path, int]:
+    """A run folder's tables and status as they are now, with modification times in ns."""
+    paths = [run_dir / f"{name}.csv" for name in TABLES] + [run_dir / "status.json"]
+    return {path: path.stat().st_mtime_ns for path in paths if path.exists()}
+
+
+def remove_unchanged(before: dict[Path, int]) -> None:
+    """Delete the files of ``before`` that are still as they were: an earlier run's outputs in a
+    folder this run reused (another mode's table, an old status), which are not this run's."""
+    for path, mtime in before.items():
+        if path.exists() and path.stat().st_mtime_ns == mtime:
+            path.unlink()

@@ -24,7 +24,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from benchmarks.results import write_json, write_table
+from benchmarks.results import output_times, remove_unchanged, write_json, write_table
 from estimators.base import ConfigError, Estimator
 
 log = logging.getLogger(__name__)
@@ -159,11 +159,13 @@ def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    earlier = output_times(run_dir)  # what an earlier run in this folder left, if anything
     try:
         tables = run(cfg, run_dir)
     except ConfigError as error:
         if in_sweep:  # the sweep goes on; the plot callback names this job and its error
             write_json({"status": "failed", "error": str(error)}, run_dir / "status.json")
+            remove_unchanged(earlier)
             print(f"error: {error}", file=sys.stderr)
             return
         discard_hydra_files(run_dir)
@@ -176,6 +178,7 @@ def main(cfg: DictConfig) -> None:
             {"status": "failed", "error": f"{type(error).__name__}: {error}"},
             run_dir / "status.json",
         )
+        remove_unchanged(earlier)
         log.exception("job %s failed; the sweep goes on", hydra_cfg.job.num)
         return
     for name, table in tables.items():
@@ -183,9 +186,13 @@ def main(cfg: DictConfig) -> None:
         text = summary(name, table)
         if text:
             print(f"{name}.csv:\n{text}\n")
-    if not (run_dir / "status.json").exists():
+    status = run_dir / "status.json"
+    if output_times(run_dir).get(status) == earlier.get(
+        status
+    ):  # the task wrote none (the VAE does)
         diverged = any(t.get("diverged", pd.Series(dtype=bool)).any() for t in tables.values())
-        write_json({"status": "diverged" if diverged else "completed"}, run_dir / "status.json")
+        write_json({"status": "diverged" if diverged else "completed"}, status)
+    remove_unchanged(earlier)
     print(f"wrote {', '.join(f'{name}.csv' for name in tables)} into {run_dir}")
 
 

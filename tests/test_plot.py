@@ -112,6 +112,22 @@ def test_a_failed_job_is_named_and_the_others_are_kept_and_plotted(tmp_path):
     assert statuses.set_index("run")["status"].to_dict() == {"0": "completed", "1": "failed"}
 
 
+def test_a_sweep_into_a_used_folder_summarizes_only_its_own_runs(tmp_path):
+    first = sweep(tmp_path, "estimator=reparam,reinforce,reinforce_baseline", *TOY)
+    assert first.returncode == 0, first.stderr
+    second = sweep(
+        tmp_path, "estimator=reparam,reinforce", "task.mode=optimize", "task.optimize.steps=20"
+    )
+    assert second.returncode == 0, second.stderr
+    assert f"left out of the summary: 2, an earlier sweep's runs in {tmp_path}" in second.stdout
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert set(summary["table"]) == {"optimize"} and set(summary["run"]) == {0, 1}
+    # The earlier run stays on disk; the earlier sweep's figures, which no longer apply, do not.
+    assert (tmp_path / "2/metrics.csv").exists()
+    assert not (tmp_path / "plots/toy_variance_vs_k.png").exists()
+    assert_figures([tmp_path / "plots/toy_optimize_vs_step.png"])
+
+
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_launchers_run_a_two_job_sweep(tmp_path, launcher):
     out = sweep(tmp_path, f"hydra/launcher={launcher}", "estimator=reparam,reinforce", *TOY)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmarks.results import write_table
+from benchmarks.results import write_json, write_table
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = [
@@ -99,6 +100,19 @@ def test_optimize_mode_writes_its_table(tmp_path):
     assert out.returncode == 0, out.stderr
     table = pd.read_csv(tmp_path / "optimize.csv")
     assert table.step.iloc[-1] == 50 and not (tmp_path / "metrics.csv").exists()
+
+
+def test_a_run_into_a_used_folder_replaces_the_earlier_runs_outputs(tmp_path):
+    # An earlier failed run's status and another mode's table are not this run's.
+    write_json({"status": "failed", "error": "earlier"}, tmp_path / "status.json")
+    (tmp_path / "optimize.csv").write_text("step\n0\n")
+    out = run("estimator=reinforce", *SMALL, f"hydra.run.dir={tmp_path}")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "status.json").read_text()) == {"status": "completed"}
+    assert (tmp_path / "metrics.csv").exists() and not (tmp_path / "optimize.csv").exists()
+    # Bad input into the same folder leaves it as it was.
+    out = run("estimator=reinforce", "task.sigma=0", f"hydra.run.dir={tmp_path}")
+    assert out.returncode == 2 and (tmp_path / "metrics.csv").exists()
 
 
 @pytest.mark.parametrize(
