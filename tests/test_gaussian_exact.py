@@ -31,6 +31,13 @@ def test_closed_form_expectation_matches_quadrature(cost, k, mu, sigma):
 
 
 @pytest.mark.parametrize("cost, k, mu, sigma", POINTS)
+def test_closed_form_second_moment_matches_quadrature(cost, k, mu, sigma):
+    c = COSTS[cost]
+    by_quadrature = gaussian_expectation(lambda e: c.np_fn(mu + sigma * e, k) ** 2)
+    assert c.second_moment(k, mu, sigma) == pytest.approx(by_quadrature, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("cost, k, mu, sigma", POINTS)
 def test_closed_form_gradient_matches_finite_differences(cost, k, mu, sigma):
     expectation, h = COSTS[cost].expectation, 1e-5
     fd_mu = (expectation(k, mu + h, sigma) - expectation(k, mu - h, sigma)) / (2 * h)

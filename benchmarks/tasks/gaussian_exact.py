@@ -11,6 +11,7 @@ eps, done with scipy's adaptive quadrature, and to the first two moments of R.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +36,8 @@ class Cost:
     """E[c(x; k)] for x ~ N(mu, sigma^2), as a function of (k, mu, sigma)."""
     gradient: Callable[[float, float, float], tuple[float, float]]
     """(d/dmu, d/dsigma) of that expectation."""
+    second_moment: Callable[[float, float, float], float]
+    """E[c(x; k)^2], against which the quadrature checks itself."""
 
 
 def _exp_expectation(k: float, mu: float, s: float) -> float:
@@ -55,6 +58,7 @@ COSTS: dict[str, Cost] = {
         np_derivative=lambda x, k: 2.0 * (x - k),
         expectation=lambda k, mu, s: (mu - k) ** 2 + s**2,
         gradient=lambda k, mu, s: (2.0 * (mu - k), 2.0 * s),
+        second_moment=lambda k, mu, s: (mu - k) ** 4 + 6.0 * (mu - k) ** 2 * s**2 + 3.0 * s**4,
     ),
     "cos": Cost(
         torch_fn=lambda x, k: torch.cos(k * x),
@@ -65,6 +69,9 @@ COSTS: dict[str, Cost] = {
             -k * math.sin(k * mu) * math.exp(-0.5 * k**2 * s**2),
             -(k**2) * s * math.cos(k * mu) * math.exp(-0.5 * k**2 * s**2),
         ),
+        second_moment=lambda k, mu, s: (
+            0.5 + 0.5 * math.cos(2 * k * mu) * math.exp(-2 * k**2 * s**2)
+        ),
     ),
     "exp": Cost(
         torch_fn=lambda x, k: torch.exp(-k * x**2),
@@ -72,6 +79,7 @@ COSTS: dict[str, Cost] = {
         np_derivative=lambda x, k: -2.0 * k * x * np.exp(-k * x**2),
         expectation=_exp_expectation,
         gradient=_exp_gradient,
+        second_moment=lambda k, mu, s: _exp_expectation(2.0 * k, mu, s),
     ),
     "linear": Cost(
         torch_fn=lambda x, k: k * x,
@@ -79,6 +87,7 @@ COSTS: dict[str, Cost] = {
         np_derivative=lambda x, k: k * np.ones_like(x),
         expectation=lambda k, mu, s: k * mu,
         gradient=lambda k, mu, s: (k, 0.0),
+        second_moment=lambda k, mu, s: k**2 * (mu**2 + s**2),
     ),
 }
 
@@ -100,15 +109,15 @@ def exact_gradient(cost: str, k: float, mu: float, sigma: float, param: str) -> 
 
 
 def gaussian_expectation(h: Callable[[np.ndarray], np.ndarray]) -> float:
-    """E[h(eps)] for eps ~ N(0, 1), by adaptive quadrature over the real line."""
-    value, _ = integrate.quad(
-        lambda e: h(e) * math.exp(-0.5 * e * e) / math.sqrt(2 * math.pi),
-        -np.inf,
-        np.inf,
-        epsabs=1e-13,
-        epsrel=1e-11,
-        limit=500,
-    )
+    """E[h(eps)] for eps ~ N(0, 1), by adaptive quadrature over the real line, to 1e-11 relative
+    or 1e-13 of the integrand's largest value on a grid (so tiny integrands keep their digits)."""
+    density = lambda e: h(e) * np.exp(-0.5 * e * e) / math.sqrt(2 * math.pi)  # noqa: E731
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", integrate.IntegrationWarning)  # see require_resolved
+        peak = np.nanmax(np.abs(density(np.linspace(-12.0, 12.0, 4801))))
+        value, _ = integrate.quad(
+            density, -np.inf, np.inf, epsabs=1e-13 * min(peak, 1.0), epsrel=1e-11, limit=500
+        )
     return value
 
 
@@ -165,6 +174,7 @@ def exact_variance(
     require_resolved(
         moments.c, c.expectation(k, mu, sigma), math.sqrt(moments.c2), cost, k, mu, sigma
     )
+    require_resolved(moments.c2, c.second_moment(k, mu, sigma), moments.c2, cost, k, mu, sigma)
     require_resolved(moments.cs, gradient, math.sqrt(moments.c2 * moments.s2), cost, k, mu, sigma)
     return score_function_variance(moments, dim, num_samples, loo=baseline == "loo")
 
@@ -178,9 +188,11 @@ def require_resolved(
     mu: float,
     sigma: float,
 ) -> None:
-    """A ConfigError unless quadrature reproduces a moment known in closed form (E[c], or the
-    gradient as E[c s] or E[c' dx/dtheta]) to 1e-8 of its scale: past some k, cos oscillates and
-    exp narrows faster than adaptive quadrature can follow, and its variances would be wrong."""
+    """A ConfigError unless quadrature reproduces a moment known in closed form (E[c], E[c^2], or
+    the gradient as E[c s] or E[c' dx/dtheta]) to 1e-8 of its scale: past some k, cos oscillates
+    and exp narrows faster than adaptive quadrature can follow, and its variances would be wrong.
+    This check decides, not scipy's warnings, which also flag harmless roundoff on integrals
+    near zero."""
     if not all(map(math.isfinite, (quadrature, closed_form, scale))):
         raise OverflowError(f"cost {cost!r} at k={k:g} overflows float64")
     if not abs(quadrature - closed_form) <= 1e-8 * scale:
