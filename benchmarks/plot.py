@@ -60,6 +60,7 @@ def run_marks(root: Path) -> dict[Path, int]:
 
 
 def run_of(mark: Path) -> Path:
+    """The run folder a mark belongs to."""
     return mark.parent.parent if mark.parent.name == ".hydra" else mark.parent
 
 

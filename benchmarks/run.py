@@ -187,9 +187,8 @@ def main(cfg: DictConfig) -> None:
         if text:
             print(f"{name}.csv:\n{text}\n")
     status = run_dir / "status.json"
-    if output_times(run_dir).get(status) == earlier.get(
-        status
-    ):  # the task wrote none (the VAE does)
+    task_wrote_status = output_times(run_dir).get(status) != earlier.get(status)  # the VAE does
+    if not task_wrote_status:
         diverged = any(t.get("diverged", pd.Series(dtype=bool)).any() for t in tables.values())
         write_json({"status": "diverged" if diverged else "completed"}, status)
     remove_unchanged(earlier)
