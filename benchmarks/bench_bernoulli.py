@@ -17,10 +17,9 @@ import torch
 from omegaconf import OmegaConf
 
 import estimators
-from benchmarks.bench_toy import machine
+from benchmarks.bench_toy import write_report
 from benchmarks.bench_vae import interleaved_medians
 from benchmarks.measure import measure_estimates
-from benchmarks.results import write_table
 from benchmarks.tasks import bernoulli
 
 THETA, K = 0.3, 0.499
@@ -73,10 +72,7 @@ def main() -> None:
             "ratio_to_hand_written": [t / hand for t in medians.values()],
         }
     )
-    table["machine"] = machine()
-    write_table(table, args.out)
-    print(table.drop(columns="machine").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(f"\nmachine: {machine()}\nwrote {args.out}")
+    write_report(table, args.out)
 
 
 if __name__ == "__main__":

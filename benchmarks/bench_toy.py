@@ -41,6 +41,16 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads"
 
 
+def write_report(table: pd.DataFrame, out: Path, digits: int = 4) -> None:
+    """A speed table with the machine it ran on: written to ``out`` and printed."""
+    table["machine"] = machine()
+    write_table(table, out)
+    text = table.drop(columns="machine").to_string(
+        index=False, float_format=lambda v: f"{v:.{digits}g}"
+    )
+    print(f"{text}\n\nmachine: {table.machine.iloc[0]}\nwrote {out}")
+
+
 def harness_measurement(n: int, chunk: int) -> float:
     """The harness's measurement: gradient passes and streaming moments, as the task runs them."""
     cfg = OmegaConf.create(
@@ -129,10 +139,7 @@ def main() -> None:
             "ratio_to_harness": [t / harness for t in per_estimate.values()],
         }
     )
-    table["machine"] = machine()
-    write_table(table, args.out)
-    print(table.drop(columns="machine").to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    print(f"\nmachine: {table.machine.iloc[0]}\nwrote {args.out}")
+    write_report(table, args.out)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import estimators
-from benchmarks.bench_toy import machine
-from benchmarks.results import write_table
+from benchmarks.bench_toy import write_report
 from benchmarks.tasks import vae
 
 X_DIM, HIDDEN, LATENT, BATCH = 784, 400, 20, 128
@@ -137,13 +136,9 @@ def main() -> None:
                     "method": name,
                     "seconds": seconds,
                     "ratio": seconds / reference,
-                    "machine": machine(),
                 }
             )
-    table = pd.DataFrame(rows)
-    write_table(table, args.out)
-    print(table.drop(columns="machine").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(f"\nmachine: {machine()}\nwrote {args.out}")
+    write_report(pd.DataFrame(rows), args.out)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,8 @@ import pandas as pd
 import torch
 
 import estimators
-from benchmarks.bench_toy import machine
+from benchmarks.bench_toy import write_report
 from benchmarks.bench_vae import interleaved_medians
-from benchmarks.results import write_table
 from benchmarks.tasks import vae
 
 X_DIM, HIDDEN, BITS, BATCH, LR = 784, 200, 200, 50, 1e-4
@@ -85,14 +84,11 @@ def main() -> None:
     table = pd.DataFrame(rows)
     table["ms_per_step"] = [1e3 * medians[name] for name in table.estimator]
     table["ratio_to_loo"] = table.ms_per_step / (1e3 * medians[REFERENCE])
-    table["machine"] = machine()
-    write_table(table, args.out)
     print(
         f"Bernoulli VAE {X_DIM}-{HIDDEN}-{HIDDEN}-{BITS} bits (nonlinear), batch {BATCH}, "
         f"median of {args.repeats} x {args.steps} steps, interleaved:"
     )
-    print(table.drop(columns="machine").to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-    print(f"\nmachine: {machine()}\nwrote {args.out}")
+    write_report(table, args.out, digits=3)
 
 
 if __name__ == "__main__":

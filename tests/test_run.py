@@ -41,9 +41,10 @@ COLUMNS = [
 SMALL = ["task.n_estimates=2000", "task.k=[1.0,2.0]"]
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
+def run(*args: str, module: str = "benchmarks.run") -> subprocess.CompletedProcess:
+    """``python -m module args`` from the repository root, its output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", *args],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -175,24 +176,12 @@ def test_write_table_is_atomic(tmp_path, monkeypatch):
 
 
 def test_the_speed_benchmark_runs_and_writes_its_table(tmp_path):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.bench_toy",
-            "--n",
-            "20000",
-            "--loop-n",
-            "20",
-            "--repeats",
-            "1",
-            "--out",
-            str(tmp_path / "speed.csv"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    out = run(
+        "--n=20000",
+        "--loop-n=20",
+        "--repeats=1",
+        f"--out={tmp_path / 'speed.csv'}",
+        module="benchmarks.bench_toy",
     )
     assert out.returncode == 0, out.stderr
     table = pd.read_csv(tmp_path / "speed.csv")
@@ -201,22 +190,11 @@ def test_the_speed_benchmark_runs_and_writes_its_table(tmp_path):
 
 
 def test_the_bernoulli_speed_benchmark_runs(tmp_path):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.bench_bernoulli",
-            "--n",
-            "20000",
-            "--repeats",
-            "1",
-            "--out",
-            str(tmp_path / "speed.csv"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    out = run(
+        "--n=20000",
+        "--repeats=1",
+        f"--out={tmp_path / 'speed.csv'}",
+        module="benchmarks.bench_bernoulli",
     )
     assert out.returncode == 0, out.stderr
     assert len(pd.read_csv(tmp_path / "speed.csv")) == 3
