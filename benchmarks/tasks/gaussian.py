@@ -139,20 +139,11 @@ def estimate_table(
     for cost, k, estimator, num_samples in toy_cases(cfg, make_estimator, seed):
         with overflow_names_k(cost, k):
             moments, seconds = measure(estimator, cost, k, cfg, num_samples, device)
+            exact_vars = exact_variances(cfg, estimator, cost, k, num_samples)
             for param in PARAMS:
                 exact_grad = exact_gradient(cost, k, cfg.mu, cfg.sigma, param)
                 stats = gradient_statistics(moments[param], exact_grad, seconds)
-                exact_var = exact_variance(
-                    estimator.name,
-                    estimator.options(),
-                    cost,
-                    k,
-                    cfg.mu,
-                    cfg.sigma,
-                    param,
-                    cfg.dim,
-                    num_samples,
-                )
+                exact_var = exact_vars[param]
                 require_finite_moments(stats["grad_mean"], stats["grad_var"], exact_grad, exact_var)
                 rows.append(
                     {
@@ -173,6 +164,26 @@ def estimate_table(
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def exact_variances(
+    cfg: DictConfig, estimator: Estimator, cost: str, k: float, num_samples: int
+) -> dict[str, float | None]:
+    """The exact variance of one estimate per parameter at the toy's mu, sigma and dim."""
+    return {
+        param: exact_variance(
+            estimator.name,
+            estimator.options(),
+            cost,
+            k,
+            cfg.mu,
+            cfg.sigma,
+            param,
+            cfg.dim,
+            num_samples,
+        )
+        for param in PARAMS
+    }
 
 
 def describe(estimator: Estimator, cfg: DictConfig, seed: int, device: torch.device) -> dict:
@@ -305,18 +316,7 @@ def validate(cfg: DictConfig, estimator: Estimator) -> None:
             if cfg.mode != "estimate":
                 continue
             with overflow_names_k(cost, k):  # the exact variances, whose quadrature checks itself
-                for param in PARAMS:
-                    exact_variance(
-                        estimator.name,
-                        estimator.options(),
-                        cost,
-                        k,
-                        cfg.mu,
-                        cfg.sigma,
-                        param,
-                        cfg.dim,
-                        num_samples,
-                    )
+                exact_variances(cfg, estimator, cost, k, num_samples)
     if cfg.mode == "optimize":
         require_finite(cfg.optimize, "sigma_min", "task.optimize.")
         if cfg.optimize.sigma_min <= 0:
