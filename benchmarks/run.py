@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from benchmarks.results import output_times, remove_unchanged, write_json, write_table
-from estimators.base import ConfigError, Estimator
+from estimators.base import ConfigError, Estimator, require_int
 
 log = logging.getLogger(__name__)
 DEVICES = ("cpu", "cuda", "auto")
@@ -66,11 +66,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, pd.DataFrame]:
     """Run the configured task with the configured estimator; return its tables by file stem."""
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r}: must be an integer")
-    threads = cfg.threads
-    if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ConfigError(f"threads={threads!r}: must be a positive integer or null")
-        torch.set_num_threads(threads)
+    require_int(cfg.threads, "threads", nullable=True)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     make_estimator = estimator_factory(cfg.estimator)
     torch.manual_seed(cfg.seed)

@@ -126,6 +126,18 @@ def positive_number(value, key: str) -> float:
     return float(value)
 
 
+def require_int(value, key: str, minimum: int = 1, nullable: bool = False) -> None:
+    """A ConfigError naming ``key`` unless ``value`` is an integer >= ``minimum`` (or None, where
+    ``nullable``); booleans are not integers here."""
+    if nullable and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        wanted = {1: "a positive integer", 0: "a non-negative integer"}.get(
+            minimum, f"an integer >= {minimum}"
+        )
+        raise ConfigError(f"{key}={value!r}: must be {wanted}{' or null' if nullable else ''}")
+
+
 def base_distribution(dist: Distribution) -> Distribution:
     """``dist`` without its ``Independent`` wrappers."""
     while isinstance(dist, Independent):

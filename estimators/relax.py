@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from estimators.base import ConfigError, register
+from estimators.base import register, require_int
 from estimators.rebar import Rebar
 
 
@@ -27,8 +27,7 @@ class Relax(Rebar):
         self, temperature: float = 0.5, eta: float = 1.0, lr: float = 1e-3, hidden: int = 50
     ) -> None:
         super().__init__(temperature, eta, lr)
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-            raise ConfigError(f"hidden={hidden!r}: must be a positive integer")
+        require_int(hidden, "hidden")
         self.hidden = hidden
         self.event_ndim = 0
 

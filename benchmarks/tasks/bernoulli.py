@@ -26,12 +26,11 @@ from benchmarks.tasks.gaussian import (
     overflow_names_k,
     require_finite,
     require_finite_moments,
-    require_positive_int,
     toy_cases,
     validate_toy,
     warn_diverged,
 )
-from estimators.base import ConfigError, Estimator
+from estimators.base import ConfigError, Estimator, require_int
 
 
 def bernoulli(logits: torch.Tensor) -> Independent:
@@ -209,9 +208,8 @@ def validate(cfg: DictConfig, estimator: Estimator) -> None:
     """The Bernoulli toy's keys, checked before any work."""
     validate_toy(cfg, estimator, list(COSTS))
     require_finite(cfg, "theta")
-    require_positive_int(cfg, "cv_batch")
-    if isinstance(cfg.cv_steps, bool) or not isinstance(cfg.cv_steps, int) or cfg.cv_steps < 0:
-        raise ConfigError(f"task.cv_steps={cfg.cv_steps!r}: must be a non-negative integer")
+    require_int(cfg.cv_batch, "task.cv_batch")
+    require_int(cfg.cv_steps, "task.cv_steps", minimum=0)
     if cfg.mode == "optimize":
         m = cfg.optimize.var_estimates
         if isinstance(m, bool) or not isinstance(m, int) or m < 0 or m == 1:

@@ -29,7 +29,7 @@ from benchmarks.tasks.gaussian_exact import (
     exact_gradient,
     exact_variance,
 )
-from estimators.base import ConfigError, Estimator
+from estimators.base import ConfigError, Estimator, require_int
 
 MODES = ("estimate", "optimize")
 
@@ -264,12 +264,6 @@ def warn_diverged(estimator: Estimator, cost: str, k: float, step: int) -> None:
     )
 
 
-def require_positive_int(cfg: DictConfig, key: str, prefix: str = "task.") -> None:
-    value = cfg[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{prefix}{key}={value!r}: must be a positive integer")
-
-
 def require_finite(cfg: DictConfig, key: str, prefix: str = "task.") -> None:
     value = cfg[key]
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -282,7 +276,7 @@ def validate_toy(cfg: DictConfig, estimator: Estimator, costs: list[str]) -> Non
     if cfg.mode not in MODES:
         raise ConfigError(f"task.mode={cfg.mode!r}: accepted modes are {', '.join(MODES)}")
     for key in ("dim", "n_estimates", "chunk_size"):
-        require_positive_int(cfg, key)
+        require_int(cfg[key], f"task.{key}")
     if cfg.n_estimates < 2:
         raise ConfigError(f"task.n_estimates={cfg.n_estimates}: a variance needs at least 2")
     if cfg.num_samples is not None:
@@ -296,7 +290,7 @@ def validate_toy(cfg: DictConfig, estimator: Estimator, costs: list[str]) -> Non
             raise ConfigError(f"task.k: {k!r} is not a finite number")
     if cfg.mode == "optimize":
         for key in ("steps", "log_every"):
-            require_positive_int(cfg.optimize, key, "task.optimize.")
+            require_int(cfg.optimize[key], f"task.optimize.{key}")
         require_finite(cfg.optimize, "lr", "task.optimize.")
         if cfg.optimize.lr <= 0:
             raise ConfigError(f"task.optimize.lr={cfg.optimize.lr!r}: must be > 0")

@@ -44,7 +44,7 @@ from tqdm import tqdm
 import estimators
 from benchmarks import data
 from benchmarks.results import save_checkpoint, write_json, write_table
-from estimators.base import ConfigError, Estimator
+from estimators.base import ConfigError, Estimator, require_int
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
@@ -386,24 +386,12 @@ def validate(cfg: DictConfig, estimator: Estimator) -> None:
             "(its exact ELBO is for a Gaussian latent)"
         )
     for key in ("epochs", "log_every", "eval_batch_size"):
-        value = task[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"task.{key}={value!r}: must be a positive integer")
+        require_int(task[key], f"task.{key}")
     for key in ("hidden", "latent_dim", "batch_size"):
-        value = task[key]
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value <= 0
-        ):
-            raise ConfigError(f"task.{key}={value!r}: must be a positive integer or null")
-    categories = task.categories
-    if isinstance(categories, bool) or not isinstance(categories, int) or categories < 2:
-        raise ConfigError(f"task.categories={categories!r}: must be an integer >= 2")
+        require_int(task[key], f"task.{key}", nullable=True)
+    require_int(task.categories, "task.categories", minimum=2)
     for key in ("grad_var_every", "grad_var_samples", "iwae_k", "max_steps"):
-        value = task[key]
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 0
-        ):
-            raise ConfigError(f"task.{key}={value!r}: must be a non-negative integer or null")
+        require_int(task[key], f"task.{key}", minimum=0, nullable=True)
     budget = task.max_seconds
     if budget is not None and not (isinstance(budget, int | float) and budget > 0):
         raise ConfigError(f"task.max_seconds={budget!r}: must be a positive number or null")
