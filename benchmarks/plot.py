@@ -469,11 +469,10 @@ def relaxation_bias_figure(metrics: pd.DataFrame) -> plt.Figure:
             ylabel="bias of the gradient estimate",
         )
     handles = [plt.Line2D([], [], color=c, marker="o", label=n) for n, c in colors.items()]
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
     fig.suptitle(
         "Relaxations' bias against temperature\nexact (lines), measured with 95% intervals (points)"
     )
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    legend_below(fig, handles)
     return fig
 
 
