@@ -74,7 +74,7 @@ def describe(latent: str) -> str:
     if latent == "gaussian":
         sizes = f"64-{s['hidden']}-{s['latent_dim']}"
     else:
-        layers = {"mlp": 1, "linear": 0, "nonlinear": 2}[s["arch"]]
+        layers = vae.ARCHS[s["arch"]][0]  # hidden layers
         code = (
             f"{s['latent_dim']} bits"
             if latent == "bernoulli"
