@@ -412,13 +412,14 @@ def bernoulli_optimize_figure(optimize: pd.DataFrame, colors: dict) -> plt.Figur
     )
     for j, (cost, k) in enumerate(panels.itertuples(index=False)):
         rows = optimize[(optimize["cost"] == cost) & (optimize["k"] == k)]
-        # An exact estimate (DisARM at theta = 0) measures zero or float64 rounding: leave it out.
+        # An exact estimate (DisARM at theta = 0) measures zero or float64 rounding: marked.
         floor = 1e-12 * rows["grad_var"].max()
         for (label, _), run in rows.groupby(["label", "run"]):
             run = run.sort_values("step")
             axes[0][j].plot(run["step"], sigmoid(run["theta"]), color=colors[label], lw=1.3)
-            variance = run["grad_var"].where(run["grad_var"] > floor)
-            axes[1][j].plot(run["step"], variance, color=colors[label], lw=1.3)
+            zero = run["grad_var"] <= floor
+            axes[1][j].plot(run["step"], run["grad_var"].mask(zero), color=colors[label], lw=1.3)
+            mark_zero_variance(axes[1][j], run.loc[zero, "step"], colors[label])
         axes[0][j].set_title(f"{cost}, k = {k:g}", fontsize=10)
         axes[1][j].set_xlabel("Adam step")
         for ax in axes[:, j]:

@@ -250,6 +250,16 @@ def test_a_bernoulli_optimization_with_variances_draws_the_relax_figure(tmp_path
     assert "| DisARM | 0.2689 | 2.475e-09 |" in text  # sigmoid(-1), 2.5e-7 / 101
 
 
+def test_an_exact_step_in_the_relax_figure_is_marked_on_the_bottom_edge():
+    rows = pd.DataFrame(optimize_rows("bernoulli", "disarm", 2.5e-7)).assign(label="DisARM", run=0)
+    rows.loc[rows["step"] == 40, "grad_var"] = 0.0  # DisARM at theta = 0 is exact
+    fig = plot.bernoulli_optimize_figure(rows, {"DisARM": "C0"})
+    line, marks = fig.axes[1].lines
+    assert pd.isna(line.get_ydata()[2]) and list(marks.get_xdata()) == [40]
+    assert marks.get_gid() == plot.ZERO_VARIANCE
+    plt.close(fig)
+
+
 def test_toy_optimizations_without_variances_draw_no_relax_figure(tmp_path):
     write_run(tmp_path / "0", "optimize", optimize_rows("bernoulli", "reinforce", None))
     write_run(tmp_path / "1", "optimize", optimize_rows("gaussian", "reparam", None))
