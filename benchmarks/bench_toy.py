@@ -29,8 +29,8 @@ from benchmarks.tasks import gaussian
 MU = SIGMA = K = 1.0
 
 
-def machine() -> str:
-    """The CPU model, core count and torch build, for the table."""
+def machine(device: torch.device | None = None) -> str:
+    """The CPU model, core count and torch build, and the GPU where ``device`` is one."""
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -38,12 +38,17 @@ def machine() -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     threads = torch.get_num_threads()
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads"
+    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads"
+    if device is not None and device.type == "cuda":
+        text += f", GPU {torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    return text
 
 
-def write_report(table: pd.DataFrame, out: Path, digits: int = 4) -> None:
+def write_report(
+    table: pd.DataFrame, out: Path, digits: int = 4, device: torch.device | None = None
+) -> None:
     """A speed table with the machine it ran on: written to ``out`` and printed."""
-    table["machine"] = machine()
+    table["machine"] = machine(device)
     write_table(table, out)
     text = table.drop(columns="machine").to_string(
         index=False, float_format=lambda v: f"{v:.{digits}g}"

@@ -10,13 +10,15 @@ does not depend on the pixel values):
 - the M=100 gradient-variance probe against M separate backward passes on the same batch, at
   784-400-20 and at the digits task's 64-400-20.
 
-Writes ``results/perf/vae_speed.csv`` and prints it.
+``--device cuda`` times the same on a GPU (synchronizing before each clock reading). Writes
+``results/perf/vae_speed.csv`` (``vae_speed_cuda.csv`` on a GPU) and prints it.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +30,9 @@ from torch import nn
 
 import estimators
 from benchmarks.bench_toy import write_report
+from benchmarks.run import resolve_device
 from benchmarks.tasks import vae
+from estimators.base import ConfigError
 
 X_DIM, HIDDEN, LATENT, BATCH = 784, 400, 20, 128
 
@@ -68,17 +72,36 @@ def separate_backward_passes(model: vae.VAE, estimator, x: torch.Tensor, m: int)
         torch.autograd.grad((reconstruction.mean(0) - kl).sum(), params)
 
 
-def interleaved_medians(contenders: dict[str, Callable[[], None]], repeats: int, inner: int):
-    """Median seconds per call of each contender, timing them in turn ``repeats`` times."""
+def device_or_exit(name: str) -> torch.device:
+    """The ``--device`` to time on, or one line and exit code 2 where it is unknown or absent."""
+    try:
+        return resolve_device(name)
+    except ConfigError as error:
+        print(f"error: --{error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def interleaved_medians(
+    contenders: dict[str, Callable[[], None]], repeats: int, inner: int, device: torch.device
+):
+    """Median seconds per call of each contender, timing them in turn ``repeats`` times (a GPU's
+    queued work finished before each clock reading)."""
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     for run in contenders.values():
         for _ in range(3):
             run()  # warm-up
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(repeats):
         for name, run in contenders.items():
+            sync()
             start = time.perf_counter()
             for _ in range(inner):
                 run()
+            sync()
             times[name].append((time.perf_counter() - start) / inner)
     return {name: statistics.median(t) for name, t in times.items()}
 
@@ -88,16 +111,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--steps", type=int, default=20, help="training steps per timing")
     parser.add_argument("--m", type=int, default=100, help="estimates per probe")
-    parser.add_argument("--out", type=Path, default=Path("results/perf/vae_speed.csv"))
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--out", type=Path, help="default: results/perf/vae_speed[_cuda].csv")
     args = parser.parse_args()
+    device = device_or_exit(args.device)
+    out = args.out or Path(f"results/perf/vae_speed{'_cuda' if device.type == 'cuda' else ''}.csv")
     torch.manual_seed(0)
-    x = torch.bernoulli(torch.full((BATCH, X_DIM), 0.3))
+    x = torch.bernoulli(torch.full((BATCH, X_DIM), 0.3, device=device))
 
-    harness = vae.VAE(X_DIM, HIDDEN, LATENT)
+    harness = vae.VAE(X_DIM, HIDDEN, LATENT).to(device)
     harness_opt = torch.optim.Adam(harness.parameters(), lr=1e-3)
     harness_params = list(harness.parameters())
     reparam = estimators.build("reparam")
-    canonical = CanonicalVAE()
+    canonical = CanonicalVAE().to(device)
     canonical_opt = torch.optim.Adam(canonical.parameters(), lr=1e-3)
     steps = interleaved_medians(
         {
@@ -108,12 +134,13 @@ def main() -> None:
         },
         args.repeats,
         args.steps,
+        device,
     )
 
     groups = {"training step, 784-400-20": steps}
     for x_dim in (X_DIM, 64):  # MNIST's size, and digits' (8x8)
-        model = vae.VAE(x_dim, HIDDEN, LATENT)
-        xs = torch.bernoulli(torch.full((BATCH, x_dim), 0.3))
+        model = vae.VAE(x_dim, HIDDEN, LATENT).to(device)
+        xs = torch.bernoulli(torch.full((BATCH, x_dim), 0.3, device=device))
         groups[f"gradient probe, {x_dim}-{HIDDEN}-{LATENT}"] = interleaved_medians(
             {
                 f"M={args.m} estimates, one vectorized pass": lambda model=model, xs=xs: (
@@ -125,6 +152,7 @@ def main() -> None:
             },
             max(3, args.repeats // 3),
             1,
+            device,
         )
     rows = []
     for group, medians in groups.items():
@@ -138,7 +166,7 @@ def main() -> None:
                     "ratio": seconds / reference,
                 }
             )
-    write_report(pd.DataFrame(rows), args.out)
+    write_report(pd.DataFrame(rows), out, device=device)
 
 
 if __name__ == "__main__":

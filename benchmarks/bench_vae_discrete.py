@@ -8,7 +8,8 @@ applies to Independent(Bernoulli) (so new ones join by being registered), in one
 contenders interleaved, medians over repeats. The reference is ``reinforce_baseline``
 (leave-one-out) with num_samples=2; arm and disarm also take num_samples=2 (one antithetic pair,
 two decoder evaluations), the others their minimum. ``evaluations`` counts decoder rows per example
-per step. Writes ``results/perf/vae_discrete_speed.csv`` and prints it.
+per step. ``--device cuda`` times it on a GPU. Writes ``results/perf/vae_discrete_speed.csv``
+(``vae_discrete_speed_cuda.csv`` on a GPU) and prints it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 
 import estimators
 from benchmarks.bench_toy import write_report
-from benchmarks.bench_vae import interleaved_medians
+from benchmarks.bench_vae import device_or_exit, interleaved_medians
 from benchmarks.tasks import vae
 
 X_DIM, HIDDEN, BITS, BATCH, LR = 784, 200, 200, 50, 1e-4
@@ -40,7 +41,7 @@ def contenders() -> dict[str, tuple[estimators.Estimator, int]]:
 def step_runner(est: estimators.Estimator, num_samples: int, x: torch.Tensor):
     """A fresh model (same initial weights for every estimator) and its training step."""
     torch.manual_seed(0)
-    model = vae.VAE(X_DIM, HIDDEN, BITS, "bernoulli", "nonlinear")
+    model = vae.VAE(X_DIM, HIDDEN, BITS, "bernoulli", "nonlinear").to(x.device)
     params = list(model.parameters())
     optimizer = torch.optim.Adam(params, lr=LR)
     return model, lambda: vae.train_step(model, est, optimizer, params, x, num_samples)
@@ -59,15 +60,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--steps", type=int, default=10, help="training steps per timing")
-    parser.add_argument("--out", type=Path, default=Path("results/perf/vae_discrete_speed.csv"))
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument(
+        "--out", type=Path, help="default: results/perf/vae_discrete_speed[_cuda].csv"
+    )
     parser.add_argument(
         "--threads", type=int, help="torch threads (default: torch's); 1 on a shared machine"
     )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = device_or_exit(args.device)
+    suffix = "_cuda" if device.type == "cuda" else ""
+    out = args.out or Path(f"results/perf/vae_discrete_speed{suffix}.csv")
     torch.manual_seed(0)
-    x = torch.bernoulli(torch.full((BATCH, X_DIM), 0.3))
+    x = torch.bernoulli(torch.full((BATCH, X_DIM), 0.3, device=device))
     runs, rows = {}, []
     for name, (est, num_samples) in contenders().items():
         model, step = step_runner(est, num_samples, x)
@@ -80,7 +87,7 @@ def main() -> None:
                 "evaluations": decoder_evaluations(model, step),
             }
         )
-    medians = interleaved_medians(runs, args.repeats, args.steps)
+    medians = interleaved_medians(runs, args.repeats, args.steps, device)
     table = pd.DataFrame(rows)
     table["ms_per_step"] = [1e3 * medians[name] for name in table.estimator]
     table["ratio_to_loo"] = table.ms_per_step / (1e3 * medians[REFERENCE])
@@ -88,7 +95,7 @@ def main() -> None:
         f"Bernoulli VAE {X_DIM}-{HIDDEN}-{HIDDEN}-{BITS} bits (nonlinear), batch {BATCH}, "
         f"median of {args.repeats} x {args.steps} steps, interleaved:"
     )
-    write_report(table, args.out, digits=3)
+    write_report(table, out, digits=3, device=device)
 
 
 if __name__ == "__main__":

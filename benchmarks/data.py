@@ -74,6 +74,15 @@ def read_idx_images(path: Path) -> torch.Tensor:
     return torch.from_numpy(pixels.copy())
 
 
+def write_idx_images(path: Path, images: torch.Tensor) -> None:
+    """Write uint8 images [n, rows, cols] as an IDX file (gzipped where ``path`` ends in .gz)."""
+    n, rows, cols = images.shape
+    header = b"".join(v.to_bytes(4, "big") for v in (2051, n, rows, cols))
+    payload = header + images.to(torch.uint8).numpy().tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
+
+
 def find_idx(raw: Path, stem: str) -> Path | None:
     for candidate in (raw / stem, raw / f"{stem}.gz"):
         if candidate.exists():

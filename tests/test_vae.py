@@ -187,20 +187,13 @@ def test_a_nan_stops_the_run_with_a_diverged_status_and_keeps_what_was_written(
     assert tables["train"].step.tolist() == [1, 2]
 
 
-def write_idx(path: Path, images: torch.Tensor) -> None:
-    n, rows, cols = images.shape
-    header = b"".join(v.to_bytes(4, "big") for v in (2051, n, rows, cols))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(header + images.to(torch.uint8).numpy().tobytes()))
-
-
 @pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
 def test_the_mnist_loader_reads_idx_files(tmp_path, name, folder):
     torch.manual_seed(2)
     train_images = torch.randint(0, 256, (20, 28, 28))
     raw = tmp_path / folder / "raw"
-    write_idx(raw / "train-images-idx3-ubyte.gz", train_images)
-    write_idx(raw / "t10k-images-idx3-ubyte.gz", torch.randint(0, 256, (10, 28, 28)))
+    data.write_idx_images(raw / "train-images-idx3-ubyte.gz", train_images)
+    data.write_idx_images(raw / "t10k-images-idx3-ubyte.gz", torch.randint(0, 256, (10, 28, 28)))
     dataset = data.load_idx_dataset(name, tmp_path)
     assert dataset.train.shape == (20, 784) and dataset.test.shape == (10, 784)
     torch.testing.assert_close(dataset.train, train_images.reshape(20, 784).float() / 255)
@@ -210,8 +203,8 @@ def test_the_mnist_loader_reads_idx_files(tmp_path, name, folder):
 def test_a_run_on_idx_files_binarizes_each_step_and_evaluates_one_fixed_binarization(tmp_path):
     torch.manual_seed(3)
     raw = tmp_path / "data" / "MNIST" / "raw"
-    write_idx(raw / "train-images-idx3-ubyte.gz", torch.randint(0, 256, (64, 28, 28)))
-    write_idx(raw / "t10k-images-idx3-ubyte.gz", torch.randint(0, 256, (16, 28, 28)))
+    data.write_idx_images(raw / "train-images-idx3-ubyte.gz", torch.randint(0, 256, (64, 28, 28)))
+    data.write_idx_images(raw / "t10k-images-idx3-ubyte.gz", torch.randint(0, 256, (16, 28, 28)))
     overrides = ["dataset=mnist", f"dataset.data_dir={tmp_path / 'data'}", "task.batch_size=32"]
     runs = [train(tmp_path / f"run{i}", *overrides)["eval"] for i in range(2)]
     assert runs[0].train_set_elbo.notna().all() and len(runs[0]) == 2
@@ -580,3 +573,103 @@ def test_the_discrete_quality_comparison_covers_every_bernoulli_estimator_and_nv
         "nonlinear, 64-200-200-32 bits, Adam 0.003, batch 50"
     )
     assert vae_quality.describe("gaussian") == "64-400-20, Adam 0.001, batch 128"
+
+
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_vae_speed_benchmark_times_the_step_and_the_probe(tmp_path):
+    out = tmp_path / "speed.csv"
+    done = run_module("benchmarks.bench_vae", "--repeats=1", "--steps=1", "--m=4", f"--out={out}")
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out)
+    assert len(table) == 6 and (table.seconds > 0).all()
+    assert table.groupby("group").ratio.last().eq(1.0).all()  # each group's reference
+
+
+def test_the_epoch_benchmark_reads_mnist_files_where_they_are(tmp_path):
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    data.write_idx_images(raw / "train-images-idx3-ubyte.gz", torch.randint(0, 256, (200, 28, 28)))
+    data.write_idx_images(raw / "t10k-images-idx3-ubyte.gz", torch.randint(0, 256, (10, 28, 28)))
+    out = tmp_path / "epoch.csv"
+    args = ["--repeats=1", f"--data-dir={tmp_path / 'data'}", f"--out={out}"]
+    done = run_module("benchmarks.bench_vae_epoch", *args)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out)
+    assert table.estimator.tolist()[0] == "reparam" and len(table) == 5
+    assert set(table.data) == {"MNIST"} and set(table.steps) == {2}  # 200 images, batch 128
+    assert (table.epoch_seconds > 0).all() and table.ratio_to_reparam.iloc[0] == 1.0
+
+
+def test_the_epoch_benchmark_without_mnist_times_random_images_of_its_shape(tmp_path):
+    out = tmp_path / "epoch.csv"
+    args = ["--repeats=1", "--images=256", f"--data-dir={tmp_path}", f"--out={out}"]
+    done = run_module("benchmarks.bench_vae_epoch", *args)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out)
+    assert set(table.data) == {"random images of MNIST's shape"} and set(table.steps) == {2}
+    assert not any(tmp_path.glob("MNIST"))  # written to a temporary folder, gone afterwards
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["benchmarks.bench_vae", "benchmarks.bench_vae_discrete", "benchmarks.bench_vae_epoch"],
+)
+def test_the_vae_speed_benchmarks_on_cuda_without_a_gpu_say_so(module):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    done = run_module(module, "--device=cuda")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: --device='cuda': no CUDA device is available here; use cpu or auto"
+    )
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        "reparam",
+        "reinforce_baseline",
+        "nvil",
+        "disarm task.latent=bernoulli",
+        "relax task.latent=bernoulli",
+    ],
+)
+def test_a_short_training_run_on_the_gpu(tmp_path, estimator):
+    name, *extra = estimator.split()
+    cfg = config(f"estimator={name}", *extra)
+    make = functools.partial(instantiate, cfg.estimator)
+    tables = vae.run(cfg, make, torch.device("cuda"), tmp_path)
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "completed"
+    final = tables["eval"].iloc[-1]
+    assert math.isfinite(final.test_elbo) and final.test_iwae >= final.test_elbo - 1.0
+    totals = tables["grad_var"].query("param == 'total'").total_var
+    assert (totals > 0).all() and totals.map(math.isfinite).all()
+
+
+@needs_cuda
+@pytest.mark.parametrize(
+    "module, args",
+    [
+        ("benchmarks.bench_vae", ["--repeats=1", "--steps=1", "--m=4"]),
+        ("benchmarks.bench_vae_discrete", ["--repeats=1", "--steps=1"]),
+        ("benchmarks.bench_vae_epoch", ["--repeats=1", "--images=256", "--data-dir={tmp}"]),
+    ],
+)
+def test_the_vae_speed_benchmarks_run_on_the_gpu(tmp_path, module, args):
+    out = tmp_path / "speed.csv"
+    args = [arg.format(tmp=tmp_path) for arg in args]
+    done = run_module(module, "--device=cuda", *args, f"--out={out}")
+    assert done.returncode == 0, done.stderr
+    assert pd.read_csv(out).machine.str.contains("GPU").all()

@@ -1,0 +1,104 @@
+"""Seconds per training epoch at MNIST's size for each Gaussian-latent VAE estimator.
+
+``python -m benchmarks.bench_vae_epoch [--device cuda]`` trains the default VAE (784-400-20, Adam
+1e-3, batch 128) for one epoch with each estimator through the harness (``task=vae dataset=mnist``,
+gradient probes, IWAE and checkpoints off), in turn, ``--repeats`` times, and reports the median
+training seconds of the epoch: the harness's own clock, which leaves evaluation out and on a GPU
+synchronizes every step. With the MNIST files under ``--data-dir`` it reads them; without them it
+writes random images of MNIST's shape (60000 and 10000 of 28x28) to a temporary folder, since an
+epoch's time does not depend on the pixel values. Writes ``results/perf/vae_epoch_<device>.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+
+from benchmarks import data
+from benchmarks.bench_toy import write_report
+from benchmarks.bench_vae import device_or_exit
+from benchmarks.tasks import vae
+from benchmarks.vae_quality import ESTIMATORS, compose_task
+
+MNIST_SIZES = {"train": 60000, "test": 10000}
+
+
+def epoch_seconds(overrides: list[str], device: torch.device) -> tuple[float, int]:
+    """Train one epoch through the harness; its training seconds and steps."""
+    cfg = compose_task(overrides)
+    with tempfile.TemporaryDirectory() as run_dir:
+        tables = vae.run(cfg, lambda: instantiate(cfg.estimator), device, Path(run_dir))
+    final = tables["eval"].iloc[-1]
+    return float(final.time_s), int(final.step)
+
+
+def random_mnist(data_dir: Path, sizes: dict[str, int]) -> None:
+    """Random uint8 images of MNIST's shape in its IDX files, under ``data_dir``."""
+    generator = torch.Generator().manual_seed(0)
+    for split, stem in data.IDX_FILES.items():
+        images = torch.randint(0, 256, (sizes[split], 28, 28), generator=generator)
+        data.write_idx_images(data_dir / data.IDX_FOLDERS["mnist"] / "raw" / stem, images)
+
+
+def has_mnist(data_dir: Path) -> bool:
+    raw = data_dir / data.IDX_FOLDERS["mnist"] / "raw"
+    return all(data.find_idx(raw, stem) for stem in data.IDX_FILES.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--repeats", type=int, default=3, help="epochs per estimator")
+    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="MNIST's data_dir")
+    parser.add_argument(
+        "--images", type=int, default=MNIST_SIZES["train"], help="random training images"
+    )
+    parser.add_argument("--out", type=Path, help="default: results/perf/vae_epoch_DEVICE.csv")
+    args = parser.parse_args()
+    device = device_or_exit(args.device)
+    out = args.out or Path(f"results/perf/vae_epoch_{device.type}.csv")
+
+    with tempfile.TemporaryDirectory() as scratch:
+        data_dir, source = args.data_dir, "MNIST"
+        if not has_mnist(data_dir):
+            data_dir, source = Path(scratch), "random images of MNIST's shape"
+            random_mnist(data_dir, {**MNIST_SIZES, "train": args.images})
+        common = [
+            "dataset=mnist",
+            f"dataset.data_dir={data_dir}",
+            "task.epochs=1",
+            "task.iwae_k=0",
+            "task.grad_var_every=0",
+            "task.checkpoint=false",
+        ]
+        epoch_seconds([*common, "task.max_steps=20"], device)  # warm-up: allocator, kernels
+        seconds: dict[str, list[float]] = {name: [] for name in ESTIMATORS}
+        for _ in range(args.repeats):  # in turn, so that a slow spell hits every estimator
+            for name, overrides in ESTIMATORS.items():
+                elapsed, steps = epoch_seconds([*common, *overrides], device)
+                seconds[name].append(elapsed)
+
+    rows = [
+        {
+            "estimator": name,
+            "device": device.type,
+            "data": source,
+            "steps": steps,
+            "epoch_seconds": statistics.median(times),
+            "ms_per_step": 1e3 * statistics.median(times) / steps,
+        }
+        for name, times in seconds.items()
+    ]
+    table = pd.DataFrame(rows)
+    table["ratio_to_reparam"] = table.epoch_seconds / table.epoch_seconds.iloc[0]
+    write_report(table, out, device=device)
+
+
+if __name__ == "__main__":
+    main()
