@@ -35,6 +35,7 @@ from benchmarks.tasks import vae
 from estimators.base import ConfigError
 
 X_DIM, HIDDEN, LATENT, BATCH = 784, 400, 20, 128
+CPU = torch.device("cpu")
 
 
 class CanonicalVAE(nn.Module):
@@ -82,7 +83,10 @@ def device_or_exit(name: str) -> torch.device:
 
 
 def interleaved_medians(
-    contenders: dict[str, Callable[[], None]], repeats: int, inner: int, device: torch.device
+    contenders: dict[str, Callable[[], None]],
+    repeats: int,
+    inner: int,
+    device: torch.device = CPU,
 ):
     """Median seconds per call of each contender, timing them in turn ``repeats`` times (a GPU's
     queued work finished before each clock reading)."""
