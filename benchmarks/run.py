@@ -148,6 +148,8 @@ def summary(name: str, table: pd.DataFrame) -> str | None:
     shown = table[[c for c in SUMMARY_COLUMNS[name] if c in table.columns]]
     if not shown["options"].any():
         shown = shown.drop(columns="options")
+    if "exact_mean" in shown and shown["exact_mean"].equals(shown["exact_grad"]):
+        shown = shown.drop(columns="exact_mean")  # unbiased: the same numbers twice
     shown = shown.dropna(axis="columns", how="all")
     return shown.to_string(index=False, float_format=lambda x: f"{x:.4g}", na_rep="-")
 

@@ -283,3 +283,21 @@ def test_a_real_bernoulli_optimization_sweep_draws_the_relax_figure(tmp_path):
     assert_figures([tmp_path / "plots" / f"bernoulli_optimize.{e}" for e in ("png", "pdf")])
     text = (tmp_path / "summary.md").read_text()
     assert "P(b = 1) = sigmoid(θ) and the gradient variance" in text
+
+
+def test_the_z_score_line_checks_a_biased_estimator_against_its_own_exact_mean():
+    metrics = pd.DataFrame(
+        {
+            "label": ["REINFORCE", "Gumbel-softmax (τ=0.5)"],
+            "exact_grad": [0.025, 0.025],
+            "exact_mean": [0.025, 0.02146],
+            "grad_mean": [0.0251, 0.02129],
+            "grad_var": [0.04, 0.01412],
+            "n_estimates": [20000, 20000],
+        }
+    )
+    se = (metrics.grad_var / metrics.n_estimates) ** 0.5
+    metrics["z_score"] = (metrics.grad_mean - metrics.exact_grad) / se
+    line = plot.z_score_line(metrics)
+    assert "REINFORCE 0.07, " in line  # unbiased: against the gradient only
+    assert "Gumbel-softmax (τ=0.5) 4.42 (biased by design; 0.20 against its exact mean)" in line
