@@ -53,3 +53,62 @@ def test_the_readme_example_estimator_runs_from_one_file_and_one_yaml(tmp_path):
     assert table.loc[("linear", "mu"), "grad_var"] == 0
     assert table.loc[("linear", "sigma"), "grad_var"] < 1e-10
     assert (table.z_score.abs() < 5).all()
+
+
+def printed_tables(text: str) -> pd.DataFrame:
+    """The summary tables a run prints (whitespace-aligned, one header per job), as one frame."""
+    frames = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        lines = block.splitlines()
+        starts = [i for i, line in enumerate(lines) if line.lstrip().startswith("estimator ")]
+        if starts:  # a run's output puts "metrics.csv:" above the header
+            header, *rows = lines[starts[0] :]
+            frames.append(pd.DataFrame([row.split() for row in rows], columns=header.split()))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_the_readme_sample_output_is_what_its_command_prints(tmp_path):
+    (command,) = [
+        line
+        for line in readme_block(
+            "python -m benchmarks.run -m estimator=reparam,reinforce,reinforce_baseline '"
+        ).splitlines()
+        if line
+    ]
+    args = [arg.strip("'") for arg in command.split()[3:]]
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", *args, f"hydra.sweep.dir={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    printed = printed_tables(out.stdout).drop(columns="time_per_estimate_s")
+    shown = printed_tables(readme_block("estimator   cost  k param")).drop(
+        columns="time_per_estimate_s"
+    )
+    assert list(shown.columns) == list(printed.columns)
+    text = ["estimator", "cost", "param", "options"]
+    pd.testing.assert_frame_equal(shown[text], printed[text])
+    numbers = [c for c in printed.columns if c not in text]
+    # printed to 4 significant digits: the last one may round the other way on another machine
+    pd.testing.assert_frame_equal(
+        shown[numbers].astype(float), printed[numbers].astype(float), rtol=2e-3
+    )
+
+
+def test_the_readme_bad_input_examples_print_what_it_shows(tmp_path):
+    lines = readme_block("$ python -m benchmarks.run estimator=reparm").splitlines()
+    for command, expected in zip(lines[::2], lines[1::2], strict=True):
+        args = [arg.strip("'") for arg in command.split()[4:]]
+        run_dir = tmp_path / "run"
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.run", *args, f"hydra.run.dir={run_dir}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert (out.returncode, out.stderr.strip()) == (2, expected)
+        assert not run_dir.exists()

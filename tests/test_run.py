@@ -132,7 +132,7 @@ def test_a_run_into_a_used_folder_replaces_the_earlier_runs_outputs(tmp_path):
             "baseline='mean' is unknown; known baselines: loo, ema, hook",
         ),
         (["device=tpu"], "device='tpu': accepted devices are cpu, cuda, auto"),
-        (["task.k=2.0"], "task.k=2.0: must be a non-empty list of numbers"),
+        (["task.k=2.0"], "task.k=2.0: must be a non-empty list of numbers, e.g. [1.0]"),
         (["task.n_estimates=1"], "task.n_estimates=1: a variance needs at least 2"),
         (
             ["estimator=reinforce_baseline", "estimator.decay=2"],

@@ -155,6 +155,17 @@ def test_resume_after_a_kill_ends_with_the_same_numbers(tmp_path, monkeypatch, r
         pd.testing.assert_frame_equal(a, b.drop(columns="time_s", errors="ignore"))
 
 
+def test_resume_without_a_checkpoint_warns_and_starts_from_step_0(tmp_path, caplog):
+    fresh = train(tmp_path / "fresh")
+    with caplog.at_level("WARNING"):
+        resumed = train(tmp_path / "nothing_here", "resume=true")
+    assert f"resume=true: no checkpoint in {tmp_path / 'nothing_here'}" in caplog.text
+    assert resumed["train"].step.iloc[0] == 1
+    pd.testing.assert_frame_equal(
+        fresh["eval"].drop(columns="time_s"), resumed["eval"].drop(columns="time_s")
+    )
+
+
 class DivergesAtCall(Estimator):
     """reparam (reinforce for a discrete latent), except that f becomes NaN on the third call (as
     plain REINFORCE can blow up)."""

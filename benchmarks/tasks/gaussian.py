@@ -284,7 +284,7 @@ def validate_toy(cfg: DictConfig, estimator: Estimator, costs: list[str]) -> Non
     if not OmegaConf.is_list(cfg.costs) or not cfg.costs:
         raise ConfigError(f"task.costs={cfg.costs!r}: must be a non-empty list of {costs}")
     if not OmegaConf.is_list(cfg.k) or not cfg.k:
-        raise ConfigError(f"task.k={cfg.k!r}: must be a non-empty list of numbers")
+        raise ConfigError(f"task.k={cfg.k!r}: must be a non-empty list of numbers, e.g. [1.0]")
     for k in cfg.k:
         if isinstance(k, bool) or not isinstance(k, int | float) or not math.isfinite(k):
             raise ConfigError(f"task.k: {k!r} is not a finite number")

@@ -511,6 +511,8 @@ def run(
             torch.cuda.set_rng_state(saved["cuda_rng"], device)
         state = saved["state"]
         log.info("resumed from %s at epoch %d, step %d", checkpoint, state["epoch"], state["step"])
+    elif cfg.resume:  # a job requeued before its first checkpoint, or a mistyped folder
+        log.warning("resume=true: no checkpoint in %s; starting from step 0", run_dir)
 
     def tables() -> dict[str, pd.DataFrame]:
         run_columns = {
