@@ -149,11 +149,17 @@ def palette(labels: pd.Series) -> dict[str, tuple]:
 
 
 def save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
-    """Write ``fig`` as PNG and PDF, each atomically."""
+    """Write ``fig`` as PNG and PDF, each atomically; without a creation date, so that the same
+    data redraws the same bytes."""
     paths = []
-    for ext in ("png", "pdf"):
+    for ext, metadata in (("png", {}), ("pdf", {"CreationDate": None})):
         path = out / f"{stem}.{ext}"
-        atomic_write(path, lambda handle, ext=ext: fig.savefig(handle, format=ext, dpi=150))
+        atomic_write(
+            path,
+            lambda handle, ext=ext, metadata=metadata: fig.savefig(
+                handle, format=ext, dpi=150, metadata=metadata
+            ),
+        )
         paths.append(path)
     plt.close(fig)
     return paths
@@ -618,7 +624,7 @@ def z_score_line(metrics: pd.DataFrame) -> str:
         "exact_grad"
     ].abs().clip(lower=1e-12)
     parts = []
-    for label, rows in metrics.groupby("label", sort=False):
+    for label, rows in metrics.groupby("label"):
         text = f"{label} {rows['z_score'].abs().max():.2f}"
         if biased[rows.index].any():
             text += (
