@@ -79,9 +79,10 @@ def main() -> None:
         ]
         epoch_seconds([*common, "task.max_steps=20"], device)  # warm-up: allocator, kernels
         seconds: dict[str, list[float]] = {name: [] for name in ESTIMATORS}
+        steps: dict[str, int] = {}
         for _ in range(args.repeats):  # in turn, so that a slow spell hits every estimator
             for name, overrides in ESTIMATORS.items():
-                elapsed, steps = epoch_seconds([*common, *overrides], device)
+                elapsed, steps[name] = epoch_seconds([*common, *overrides], device)
                 seconds[name].append(elapsed)
 
     rows = [
@@ -89,9 +90,9 @@ def main() -> None:
             "estimator": name,
             "device": device.type,
             "data": source,
-            "steps": steps,
+            "steps": steps[name],
             "epoch_seconds": statistics.median(times),
-            "ms_per_step": 1e3 * statistics.median(times) / steps,
+            "ms_per_step": 1e3 * statistics.median(times) / steps[name],
         }
         for name, times in seconds.items()
     ]
