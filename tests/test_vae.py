@@ -43,10 +43,10 @@ def config(*overrides: str):
         return compose("config", overrides=[*SHORT, *overrides])
 
 
-def train(run_dir: Path, *overrides: str, make=None):
+def train(run_dir: Path, *overrides: str, make=None, device: torch.device = CPU):
     cfg = config(*overrides)
     make = make or functools.partial(instantiate, cfg.estimator)
-    return vae.run(cfg, make, CPU, run_dir)
+    return vae.run(cfg, make, device, run_dir)
 
 
 @pytest.mark.parametrize(
@@ -662,9 +662,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 )
 def test_a_short_training_run_on_the_gpu(tmp_path, estimator):
     name, *extra = estimator.split()
-    cfg = config(f"estimator={name}", *extra)
-    make = functools.partial(instantiate, cfg.estimator)
-    tables = vae.run(cfg, make, torch.device("cuda"), tmp_path)
+    tables = train(tmp_path, f"estimator={name}", *extra, device=torch.device("cuda"))
     assert json.loads((tmp_path / "status.json").read_text())["status"] == "completed"
     final = tables["eval"].iloc[-1]
     assert math.isfinite(final.test_elbo) and final.test_iwae >= final.test_elbo - 1.0
@@ -687,3 +685,35 @@ def test_the_vae_speed_benchmarks_run_on_the_gpu(tmp_path, module, args):
     done = run_module(module, "--device=cuda", *args, f"--out={out}")
     assert done.returncode == 0, done.stderr
     assert pd.read_csv(out).machine.str.contains("GPU").all()
+
+
+@needs_cuda
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["estimator=reinforce_baseline", "estimator.baseline=ema"],
+        ["estimator=relax", "task.latent=bernoulli"],
+    ],
+)
+def test_a_gpu_run_resumes_from_its_checkpoint(tmp_path, monkeypatch, args):
+    # The RNG states in the checkpoint go back to the CPU; the run picks up where it stopped.
+    cuda = torch.device("cuda")
+    args = (*args, "task.max_steps=null", "task.epochs=3", "task.batch_size=256")
+    whole = train(tmp_path / "whole", *args, device=cuda)
+    real_save, saves = vae.save_checkpoint, []
+
+    def killed_after_two_epochs(state, path):
+        real_save(state, path)
+        saves.append(path)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(vae, "save_checkpoint", killed_after_two_epochs)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "resumed", *args, device=cuda)
+    monkeypatch.setattr(vae, "save_checkpoint", real_save)
+    resumed = train(tmp_path / "resumed", *args, "resume=true", device=cuda)
+    assert resumed["train"].step.tolist() == whole["train"].step.tolist()
+    assert resumed["eval"].epoch.tolist() == [1, 2, 3]
+    # the GPU's kernels need not be bit-reproducible; the same course within float32 noise
+    pd.testing.assert_series_equal(resumed["eval"].test_elbo, whole["eval"].test_elbo, rtol=1e-3)

@@ -505,10 +505,11 @@ def run(
         baseline.load_state_dict(saved["baseline"])
         optimizer.load_state_dict(saved["optimizer"])
         estimator.load_state_dict(saved["estimator"])
-        torch.set_rng_state(saved["rng"])
-        batches.set_state(saved["batches"])
+        # map_location moved every tensor to the device; RNG states must be CPU byte tensors
+        torch.set_rng_state(saved["rng"].cpu())
+        batches.set_state(saved["batches"].cpu())
         if device.type == "cuda":
-            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+            torch.cuda.set_rng_state(saved["cuda_rng"].cpu(), device)
         state = saved["state"]
         log.info("resumed from %s at epoch %d, step %d", checkpoint, state["epoch"], state["step"])
     elif cfg.resume:  # a job requeued before its first checkpoint, or a mistyped folder
