@@ -8,8 +8,6 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from benchmarks.plot import natural_order, plot, run_marks, stale_runs
-
 
 class PlotSweep(Callback):
     """After every multirun: ``benchmarks.plot`` on this sweep's runs, and a non-zero exit
@@ -20,11 +18,18 @@ class PlotSweep(Callback):
 
     before: dict[Path, int] = {}  # the run marks in the sweep folder when the sweep started
 
+    # benchmarks.plot is imported in the methods: its seaborn and matplotlib take a second to
+    # import, which every single run would pay for a callback that only sweeps use.
+
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from benchmarks.plot import run_marks
+
         root = Path(config.hydra.sweep.dir)
         self.before = run_marks(root) if root.is_dir() else {}
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from benchmarks.plot import natural_order, plot, stale_runs
+
         root = Path(config.hydra.sweep.dir)
         stale = stale_runs(root, self.before)
         if stale:
