@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+from cli import run
 from PIL import Image
 
 from benchmarks import plot
 
-ROOT = Path(__file__).resolve().parents[1]
 TOY = ["task.n_estimates=2000", "task.k=[1.0,2.0]", "task.costs=[square,cos]"]
 VAE = [
     "task=vae",
@@ -25,14 +23,8 @@ VAE = [
 ]
 
 
-def sweep(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "-m", *args, f"hydra.sweep.dir={tmp_path}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def sweep(tmp_path: Path, *args: str):
+    return run("-m", *args, f"hydra.sweep.dir={tmp_path}", timeout=600)
 
 
 def assert_figures(paths: list[Path]) -> None:
@@ -80,13 +72,7 @@ def test_the_plot_command_on_a_vae_sweep_and_on_toy_optimization(tmp_path):
         ).returncode
         == 0
     )
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.plot", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run(str(tmp_path), module="benchmarks.plot")
     assert out.returncode == 0, out.stderr
     written = [Path(line) for line in out.stdout.split()]
     stems = {p.stem for p in written if p.parent.name == "plots"}
@@ -138,12 +124,7 @@ def test_launchers_run_a_two_job_sweep(tmp_path, launcher):
 
 
 def test_the_plot_command_rejects_a_folder_without_runs(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.plot", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    out = run(str(tmp_path), module="benchmarks.plot")
     assert out.returncode == 2
     (line,) = out.stderr.strip().splitlines()
     assert line.startswith("error: DIR=") and "no runs found" in line

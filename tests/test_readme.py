@@ -7,11 +7,9 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
-
-ROOT = Path(__file__).resolve().parents[1]
+from cli import ROOT, run
 
 
 def readme_block(first_line: str) -> str:
@@ -76,13 +74,7 @@ def test_the_readme_sample_output_is_what_its_command_prints(tmp_path):
         if line
     ]
     args = [arg.strip("'") for arg in command.split()[3:]]
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", *args, f"hydra.sweep.dir={tmp_path}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run(*args, f"hydra.sweep.dir={tmp_path}")
     assert out.returncode == 0, out.stderr
     printed = printed_tables(out.stdout).drop(columns="time_per_estimate_s")
     shown = printed_tables(readme_block("estimator   cost  k param")).drop(
@@ -103,12 +95,6 @@ def test_the_readme_bad_input_examples_print_what_it_shows(tmp_path):
     for command, expected in zip(lines[::2], lines[1::2], strict=True):
         args = [arg.strip("'") for arg in command.split()[4:]]
         run_dir = tmp_path / "run"
-        out = subprocess.run(
-            [sys.executable, "-m", "benchmarks.run", *args, f"hydra.run.dir={run_dir}"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        out = run(*args, f"hydra.run.dir={run_dir}")
         assert (out.returncode, out.stderr.strip()) == (2, expected)
         assert not run_dir.exists()

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from cli import run
 
 from benchmarks.results import write_json, write_table
 
-ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = [
     "estimator",
     "task",
@@ -39,17 +36,6 @@ COLUMNS = [
     "time_per_estimate_s",
 ]
 SMALL = ["task.n_estimates=2000", "task.k=[1.0,2.0]"]
-
-
-def run(*args: str, module: str = "benchmarks.run") -> subprocess.CompletedProcess:
-    """``python -m module args`` from the repository root, its output captured."""
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_a_run_prints_a_summary_and_writes_the_tidy_table(tmp_path):

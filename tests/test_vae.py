@@ -8,13 +8,13 @@ import importlib
 import itertools
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from cli import ROOT, run
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from scipy import stats
@@ -24,7 +24,6 @@ from benchmarks import data
 from benchmarks.tasks import vae
 from estimators.base import ConfigError, Estimator, score_surrogate
 
-ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 SHORT = [
     "task=vae",
@@ -132,10 +131,11 @@ def test_probe_estimates_are_independent_and_unbiased():
     assert z.abs().max() < 5
 
 
-def test_resume_after_a_kill_ends_with_the_same_numbers(tmp_path, monkeypatch, run_args=None):
-    run_args = run_args or ("estimator=reinforce_baseline", "estimator.baseline=ema")
-    args = (*run_args, "task.max_steps=null", "task.epochs=3")
-    whole = train(tmp_path / "whole", *args)
+def whole_and_resumed(tmp_path, monkeypatch, args, device=CPU):
+    """Three epochs uninterrupted, and the same run killed after its second checkpoint and
+    resumed: both runs' tables."""
+    args = (*args, "task.max_steps=null", "task.epochs=3")
+    whole = train(tmp_path / "whole", *args, device=device)
 
     saves = []
     real_save = vae.save_checkpoint
@@ -148,9 +148,14 @@ def test_resume_after_a_kill_ends_with_the_same_numbers(tmp_path, monkeypatch, r
 
     monkeypatch.setattr(vae, "save_checkpoint", killed_after_two_epochs)
     with pytest.raises(KeyboardInterrupt):
-        train(tmp_path / "resumed", *args)
+        train(tmp_path / "resumed", *args, device=device)
     monkeypatch.setattr(vae, "save_checkpoint", real_save)
-    resumed = train(tmp_path / "resumed", *args, "resume=true")
+    return whole, train(tmp_path / "resumed", *args, "resume=true", device=device)
+
+
+def test_resume_after_a_kill_ends_with_the_same_numbers(tmp_path, monkeypatch, run_args=None):
+    run_args = run_args or ("estimator=reinforce_baseline", "estimator.baseline=ema")
+    whole, resumed = whole_and_resumed(tmp_path, monkeypatch, run_args)
     for name in ("train", "eval", "grad_var"):
         a, b = whole[name].drop(columns="time_s", errors="ignore"), resumed[name]
         pd.testing.assert_frame_equal(a, b.drop(columns="time_s", errors="ignore"))
@@ -517,13 +522,11 @@ def test_bad_discrete_input_stops_before_any_work(tmp_path, monkeypatch, args, m
 
 
 def test_an_estimator_that_does_not_apply_gets_one_line_from_the_command_line(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "task=vae", "task.latent=bernoulli"]
-        + ["estimator=reparam", f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    out = run(
+        "task=vae",
+        "task.latent=bernoulli",
+        "estimator=reparam",
+        f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert out.returncode == 2
     (line,) = out.stderr.strip().splitlines()
@@ -548,24 +551,8 @@ def test_discrete_runs_get_their_own_figure_and_summary_rows(tmp_path):
 
 def test_the_discrete_speed_benchmark_times_every_bernoulli_estimator(tmp_path):
     out = tmp_path / "speed.csv"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.bench_vae_discrete",
-            "--repeats",
-            "1",
-            "--steps",
-            "1",
-            "--threads",
-            "1",
-        ]
-        + ["--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    args = ["--repeats=1", "--steps=1", "--threads=1", f"--out={out}"]
+    done = run(*args, module="benchmarks.bench_vae_discrete")
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(out).set_index("estimator")
     assert set(table.index) == set(vae.estimators_for("bernoulli"))
@@ -587,19 +574,9 @@ def test_the_discrete_quality_comparison_covers_every_bernoulli_estimator_and_nv
     assert vae_quality.describe("gaussian") == "64-400-20, Adam 0.001, batch 128"
 
 
-def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_the_vae_speed_benchmark_times_the_step_and_the_probe(tmp_path):
     out = tmp_path / "speed.csv"
-    done = run_module("benchmarks.bench_vae", "--repeats=1", "--steps=1", "--m=4", f"--out={out}")
+    done = run("--repeats=1", "--steps=1", "--m=4", f"--out={out}", module="benchmarks.bench_vae")
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(out)
     assert len(table) == 6 and (table.seconds > 0).all()
@@ -612,7 +589,7 @@ def test_the_epoch_benchmark_reads_mnist_files_where_they_are(tmp_path):
     data.write_idx_images(raw / "t10k-images-idx3-ubyte.gz", torch.randint(0, 256, (10, 28, 28)))
     out = tmp_path / "epoch.csv"
     args = ["--repeats=1", f"--data-dir={tmp_path / 'data'}", f"--out={out}"]
-    done = run_module("benchmarks.bench_vae_epoch", *args)
+    done = run(*args, module="benchmarks.bench_vae_epoch")
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(out)
     assert table.estimator.tolist()[0] == "reparam" and len(table) == 5
@@ -623,7 +600,7 @@ def test_the_epoch_benchmark_reads_mnist_files_where_they_are(tmp_path):
 def test_the_epoch_benchmark_without_mnist_times_random_images_of_its_shape(tmp_path):
     out = tmp_path / "epoch.csv"
     args = ["--repeats=1", "--images=256", f"--data-dir={tmp_path}", f"--out={out}"]
-    done = run_module("benchmarks.bench_vae_epoch", *args)
+    done = run(*args, module="benchmarks.bench_vae_epoch")
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(out)
     assert set(table.data) == {"random images of MNIST's shape"} and set(table.steps) == {2}
@@ -682,7 +659,7 @@ def test_a_short_training_run_on_the_gpu(tmp_path, estimator):
 def test_the_vae_speed_benchmarks_run_on_the_gpu(tmp_path, module, args):
     out = tmp_path / "speed.csv"
     args = [arg.format(tmp=tmp_path) for arg in args]
-    done = run_module(module, "--device=cuda", *args, f"--out={out}")
+    done = run("--device=cuda", *args, f"--out={out}", module=module)
     assert done.returncode == 0, done.stderr
     assert pd.read_csv(out).machine.str.contains("GPU").all()
 
@@ -697,22 +674,8 @@ def test_the_vae_speed_benchmarks_run_on_the_gpu(tmp_path, module, args):
 )
 def test_a_gpu_run_resumes_from_its_checkpoint(tmp_path, monkeypatch, args):
     # The RNG states in the checkpoint go back to the CPU; the run picks up where it stopped.
-    cuda = torch.device("cuda")
-    args = (*args, "task.max_steps=null", "task.epochs=3", "task.batch_size=256")
-    whole = train(tmp_path / "whole", *args, device=cuda)
-    real_save, saves = vae.save_checkpoint, []
-
-    def killed_after_two_epochs(state, path):
-        real_save(state, path)
-        saves.append(path)
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(vae, "save_checkpoint", killed_after_two_epochs)
-    with pytest.raises(KeyboardInterrupt):
-        train(tmp_path / "resumed", *args, device=cuda)
-    monkeypatch.setattr(vae, "save_checkpoint", real_save)
-    resumed = train(tmp_path / "resumed", *args, "resume=true", device=cuda)
+    args = (*args, "task.batch_size=256")
+    whole, resumed = whole_and_resumed(tmp_path, monkeypatch, args, torch.device("cuda"))
     assert resumed["train"].step.tolist() == whole["train"].step.tolist()
     assert resumed["eval"].epoch.tolist() == [1, 2, 3]
     # the GPU's kernels need not be bit-reproducible; the same course within float32 noise
