@@ -82,6 +82,11 @@ def device_or_exit(name: str) -> torch.device:
         sys.exit(2)
 
 
+def speed_csv(stem: str, device: torch.device) -> Path:
+    """Where a speed table goes by default: a GPU's timings beside, not over, the CPU's."""
+    return Path(f"results/perf/{stem}{'_cuda' if device.type == 'cuda' else ''}.csv")
+
+
 def interleaved_medians(
     contenders: dict[str, Callable[[], None]],
     repeats: int,
@@ -119,7 +124,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="default: results/perf/vae_speed[_cuda].csv")
     args = parser.parse_args()
     device = device_or_exit(args.device)
-    out = args.out or Path(f"results/perf/vae_speed{'_cuda' if device.type == 'cuda' else ''}.csv")
+    out = args.out or speed_csv("vae_speed", device)
     torch.manual_seed(0)
     x = torch.bernoulli(torch.full((BATCH, X_DIM), 0.3, device=device))
 

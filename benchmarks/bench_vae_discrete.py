@@ -22,7 +22,7 @@ import torch
 
 import estimators
 from benchmarks.bench_toy import write_report
-from benchmarks.bench_vae import device_or_exit, interleaved_medians
+from benchmarks.bench_vae import device_or_exit, interleaved_medians, speed_csv
 from benchmarks.tasks import vae
 
 X_DIM, HIDDEN, BITS, BATCH, LR = 784, 200, 200, 50, 1e-4
@@ -71,8 +71,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = device_or_exit(args.device)
-    suffix = "_cuda" if device.type == "cuda" else ""
-    out = args.out or Path(f"results/perf/vae_discrete_speed{suffix}.csv")
+    out = args.out or speed_csv("vae_discrete_speed", device)
     torch.manual_seed(0)
     x = torch.bernoulli(torch.full((BATCH, X_DIM), 0.3, device=device))
     runs, rows = {}, []

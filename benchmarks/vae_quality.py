@@ -29,6 +29,7 @@ from benchmarks.results import atomic_write, markdown_table, write_table
 from benchmarks.tasks import vae
 
 ROOT = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
 ESTIMATORS = {
     "reparam": ["estimator=reparam"],
     "reinforce": ["estimator=reinforce"],
@@ -57,14 +58,12 @@ def compose_task(overrides: list[str]):
 COLUMNS = ["num_samples", "step", "time_s", "train_set_elbo", "test_elbo", "test_iwae"]
 
 
-def train(overrides: list[str]) -> tuple[pd.Series, float]:
-    """Train once on the CPU; the final eval row and the whole run's wall-clock seconds."""
+def train(overrides: list[str], device: torch.device = CPU) -> tuple[pd.Series, float]:
+    """Train once; the final eval row and the whole run's wall-clock seconds."""
     cfg = compose_task(overrides)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:
-        tables = vae.run(
-            cfg, lambda: instantiate(cfg.estimator), torch.device("cpu"), Path(run_dir)
-        )
+        tables = vae.run(cfg, lambda: instantiate(cfg.estimator), device, Path(run_dir))
     return tables["eval"].iloc[-1], time.perf_counter() - start
 
 
