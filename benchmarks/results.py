@@ -65,9 +65,54 @@ def markdown_table(table: pd.DataFrame, digits: int | None = 2) -> str:
     return "\n".join(lines)
 
 
-def output_times(run_dir: Path) -> dict[Path, int]:
-    """A run folder's tables and status as they are now, with modification times in ns."""
-    paths = [run_dir / f"{name}.csv" for name in TABLES] + [run_dir / "status.json"]
+class RunWriter:
+    """The one writer of a run's files, handed to the task: each file appears whole or not at all
+    (atomic writes), and ``finish`` removes what an earlier run left in a reused folder that this
+    run did not rewrite (another mode's table, an old status)."""
+
+    def __init__(self, run_dir: Path, tables: tuple[str, ...] = TABLES) -> None:
+        self.run_dir = Path(run_dir)
+        self.earlier = output_times(self.run_dir, tables)
+
+    def path(self, name: str) -> Path:
+        return self.run_dir / name
+
+    def table(self, name: str, frame: pd.DataFrame) -> Path:
+        """``NAME.csv``, a tidy table."""
+        return write_table(frame, self.path(f"{name}.csv"))
+
+    def json(self, name: str, data: dict) -> Path:
+        """``NAME.json``."""
+        return write_json(data, self.path(f"{name}.json"))
+
+    def status(self, status: str, **fields) -> Path:
+        """``status.json``: completed, running, diverged, interrupted or failed, with details."""
+        return self.json("status", {"status": status, **fields})
+
+    def checkpoint(self, state: dict) -> Path:
+        """``checkpoint.pt``, for resuming."""
+        return save_checkpoint(state, self.path("checkpoint.pt"))
+
+    def load_checkpoint(self, device: torch.device) -> dict | None:
+        """What ``checkpoint`` saved, its tensors on ``device``; None where there is none."""
+        path = self.path("checkpoint.pt")
+        if not path.exists():
+            return None
+        return torch.load(path, map_location=device, weights_only=False)
+
+    def wrote_status(self) -> bool:
+        """Whether this run has written ``status.json``."""
+        status = self.path("status.json")
+        return output_times(self.run_dir, ()).get(status) != self.earlier.get(status)
+
+    def finish(self) -> None:
+        """Remove the earlier run's tables and status that this run did not rewrite."""
+        remove_unchanged(self.earlier)
+
+
+def output_times(run_dir: Path, tables: tuple[str, ...] = TABLES) -> dict[Path, int]:
+    """A run folder's ``tables`` and status as they are now, with modification times in ns."""
+    paths = [run_dir / f"{name}.csv" for name in tables] + [run_dir / "status.json"]
     return {path: path.stat().st_mtime_ns for path in paths if path.exists()}
 
 

@@ -31,7 +31,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from benchmarks.results import output_times, remove_unchanged, write_json, write_table
+from benchmarks.results import RunWriter
 from estimators.base import ConfigError, Estimator, require_int
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def estimator_factory(cfg: DictConfig):
     return make
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict[str, pd.DataFrame]:
+def run(cfg: DictConfig, writer: RunWriter) -> dict[str, pd.DataFrame]:
     """Run the configured task with the configured estimator; return its tables by file stem."""
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r}: must be an integer")
@@ -84,7 +84,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, pd.DataFrame]:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     task = importlib.import_module(f"benchmarks.tasks.{cfg.task.name}")
-    return task.run(cfg, make_estimator, device, run_dir)
+    return task.run(cfg, make_estimator, device, writer)
 
 
 SUMMARY_COLUMNS = {
@@ -169,13 +169,13 @@ def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
-    earlier = output_times(run_dir)  # what an earlier run in this folder left, if anything
+    writer = RunWriter(run_dir)  # it notes what an earlier run in this folder left, if anything
     try:
-        tables = run(cfg, run_dir)
+        tables = run(cfg, writer)
     except ConfigError as error:
         if in_sweep:  # the sweep goes on; the plot callback names this job and its error
-            write_json({"status": "failed", "error": str(error)}, run_dir / "status.json")
-            remove_unchanged(earlier)
+            writer.status("failed", error=str(error))
+            writer.finish()
             print(f"error: {error}", file=sys.stderr)
             return
         discard_hydra_files(run_dir)
@@ -184,24 +184,19 @@ def main(cfg: DictConfig) -> None:
     except Exception as error:
         if not in_sweep:
             raise
-        write_json(
-            {"status": "failed", "error": f"{type(error).__name__}: {error}"},
-            run_dir / "status.json",
-        )
-        remove_unchanged(earlier)
+        writer.status("failed", error=f"{type(error).__name__}: {error}")
+        writer.finish()
         log.exception("job %s failed; the sweep goes on", hydra_cfg.job.num)
         return
     for name, table in tables.items():
-        write_table(table, run_dir / f"{name}.csv")
+        writer.table(name, table)
         text = summary(name, table)
         if text:
             print(f"{name}.csv:\n{text}\n")
-    status = run_dir / "status.json"
-    task_wrote_status = output_times(run_dir).get(status) != earlier.get(status)  # the VAE does
-    if not task_wrote_status:
+    if not writer.wrote_status():  # the VAE writes its own
         diverged = any(t.get("diverged", pd.Series(dtype=bool)).any() for t in tables.values())
-        write_json({"status": "diverged" if diverged else "completed"}, status)
-    remove_unchanged(earlier)
+        writer.status("diverged" if diverged else "completed")
+    writer.finish()
     print(f"wrote {', '.join(f'{name}.csv' for name in tables)} into {run_dir}")
 
 

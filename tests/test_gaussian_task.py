@@ -32,7 +32,7 @@ def task_cfg(**overrides):
 def run_task(task, make, seed=0):
     """The task's tables for a task config ``task`` (as ``task=gaussian`` with overrides)."""
     cfg = OmegaConf.create({"task": task, "seed": seed})
-    return gaussian.run(cfg, make, CPU, run_dir=None)
+    return gaussian.run(cfg, make, CPU, writer=None)
 
 
 ESTIMATORS = [

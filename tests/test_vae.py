@@ -21,6 +21,7 @@ from scipy import stats
 
 import estimators
 from benchmarks import data
+from benchmarks.results import RunWriter
 from benchmarks.tasks import vae
 from estimators.base import ConfigError, Estimator, score_surrogate
 
@@ -45,7 +46,7 @@ def config(*overrides: str):
 def train(run_dir: Path, *overrides: str, make=None, device: torch.device = CPU):
     cfg = config(*overrides)
     make = make or functools.partial(instantiate, cfg.estimator)
-    return vae.run(cfg, make, device, run_dir)
+    return vae.run(cfg, make, device, RunWriter(run_dir))
 
 
 @pytest.mark.parametrize(
@@ -138,18 +139,17 @@ def whole_and_resumed(tmp_path, monkeypatch, args, device=CPU):
     whole = train(tmp_path / "whole", *args, device=device)
 
     saves = []
-    real_save = vae.save_checkpoint
+    real_save = RunWriter.checkpoint
 
-    def killed_after_two_epochs(state, path):
-        real_save(state, path)
-        saves.append(path)
+    def killed_after_two_epochs(writer, state):
+        saves.append(real_save(writer, state))
         if len(saves) == 2:
             raise KeyboardInterrupt  # the run is killed right after its second checkpoint
 
-    monkeypatch.setattr(vae, "save_checkpoint", killed_after_two_epochs)
+    monkeypatch.setattr(RunWriter, "checkpoint", killed_after_two_epochs)
     with pytest.raises(KeyboardInterrupt):
         train(tmp_path / "resumed", *args, device=device)
-    monkeypatch.setattr(vae, "save_checkpoint", real_save)
+    monkeypatch.setattr(RunWriter, "checkpoint", real_save)
     return whole, train(tmp_path / "resumed", *args, "resume=true", device=device)
 
 

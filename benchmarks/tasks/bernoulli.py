@@ -12,7 +12,6 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -20,6 +19,7 @@ from omegaconf import DictConfig
 from torch.distributions import Bernoulli, Independent
 
 from benchmarks.measure import gradient_statistics, measure_estimates, synchronize
+from benchmarks.results import RunWriter
 from benchmarks.tasks.bernoulli_exact import COSTS, check_cost, exact_gradient, exact_moments
 from benchmarks.tasks.gaussian import (
     describe,
@@ -221,7 +221,10 @@ def validate(cfg: DictConfig, estimator: Estimator) -> None:
 
 
 def run(
-    cfg: DictConfig, make_estimator: Callable[[], Estimator], device: torch.device, run_dir: Path
+    cfg: DictConfig,
+    make_estimator: Callable[[], Estimator],
+    device: torch.device,
+    writer: RunWriter,
 ) -> dict[str, pd.DataFrame]:
     """The task's tables by file stem: ``metrics`` or ``optimize``."""
     task, seed = cfg.task, cfg.seed

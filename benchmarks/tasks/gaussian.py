@@ -14,7 +14,6 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -22,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.distributions import Independent, Normal
 
 from benchmarks.measure import Moments, gradient_statistics, measure_estimates, synchronize
+from benchmarks.results import RunWriter
 from benchmarks.tasks.gaussian_exact import (
     COSTS,
     PARAMS,
@@ -318,7 +318,10 @@ def validate(cfg: DictConfig, estimator: Estimator) -> None:
 
 
 def run(
-    cfg: DictConfig, make_estimator: Callable[[], Estimator], device: torch.device, run_dir: Path
+    cfg: DictConfig,
+    make_estimator: Callable[[], Estimator],
+    device: torch.device,
+    writer: RunWriter,
 ) -> dict[str, pd.DataFrame]:
     """The task's tables by file stem: ``metrics`` or ``optimize``; ``cfg`` is the whole config."""
     task, seed = cfg.task, cfg.seed

@@ -23,7 +23,6 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -43,7 +42,7 @@ from tqdm import tqdm
 
 import estimators
 from benchmarks import data
-from benchmarks.results import save_checkpoint, write_json, write_table
+from benchmarks.results import RunWriter
 from estimators.base import ConfigError, Estimator, require_int
 
 log = logging.getLogger(__name__)
@@ -472,7 +471,10 @@ class Progress:
 
 
 def run(
-    cfg: DictConfig, make_estimator: Callable[[], Estimator], device: torch.device, run_dir: Path
+    cfg: DictConfig,
+    make_estimator: Callable[[], Estimator],
+    device: torch.device,
+    writer: RunWriter,
 ) -> dict[str, pd.DataFrame]:
     """Train, measure and checkpoint; return ``train``, ``eval`` and ``grad_var`` tables."""
     estimator = make_estimator()
@@ -498,9 +500,8 @@ def run(
         probe_x = torch.bernoulli(probe_x, generator=torch.Generator(device).manual_seed(cfg.seed))
 
     state = {"epoch": 0, "step": 0, "seconds": 0.0, "train": [], "eval": [], "grad_var": []}
-    checkpoint = run_dir / "checkpoint.pt"
-    if cfg.resume and checkpoint.exists():
-        saved = torch.load(checkpoint, map_location=device, weights_only=False)
+    saved = writer.load_checkpoint(device) if cfg.resume else None
+    if saved is not None:
         model.load_state_dict(saved["model"])
         baseline.load_state_dict(saved["baseline"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -511,9 +512,14 @@ def run(
         if device.type == "cuda":
             torch.cuda.set_rng_state(saved["cuda_rng"].cpu(), device)
         state = saved["state"]
-        log.info("resumed from %s at epoch %d, step %d", checkpoint, state["epoch"], state["step"])
+        log.info(
+            "resumed from %s at epoch %d, step %d",
+            writer.path("checkpoint.pt"),
+            state["epoch"],
+            state["step"],
+        )
     elif cfg.resume:  # a job requeued before its first checkpoint, or a mistyped folder
-        log.warning("resume=true: no checkpoint in %s; starting from step 0", run_dir)
+        log.warning("resume=true: no checkpoint in %s; starting from step 0", writer.run_dir)
 
     def tables() -> dict[str, pd.DataFrame]:
         run_columns = {
@@ -534,11 +540,8 @@ def run(
     def write(status: str, message: str = "") -> dict[str, pd.DataFrame]:
         out = tables()
         for name, table in out.items():
-            write_table(table, run_dir / f"{name}.csv")
-        write_json(
-            {"status": status, "epoch": state["epoch"], "step": state["step"], "message": message},
-            run_dir / "status.json",
-        )
+            writer.table(name, table)
+        writer.status(status, epoch=state["epoch"], step=state["step"], message=message)
         return out
 
     def probe() -> None:
@@ -589,7 +592,7 @@ def run(
         state["eval"].append(row)
         return row
 
-    write_json(settings, run_dir / "model.json")
+    writer.json("model", settings)
     progress = Progress(total_steps, state["step"])
     if task.grad_var_every and task.grad_var_samples and state["step"] == 0:
         probe()
@@ -655,7 +658,7 @@ def run(
             + f" ({state['seconds']:.1f} s training)"
         )
         if task.checkpoint:
-            save_checkpoint(
+            writer.checkpoint(
                 {
                     "model": model.state_dict(),
                     "baseline": baseline.state_dict(),
@@ -665,8 +668,7 @@ def run(
                     "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                     "batches": batches.get_state(),
                     "state": state,
-                },
-                checkpoint,
+                }
             )
             write("running")
     progress.close()
