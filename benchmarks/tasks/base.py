@@ -48,7 +48,7 @@ class Context:
     config: DictConfig
     """The whole composed config, for a task that reads another group (the VAE's dataset)."""
     progress: dict = field(default_factory=dict)
-    """Where the run is (``step``, ``epoch``), kept current by the task for an interrupt's status."""
+    """Where the run is (``step``, ``epoch``), kept current by the task: an interrupt's status."""
 
 
 @dataclass
