@@ -21,15 +21,17 @@ from benchmarks.bench_toy import write_report
 from benchmarks.bench_vae import interleaved_medians
 from benchmarks.measure import measure_estimates
 from benchmarks.tasks import bernoulli
+from benchmarks.tasks.base import build
 
 THETA, K = 0.3, 0.499
 CPU = torch.device("cpu")
 
 
 def harness(n: int, chunk: int, with_statistics: bool) -> None:
+    task = build(OmegaConf.load(Path(__file__).parents[1] / "conf/task/bernoulli.yaml"))
     est, f = estimators.build("disarm"), bernoulli.total_cost("square", K)
     theta = torch.full((1,), THETA, dtype=torch.float64)
-    chunk_of = lambda b: bernoulli.gradient_estimates(est, f, theta, 2, b)  # noqa: E731
+    chunk_of = lambda b: task.gradient_estimates(est, f, [theta], 2, b)  # noqa: E731
     if with_statistics:
         measure_estimates(chunk_of, ("theta",), n, chunk, CPU)
     else:

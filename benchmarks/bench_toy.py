@@ -24,9 +24,11 @@ from omegaconf import OmegaConf
 
 import estimators
 from benchmarks.results import write_table
-from benchmarks.tasks import gaussian
+from benchmarks.tasks.base import build
+from benchmarks.tasks.toy import Toy
 
 MU = SIGMA = K = 1.0
+CPU = torch.device("cpu")
 
 
 def machine(device: torch.device | None = None) -> str:
@@ -56,24 +58,27 @@ def write_report(
     print(f"{text}\n\nmachine: {table.machine.iloc[0]}\nwrote {out}")
 
 
-def harness_measurement(n: int, chunk: int) -> float:
+def toy(n: int) -> Toy:
+    """``task=gaussian`` at mu = sigma = 1 in one dimension, measuring ``n`` estimates."""
+    cfg = OmegaConf.load(Path(__file__).parents[1] / "conf/task/gaussian.yaml")
+    return build(OmegaConf.merge(cfg, {"mu": MU, "sigma": SIGMA, "dim": 1, "n_estimates": n}))
+
+
+def harness_measurement(n: int) -> float:
     """The harness's measurement: gradient passes and streaming moments, as the task runs them."""
-    cfg = OmegaConf.create(
-        {"mu": MU, "sigma": SIGMA, "dim": 1, "n_estimates": n, "chunk_size": chunk}
-    )
+    task, est = toy(n), estimators.build("reparam")
     start = time.perf_counter()
-    gaussian.measure(estimators.build("reparam"), "square", K, cfg, 1, torch.device("cpu"))
+    task.measure(est, task.cost("square", K), task.initial(CPU), 1, CPU)
     return time.perf_counter() - start
 
 
-def harness_gradients(n: int, chunk: int) -> float:
+def harness_gradients(n: int) -> float:
     """The harness's batched gradient passes alone (what ``time_per_estimate_s`` times)."""
-    est, f = estimators.build("reparam"), gaussian.total_cost("square", K)
+    task, est = toy(n), estimators.build("reparam")
+    f, params, chunk = task.cost("square", K), task.initial(CPU), task.cfg.chunk_size
     start = time.perf_counter()
     for lo in range(0, n, chunk):
-        gaussian.gradient_estimates(
-            est, f, MU, SIGMA, 1, 1, min(chunk, n - lo), torch.device("cpu")
-        )
+        task.gradient_estimates(est, f, params, 1, min(chunk, n - lo))
     return time.perf_counter() - start
 
 
@@ -114,12 +119,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", type=Path, default=Path("results/perf/toy_speed.csv"))
     args = parser.parse_args()
-    chunk = OmegaConf.load(Path(__file__).parents[1] / "conf/task/gaussian.yaml").chunk_size
 
     torch.manual_seed(0)
     contenders = {
-        "harness measurement (gradients + statistics)": lambda: harness_measurement(args.n, chunk),
-        "harness gradient passes": lambda: harness_gradients(args.n, chunk),
+        "harness measurement (gradients + statistics)": lambda: harness_measurement(args.n),
+        "harness gradient passes": lambda: harness_gradients(args.n),
         "hand-written vectorized torch (autograd)": lambda: hand_written_autograd(args.n),
         "hand-written vectorized torch (closed form)": lambda: hand_written_formula(args.n),
     }

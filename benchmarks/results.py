@@ -12,9 +12,6 @@ from typing import IO
 import pandas as pd
 import torch
 
-TABLES = ("metrics", "optimize", "train", "eval", "grad_var")
-"""The tidy tables a run can write into its folder, as ``NAME.csv``."""
-
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Call ``write`` on a temporary file beside ``path``, then rename it onto ``path``."""
@@ -70,9 +67,10 @@ class RunWriter:
     (atomic writes), and ``finish`` removes what an earlier run left in a reused folder that this
     run did not rewrite (another mode's table, an old status)."""
 
-    def __init__(self, run_dir: Path, tables: tuple[str, ...] = TABLES) -> None:
+    def __init__(self, run_dir: Path, task: str | None = None) -> None:
         self.run_dir = Path(run_dir)
-        self.earlier = output_times(self.run_dir, tables)
+        self.task = task  # the task class's import path, which every status names
+        self.earlier = output_times(self.run_dir)
 
     def path(self, name: str) -> Path:
         return self.run_dir / name
@@ -87,7 +85,7 @@ class RunWriter:
 
     def status(self, status: str, **fields) -> Path:
         """``status.json``: completed, running, diverged, interrupted or failed, with details."""
-        return self.json("status", {"status": status, **fields})
+        return self.json("status", {"status": status, "task": self.task, **fields})
 
     def checkpoint(self, state: dict) -> Path:
         """``checkpoint.pt``, for resuming."""
@@ -100,19 +98,14 @@ class RunWriter:
             return None
         return torch.load(path, map_location=device, weights_only=False)
 
-    def wrote_status(self) -> bool:
-        """Whether this run has written ``status.json``."""
-        status = self.path("status.json")
-        return output_times(self.run_dir, ()).get(status) != self.earlier.get(status)
-
     def finish(self) -> None:
         """Remove the earlier run's tables and status that this run did not rewrite."""
         remove_unchanged(self.earlier)
 
 
-def output_times(run_dir: Path, tables: tuple[str, ...] = TABLES) -> dict[Path, int]:
-    """A run folder's ``tables`` and status as they are now, with modification times in ns."""
-    paths = [run_dir / f"{name}.csv" for name in tables] + [run_dir / "status.json"]
+def output_times(run_dir: Path) -> dict[Path, int]:
+    """A run folder's tables and status as they are now, with modification times in ns."""
+    paths = [*Path(run_dir).glob("*.csv"), Path(run_dir) / "status.json"]
     return {path: path.stat().st_mtime_ns for path in paths if path.exists()}
 
 

@@ -8,7 +8,6 @@ exit code 2, and nothing left on disk.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import shutil
 import sys
@@ -32,6 +31,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from benchmarks.results import RunWriter
+from benchmarks.tasks.base import Context, Result, Task, build, run_task
 from estimators.base import ConfigError, Estimator, require_int
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,8 @@ def estimator_factory(cfg: DictConfig):
     return make
 
 
-def run(cfg: DictConfig, writer: RunWriter) -> dict[str, pd.DataFrame]:
-    """Run the configured task with the configured estimator; return its tables by file stem."""
+def run(cfg: DictConfig, writer: RunWriter) -> tuple[Task, Result]:
+    """Build the configured task and estimator, then validate and run the task."""
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r}: must be an integer")
     require_int(cfg.threads, "threads", nullable=True)
@@ -81,75 +81,20 @@ def run(cfg: DictConfig, writer: RunWriter) -> dict[str, pd.DataFrame]:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     make_estimator = estimator_factory(cfg.estimator)
-    torch.manual_seed(cfg.seed)
+    task = build(cfg.task)
     np.random.seed(cfg.seed % 2**32)
-    task = importlib.import_module(f"benchmarks.tasks.{cfg.task.name}")
-    return task.run(cfg, make_estimator, device, writer)
+    return task, run_task(task, make_estimator, Context(cfg.seed, device, writer, cfg))
 
 
-SUMMARY_COLUMNS = {
-    "metrics": [
-        "estimator",
-        "options",
-        "cost",
-        "k",
-        "param",
-        "num_samples",
-        "theta",
-        "exact_grad",
-        "exact_mean",
-        "grad_mean",
-        "z_score",
-        "exact_var",
-        "grad_var",
-        "grad_var_lo",
-        "grad_var_hi",
-        "time_per_estimate_s",
-        "learned_eta",
-        "learned_temperature",
-    ],
-    "optimize": [
-        "estimator",
-        "options",
-        "cost",
-        "k",
-        "step",
-        "time_s",
-        "objective",
-        "mu",
-        "sigma",
-        "theta",
-        "grad_var",
-        "learned_eta",
-        "learned_temperature",
-    ],
-    "eval": [
-        "estimator",
-        "options",
-        "dataset",
-        "epoch",
-        "step",
-        "time_s",
-        "test_elbo",
-        "test_iwae",
-    ],
-    "grad_var": ["estimator", "options", "step", "M", "total_var", "mean_log_var", "snr"],
-}
-
-
-def summary(name: str, table: pd.DataFrame) -> str | None:
-    """A readable text table of a run's headline numbers, or None for tables not summarized."""
-    if name == "optimize":
-        table = table.groupby(["cost", "k"], sort=False).tail(1)
-    elif name == "grad_var" and not table.empty:
-        table = table[table.param == "total"]
-    elif name not in SUMMARY_COLUMNS or table.empty:
+def summary(task: Task, name: str, table: pd.DataFrame) -> str | None:
+    """A readable text table of a run's headline numbers, or None for a table not summarized."""
+    columns = task.summary_columns.get(name)
+    if columns is None or table.empty:
         return None
-    shown = table[[c for c in SUMMARY_COLUMNS[name] if c in table.columns]]
+    shown = task.summary_rows(name, table)
+    shown = shown[[c for c in columns if c in shown.columns]]
     if not shown["options"].any():
         shown = shown.drop(columns="options")
-    if "exact_mean" in shown and shown["exact_mean"].equals(shown["exact_grad"]):
-        shown = shown.drop(columns="exact_mean")  # unbiased: the same numbers twice
     shown = shown.dropna(axis="columns", how="all")
     return shown.to_string(index=False, float_format=lambda x: f"{x:.4g}", na_rep="-")
 
@@ -169,9 +114,10 @@ def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
-    writer = RunWriter(run_dir)  # it notes what an earlier run in this folder left, if anything
+    # The writer notes what an earlier run in this folder left, if anything.
+    writer = RunWriter(run_dir, task=OmegaConf.select(cfg, "task._target_"))
     try:
-        tables = run(cfg, writer)
+        task, result = run(cfg, writer)
     except ConfigError as error:
         if in_sweep:  # the sweep goes on; the plot callback names this job and its error
             writer.status("failed", error=str(error))
@@ -188,16 +134,14 @@ def main(cfg: DictConfig) -> None:
         writer.finish()
         log.exception("job %s failed; the sweep goes on", hydra_cfg.job.num)
         return
-    for name, table in tables.items():
+    for name, table in result.tables.items():
         writer.table(name, table)
-        text = summary(name, table)
+        text = summary(task, name, table)
         if text:
             print(f"{name}.csv:\n{text}\n")
-    if not writer.wrote_status():  # the VAE writes its own
-        diverged = any(t.get("diverged", pd.Series(dtype=bool)).any() for t in tables.values())
-        writer.status("diverged" if diverged else "completed")
+    writer.status(result.status, **result.details)
     writer.finish()
-    print(f"wrote {', '.join(f'{name}.csv' for name in tables)} into {run_dir}")
+    print(f"wrote {', '.join(f'{name}.csv' for name in result.tables)} into {run_dir}")
 
 
 def override_sets(args: list[str]) -> list[list[str]]:

@@ -25,7 +25,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from benchmarks.bench_toy import machine
-from benchmarks.results import atomic_write, markdown_table, write_table
+from benchmarks.results import RunWriter, atomic_write, markdown_table, write_table
 from benchmarks.tasks import vae
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +63,7 @@ def train(overrides: list[str], device: torch.device = CPU) -> tuple[pd.Series, 
     cfg = compose_task(overrides)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:
-        tables = vae.run(cfg, lambda: instantiate(cfg.estimator), device, Path(run_dir))
+        tables = vae.run(cfg, lambda: instantiate(cfg.estimator), device, RunWriter(run_dir))
     return tables["eval"].iloc[-1], time.perf_counter() - start
 
 

@@ -71,6 +71,7 @@ class ARM(Antithetic):
     """(f(b1) - f(b2)) (u - 1/2) per logit."""
 
     name = "arm"
+    title = "ARM"
 
     def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
         return antithetic_estimate(dist, f, num_samples, lambda u, b1, b2, theta: u - 0.5)

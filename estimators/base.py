@@ -35,6 +35,8 @@ class Estimator:
     """Base class: subclasses set ``name`` and implement ``estimate``; calls validate first."""
 
     name: str = ""
+    title: str = ""  # the name readers know, for figures and summaries ("REINFORCE")
+    variants: tuple[dict, ...] = ({},)  # option sets that the label tells apart, for colours
     trainable: bool = False  # True if ``backward`` trains parameters of the estimator's own
     training: bool = True  # as in torch.nn.Module: ``eval()`` freezes those parameters
 
@@ -80,6 +82,12 @@ class Estimator:
         """The constructor options, for tables and reprs."""
         return {}
 
+    @classmethod
+    def label(cls, options: dict) -> str:
+        """The name of this estimator with ``options`` (as a table stores them, values maybe
+        strings) in figures and summaries: its title by default."""
+        return cls.title or cls.name
+
     def state_dict(self) -> dict:
         """State kept between calls (none by default), for checkpoints."""
         return {}
@@ -100,10 +108,10 @@ class Estimator:
         """Current values of trained scalars (rebar's eta and temperature), for result tables."""
         return {}
 
-    def backward(self, loss: torch.Tensor, dist_params: torch.Tensor) -> None:
+    def backward(self, loss: torch.Tensor, *dist_params: torch.Tensor) -> None:
         """``loss.backward()``. Estimators with a learned control variate (rebar, relax) override
         it to also take a step on their own parameters, lowering the variance of their gradient
-        estimate with respect to ``dist_params`` (the tensor the distribution was built from)."""
+        estimate with respect to ``dist_params`` (the tensors the distribution was built from)."""
         loss.backward()
 
     def describe_options(self) -> str:

@@ -25,6 +25,7 @@ class DisARM(Antithetic):
     """1/2 (f(b1) - f(b2)) (-1)^b2 1[b1 != b2] sigmoid(|theta|) per logit."""
 
     name = "disarm"
+    title = "DisARM"
 
     def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
         return antithetic_estimate(dist, f, num_samples, disarm_weights)

@@ -56,6 +56,7 @@ class Rebar(Estimator):
     """[f(b) - c(z~)] grad log p(b) + grad c(z) - grad c(z~), c(z) = eta f(sigmoid(z / tau))."""
 
     name = "rebar"
+    title = "REBAR"
     trainable = True
 
     def __init__(self, temperature: float = 0.5, eta: float = 1.0, lr: float = 1e-3) -> None:
@@ -137,22 +138,29 @@ class Rebar(Estimator):
         linear = (logits - logits.detach()) * cv_grad
         return out + (linear.sum(event_dims) if event_dims else linear) / num_samples
 
-    def backward(self, loss: torch.Tensor, dist_params: torch.Tensor) -> None:
+    def backward(self, loss: torch.Tensor, *dist_params: torch.Tensor) -> None:
         """``loss.backward()``, and in training mode one Adam step of the control variate on the
         squared gradient of ``loss`` with respect to ``dist_params`` (its single-sample variance
         plus a mean that does not depend on the control variate)."""
         params = self.parameters()
-        if not (self.training and params and dist_params.requires_grad):
+        if not (self.training and params and all(p.requires_grad for p in dist_params)):
             loss.backward()
             return
-        (grad,) = torch.autograd.grad(loss, dist_params, create_graph=True)
+        grads = torch.autograd.grad(loss, dist_params, create_graph=True)
         cv_grads = torch.autograd.grad(
-            grad.pow(2).sum(), params, retain_graph=True, allow_unused=True
+            sum(g.pow(2).sum() for g in grads), params, retain_graph=True, allow_unused=True
         )
         loss.backward()
         for param, cv_grad in zip(params, cv_grads, strict=True):
             param.grad = torch.zeros_like(param) if cv_grad is None else cv_grad
         self.optimizer.step()
+
+    @classmethod
+    def label(cls, options: dict) -> str:
+        """The temperature is trained: the label gives where it starts."""
+        if "temperature" not in options:
+            return cls.title
+        return f"{cls.title} (τ from {float(options['temperature']):g})"
 
     def state_dict(self) -> dict:
         if not self.modules:

@@ -13,6 +13,7 @@ class Reinforce(Estimator):
     """The plain score-function estimator, without a baseline."""
 
     name = "reinforce"
+    title = "REINFORCE"
 
     def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
         z = dist.sample((num_samples,))

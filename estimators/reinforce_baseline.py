@@ -20,6 +20,11 @@ from torch.distributions import Distribution
 from estimators.base import ConfigError, CostFn, Estimator, register, score_surrogate
 
 BASELINES = ("loo", "ema", "hook")
+LABELS = {
+    "loo": "REINFORCE + leave-one-out baseline",
+    "ema": "REINFORCE + moving-average baseline",
+    "hook": "REINFORCE + learned baseline (NVIL)",
+}
 
 
 @register
@@ -27,6 +32,8 @@ class ReinforceBaseline(Estimator):
     """Score-function estimator with a leave-one-out, moving-average or caller-supplied baseline."""
 
     name = "reinforce_baseline"
+    title = "REINFORCE + baseline"
+    variants = tuple({"baseline": b} for b in BASELINES)
 
     def __init__(
         self,
@@ -54,6 +61,10 @@ class ReinforceBaseline(Estimator):
         if self.baseline == "ema":
             opts["decay"] = self.decay
         return opts
+
+    @classmethod
+    def label(cls, options: dict) -> str:
+        return LABELS.get(options.get("baseline"), cls.title)
 
     def check(self, dist: Distribution, num_samples: int) -> None:
         super().check(dist, num_samples)

@@ -22,6 +22,7 @@ class Relax(Rebar):
     """REBAR plus a learned surrogate r(z) in the control variate."""
 
     name = "relax"
+    title = "RELAX"
 
     def __init__(
         self, temperature: float = 0.5, eta: float = 1.0, lr: float = 1e-3, hidden: int = 50

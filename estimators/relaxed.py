@@ -49,6 +49,12 @@ class _Relaxation(Estimator):
     def options(self) -> dict:
         return {"temperature": self.temperature}
 
+    @classmethod
+    def label(cls, options: dict) -> str:
+        if "temperature" not in options:
+            return cls.title
+        return f"{cls.title} (τ={float(options['temperature']):g})"
+
     def supports(self, dist: Distribution) -> bool:
         """Bernoulli and one-hot categorical distributions, Independent-wrapped or not."""
         return isinstance(base_distribution(dist), RELAXABLE)
@@ -59,6 +65,7 @@ class GumbelSoftmax(_Relaxation):
     """f at the relaxed sample, with the pathwise gradient through it (biased)."""
 
     name = "gumbel_softmax"
+    title = "Gumbel-softmax"
 
     def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
         return f(relaxed_sample(dist, self.temperature, num_samples))
@@ -69,6 +76,7 @@ class StraightThrough(_Relaxation):
     """f at the hard sample; the gradient flows as if through the relaxed one (biased)."""
 
     name = "straight_through"
+    title = "Straight-through Gumbel-softmax"
 
     def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
         z = relaxed_sample(dist, self.temperature, num_samples)

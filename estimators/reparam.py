@@ -13,6 +13,7 @@ class Reparam(Estimator):
     """f at ``dist.rsample()``; for a Normal, z = mu + sigma * eps with eps ~ N(0, 1)."""
 
     name = "reparam"
+    title = "Reparameterization"
 
     def supports(self, dist: Distribution) -> bool:
         """Distributions with a reparameterized sampler (``rsample``)."""

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from scipy import stats
 
 import estimators
-from benchmarks.tasks import bernoulli
+from benchmarks.tasks import base
 from benchmarks.tasks.bernoulli_exact import exact_moments
 from estimators.base import ConfigError
 from estimators.reinforce import Reinforce
@@ -34,8 +34,8 @@ def run_task(seed: int = 0, **overrides):
     task.n_estimates = 40_000
     for key, value in overrides.items():
         OmegaConf.update(task, key, value)
-    return lambda make: bernoulli.run(
-        OmegaConf.create({"task": task, "seed": seed}), make, CPU, None
+    return lambda make: (
+        base.run_task(base.build(task), make, base.Context(seed=seed, device=CPU)).tables
     )
 
 

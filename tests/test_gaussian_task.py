@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from scipy import stats
 
 import estimators
-from benchmarks.tasks import gaussian
+from benchmarks.tasks import base
 from estimators.base import ConfigError
 
 CPU = torch.device("cpu")
@@ -31,8 +31,7 @@ def task_cfg(**overrides):
 
 def run_task(task, make, seed=0):
     """The task's tables for a task config ``task`` (as ``task=gaussian`` with overrides)."""
-    cfg = OmegaConf.create({"task": task, "seed": seed})
-    return gaussian.run(cfg, make, CPU, writer=None)
+    return base.run_task(base.build(task), make, base.Context(seed=seed, device=CPU)).tables
 
 
 ESTIMATORS = [

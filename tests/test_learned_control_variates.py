@@ -12,10 +12,16 @@ from torch.distributions import Bernoulli, Independent, OneHotCategorical
 
 import estimators
 from benchmarks.tasks import bernoulli
+from benchmarks.tasks.base import build
 from benchmarks.tasks.bernoulli_exact import exact_gradient, exact_moments
 from tests.test_bernoulli_task import Z_CRIT, table_for
 
 LEARNED = ["rebar", "relax"]
+
+
+def toy(**overrides) -> bernoulli.BernoulliToy:
+    """The Bernoulli toy as ``task=bernoulli`` builds it, with ``overrides``."""
+    return build(OmegaConf.merge(OmegaConf.load("conf/task/bernoulli.yaml"), overrides))
 
 
 def bits(logits: torch.Tensor) -> Independent:
@@ -61,7 +67,7 @@ def test_unbiased_whatever_the_control_variate(name, theta, dim, k):
     est = randomized(name, dim, seed=1)
     f = bernoulli.total_cost("square", k)
     logits = torch.full((dim,), theta, dtype=torch.float64)
-    (g,) = bernoulli.gradient_estimates(est, f, logits, 1, 200_000)
+    (g,) = toy().gradient_estimates(est, f, [logits], 1, 200_000)
     z = (g.mean() - exact_gradient("square", k, theta)) / (g.var() / len(g)).sqrt()
     assert abs(z) < Z_CRIT
 
@@ -101,9 +107,7 @@ def test_eval_mode_and_state_round_trip(name):
     theta = torch.zeros(2, dtype=torch.float64)
     est = estimators.build(name, lr=0.05)
     torch.manual_seed(0)
-    bernoulli.train_control_variate(
-        est, f, theta, 1, OmegaConf.create({"cv_steps": 20, "cv_batch": 32})
-    )
+    toy(cv_steps=20, cv_batch=32).train_control_variate(est, f, [theta], 1)
     assert not est.training
     trained = [p.detach().clone() for p in est.parameters()]
     assert est.learned()["temperature"] != 0.5
@@ -118,7 +122,7 @@ def test_eval_mode_and_state_round_trip(name):
     outs = []
     for e in (est, restored):
         torch.manual_seed(5)
-        outs.append(bernoulli.gradient_estimates(e, f, theta, 1, 64)[0])
+        outs.append(toy().gradient_estimates(e, f, [theta], 1, 64)[0])
     torch.testing.assert_close(outs[0], outs[1])
     assert restored.state_dict()["optimizer"]["state"]  # Adam's moments came back too
 

@@ -10,7 +10,8 @@ import pytest
 from cli import run
 from PIL import Image
 
-from benchmarks import plot
+from benchmarks import figures, plot
+from benchmarks.tasks import toy_figures
 
 TOY = ["task.n_estimates=2000", "task.k=[1.0,2.0]", "task.costs=[square,cos]"]
 VAE = [
@@ -94,7 +95,7 @@ def test_a_failed_job_is_named_and_the_others_are_kept_and_plotted(tmp_path):
     assert_figures([tmp_path / "plots/toy_variance_vs_k.png"])
     text = (tmp_path / "summary.md").read_text()
     assert "## Failed jobs (1)" in text and "num_samples >= 2" in text
-    _, statuses = plot.collect(tmp_path)
+    _, statuses, _ = plot.collect(tmp_path)
     assert statuses.set_index("run")["status"].to_dict() == {"0": "completed", "1": "failed"}
 
 
@@ -174,18 +175,25 @@ def test_a_zero_variance_breaks_the_line_and_is_marked_on_the_bottom_edge():
     fig, ax = plt.subplots()
     ax.set_yscale("log")
     rows = pd.DataFrame({"k": [1.0, 2.0, 3.0], "exact_var": [1e-3, 0.0, 1e-2]})
-    plot.exact_variance(ax, rows, "k", "C0")
+    toy_figures.exact_variance(ax, rows, "k", "C0")
     line, marks = ax.lines
     assert pd.isna(line.get_ydata()[1]) and list(marks.get_xdata()) == [2.0]
-    assert marks.get_gid() == plot.ZERO_VARIANCE
+    assert marks.get_gid() == figures.ZERO_VARIANCE
     plt.close(fig)
+
+
+TASKS = {
+    "gaussian": "benchmarks.tasks.gaussian.GaussianToy",
+    "bernoulli": "benchmarks.tasks.bernoulli.BernoulliToy",
+}
 
 
 def write_run(path: Path, table: str, rows: list[dict]) -> None:
     """A finished run's folder as the runner leaves it: its table and a status."""
     path.mkdir(parents=True)
     pd.DataFrame(rows).to_csv(path / f"{table}.csv", index=False)
-    (path / "status.json").write_text('{"status": "completed"}')
+    task = TASKS[rows[0]["task"]]
+    (path / "status.json").write_text(f'{{"status": "completed", "task": "{task}"}}')
 
 
 def optimize_rows(task: str, estimator: str, grad_var: float | None) -> list[dict]:
@@ -234,10 +242,10 @@ def test_a_bernoulli_optimization_with_variances_draws_the_relax_figure(tmp_path
 def test_an_exact_step_in_the_relax_figure_is_marked_on_the_bottom_edge():
     rows = pd.DataFrame(optimize_rows("bernoulli", "disarm", 2.5e-7)).assign(label="DisARM", run=0)
     rows.loc[rows["step"] == 40, "grad_var"] = 0.0  # DisARM at theta = 0 is exact
-    fig = plot.bernoulli_optimize_figure(rows, {"DisARM": "C0"})
+    fig = toy_figures.bernoulli_optimize_figure(rows, plot.style_for(rows["label"]))
     line, marks = fig.axes[1].lines
     assert pd.isna(line.get_ydata()[2]) and list(marks.get_xdata()) == [40]
-    assert marks.get_gid() == plot.ZERO_VARIANCE
+    assert marks.get_gid() == figures.ZERO_VARIANCE
     plt.close(fig)
 
 
@@ -279,6 +287,6 @@ def test_the_z_score_line_checks_a_biased_estimator_against_its_own_exact_mean()
     )
     se = (metrics.grad_var / metrics.n_estimates) ** 0.5
     metrics["z_score"] = (metrics.grad_mean - metrics.exact_grad) / se
-    line = plot.z_score_line(metrics)
+    line = toy_figures.z_score_line(metrics)
     assert line.endswith(", REINFORCE 0.07\n")  # unbiased: against the gradient only
     assert "Gumbel-softmax (τ=0.5) 4.42 (biased by design; 0.20 against its exact mean)" in line

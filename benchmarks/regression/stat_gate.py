@@ -32,8 +32,9 @@ from scipy import stats
 import estimators
 from benchmarks.measure import Z_95
 from benchmarks.regression import report
-from benchmarks.results import write_table
-from benchmarks.tasks import bernoulli, gaussian, vae
+from benchmarks.results import RunWriter, write_table
+from benchmarks.tasks import vae
+from benchmarks.tasks.base import Context, build, run_task
 
 ROOT = Path(__file__).resolve().parents[2]
 BASELINE_TOY = Path(__file__).with_name("stat_baseline_toy.csv")
@@ -71,16 +72,16 @@ VAE_OVERRIDES = [
 def measure_toy() -> pd.DataFrame:
     """The toys' statistics for every gated estimator, at a fixed seed."""
     tables = []
-    for name, task, overrides, gated in (
-        ("gaussian", gaussian, TOY, ESTIMATORS),
-        ("bernoulli", bernoulli, BERNOULLI, BERNOULLI_ESTIMATORS),
+    for name, overrides, gated in (
+        ("gaussian", TOY, ESTIMATORS),
+        ("bernoulli", BERNOULLI, BERNOULLI_ESTIMATORS),
     ):
         cfg = OmegaConf.merge(OmegaConf.load(ROOT / f"conf/task/{name}.yaml"), overrides)
         for key, options in gated.items():
             estimator = key.removeprefix("bernoulli:").split(":")[0]
             make = functools.partial(estimators.build, estimator, **options)
-            table = task.run(OmegaConf.create({"task": cfg, "seed": 0}), make, CPU, None)
-            tables.append(table["metrics"].assign(gate_key=key))
+            result = run_task(build(cfg), make, Context(seed=0, device=CPU))
+            tables.append(result.tables["metrics"].assign(gate_key=key))
     return pd.concat(tables, ignore_index=True)
 
 
@@ -95,7 +96,7 @@ def measure_vae() -> pd.DataFrame:
                 )
             with tempfile.TemporaryDirectory() as run_dir:
                 make = functools.partial(estimators.build, name)
-                final = vae.run(cfg, make, CPU, Path(run_dir))["eval"].iloc[-1]
+                final = vae.run(cfg, make, CPU, RunWriter(run_dir))["eval"].iloc[-1]
             rows.append({"estimator": name, "seed": seed, "test_elbo": final.test_elbo})
     return pd.DataFrame(rows)
 

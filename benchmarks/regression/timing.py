@@ -20,11 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 import estimators
 from benchmarks.regression import report
 from benchmarks.results import atomic_write
 from benchmarks.tasks import gaussian, vae
+from benchmarks.tasks.base import build
 
 BASELINE = Path(__file__).with_name("timing_baseline.json")
 # A ratio may grow by this fraction before the gate fails. Over 12 repeated runs of the suite on
@@ -39,11 +41,12 @@ CPU = torch.device("cpu")
 
 def toy_case(name: str) -> tuple[Callable[[], object], Callable[[], object]]:
     """One chunk of toy estimates (square cost), and an elementwise chain of the same size."""
-    est, f = estimators.build(name), gaussian.total_cost("square", 1.0)
+    task = build(OmegaConf.load(Path(__file__).parents[2] / "conf/task/gaussian.yaml"))
+    est, f, params = estimators.build(name), gaussian.total_cost("square", 1.0), task.initial(CPU)
     n = est.min_samples
 
     def target():
-        return gaussian.gradient_estimates(est, f, 1.0, 1.0, 1, n, TOY_BATCH, CPU)
+        return task.gradient_estimates(est, f, params, n, TOY_BATCH)
 
     def reference():
         eps = torch.randn(n, TOY_BATCH)

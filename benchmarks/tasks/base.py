@@ -27,10 +27,12 @@ from typing import TYPE_CHECKING, ClassVar
 
 import pandas as pd
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from benchmarks.results import RunWriter
-from estimators.base import Estimator
+from estimators.base import ConfigError, Estimator
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -42,10 +44,11 @@ EstimatorFactory = Callable[[], Estimator]
 class Context:
     """What a run hands its task besides the estimator factory."""
 
-    seed: int
-    device: torch.device
-    writer: RunWriter
-    config: DictConfig
+    seed: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    writer: RunWriter | None = None
+    """None where nothing is to be written (scripts, tests, notebooks)."""
+    config: DictConfig | None = None
     """The whole composed config, for a task that reads another group (the VAE's dataset)."""
     progress: dict = field(default_factory=dict)
     """Where the run is (``step``, ``epoch``), kept current by the task: an interrupt's status."""
@@ -94,9 +97,36 @@ class Task:
         return iter(())
 
 
+def build(cfg: DictConfig) -> Task:
+    """The task that ``cfg`` (a ``conf/task/NAME.yaml`` node) describes, by its ``_target_``; a
+    ConfigError raised while building it stays one."""
+    try:
+        return instantiate(cfg)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, ConfigError):
+            raise error.__cause__ from None
+        raise
+
+
+def run_task(task: Task, make_estimator: EstimatorFactory, context: Context) -> Result:
+    """Validate ``task`` against a fresh estimator, then run it from ``context.seed``: the one
+    path of the command line, the scripts and the tests."""
+    task.validate(make_estimator(), context)
+    torch.manual_seed(context.seed)
+    return task.run(make_estimator, context)
+
+
 @dataclass(frozen=True)
 class Style:
-    """One colour and one marker per estimator label, shared by every figure of a folder."""
+    """One colour, marker and dash pattern per estimator label, shared by every figure of a
+    folder, so that an estimator looks the same in all of them."""
 
     colors: dict[str, tuple]
     markers: dict[str, str]
+    dashes: dict[str, tuple | str]
+    """seaborn's form: "" for a solid line, else (on, off, ...) lengths."""
+
+    def linestyle(self, label: str) -> str | tuple:
+        """The same dash pattern in matplotlib's form."""
+        dashes = self.dashes[label]
+        return (0, dashes) if dashes else "-"

@@ -60,6 +60,90 @@ def over_u(h: Callable[[float], float], breaks: list[float]) -> float:
     return value
 
 
+Moments = tuple[float, float] | None
+"""(expectation, variance) of one estimate of d/dtheta_1 E[f], or None where unknown."""
+
+
+def score_moments(
+    estimator: str, options: dict, cost: str, k: float, theta: float, dim: int, num_samples: int
+) -> Moments:
+    """reinforce, and the leave-one-out baseline, by enumeration over b: unbiased."""
+    baseline = options.get("baseline", "none")
+    if baseline not in ("none", "loo"):
+        return None
+    c = COSTS[cost][0]
+    p = sigmoid(theta)
+    probs = {0.0: 1 - p, 1.0: p}
+    moment = lambda g: sum(q * g(b) for b, q in probs.items())  # noqa: E731
+    m = DrawMoments(
+        c=moment(lambda b: c(b, k)),
+        c2=moment(lambda b: c(b, k) ** 2),
+        s2=moment(lambda b: (b - p) ** 2),
+        cs=moment(lambda b: c(b, k) * (b - p)),
+        cs2=moment(lambda b: c(b, k) * (b - p) ** 2),
+        c2s2=moment(lambda b: c(b, k) ** 2 * (b - p) ** 2),
+    )
+    var = score_function_variance(m, dim, num_samples, loo=baseline == "loo")
+    return exact_gradient(cost, k, theta), var
+
+
+def antithetic_moments(
+    estimator: str, options: dict, cost: str, k: float, theta: float, dim: int, num_samples: int
+) -> Moments:
+    """ARM and DisARM, by quadrature over the shared uniform u of each antithetic pair."""
+    c = COSTS[cost][0]
+    p = sigmoid(theta)
+    c0, c1 = c(0.0, k), c(1.0, k)
+    pairs = num_samples // 2
+    b1 = lambda u: 1.0 if u > 1 - p else 0.0  # noqa: E731
+    b2 = lambda u: 1.0 if u < p else 0.0  # noqa: E731
+    delta = lambda u: c(b1(u), k) - c(b2(u), k)  # noqa: E731
+    if estimator == "arm":
+        weight = lambda u: u - 0.5  # noqa: E731
+    else:
+        weight = lambda u: (  # noqa: E731
+            0.5 * (1 - 2 * b2(u)) * (b1(u) != b2(u)) * sigmoid(abs(theta))
+        )
+    breaks = [p, 1 - p]
+    mean = over_u(lambda u: delta(u) * weight(u), breaks)
+    # Other dimensions add D_j = c(b1_j) - c(b2_j): mean 0, E[D^2] = (c1 - c0)^2 P(b1 != b2).
+    other = (dim - 1) * (c1 - c0) ** 2 * 2 * min(p, 1 - p)
+    second = over_u(lambda u: (delta(u) * weight(u)) ** 2, breaks) + other * over_u(
+        lambda u: weight(u) ** 2, breaks
+    )
+    return mean, zero_below_resolution(second - mean**2, mean) / pairs
+
+
+def relaxed_moments(
+    estimator: str, options: dict, cost: str, k: float, theta: float, dim: int, num_samples: int
+) -> Moments:
+    """Gumbel-softmax and its straight-through version, by quadrature over u: biased."""
+    dc = COSTS[cost][1]
+    tau = float(options["temperature"])
+
+    def g(u: float) -> float:
+        logistic = math.log(u) - math.log1p(-u)
+        z = sigmoid((theta + logistic) / tau)
+        at = z if estimator == "gumbel_softmax" else float(theta + logistic > 0)
+        return dc(at, k) * z * (1 - z) / tau
+
+    breaks = [sigmoid(-theta)]
+    mean = over_u(g, breaks)
+    second = over_u(lambda u: g(u) ** 2, breaks)
+    return mean, zero_below_resolution(second - mean**2, mean) / num_samples
+
+
+EXACT_MOMENTS: dict[str, Callable[..., Moments]] = {
+    "reinforce": score_moments,
+    "reinforce_baseline": score_moments,
+    "arm": antithetic_moments,
+    "disarm": antithetic_moments,
+    "gumbel_softmax": relaxed_moments,
+    "straight_through": relaxed_moments,
+}
+"""The estimators whose exact expectation and variance the Bernoulli toy knows, keyed by name."""
+
+
 def exact_moments(
     estimator: str,
     options: dict,
@@ -70,53 +154,6 @@ def exact_moments(
     num_samples: int = 1,
 ) -> tuple[float, float] | tuple[None, None]:
     """(expectation, variance) of one estimate of d/dtheta_1 E[f]; (None, None) if unknown."""
-    c, dc = COSTS[cost]
-    p = sigmoid(theta)
-    c0, c1 = c(0.0, k), c(1.0, k)
-    baseline = options.get("baseline") if estimator == "reinforce_baseline" else "none"
-    if estimator == "reinforce" or baseline == "loo":
-        probs = {0.0: 1 - p, 1.0: p}
-        moment = lambda g: sum(q * g(b) for b, q in probs.items())  # noqa: E731
-        m = DrawMoments(
-            c=moment(lambda b: c(b, k)),
-            c2=moment(lambda b: c(b, k) ** 2),
-            s2=moment(lambda b: (b - p) ** 2),
-            cs=moment(lambda b: c(b, k) * (b - p)),
-            cs2=moment(lambda b: c(b, k) * (b - p) ** 2),
-            c2s2=moment(lambda b: c(b, k) ** 2 * (b - p) ** 2),
-        )
-        var = score_function_variance(m, dim, num_samples, loo=baseline == "loo")
-        return exact_gradient(cost, k, theta), var
-    if estimator in ("arm", "disarm"):
-        pairs = num_samples // 2
-        b1 = lambda u: 1.0 if u > 1 - p else 0.0  # noqa: E731
-        b2 = lambda u: 1.0 if u < p else 0.0  # noqa: E731
-        delta = lambda u: c(b1(u), k) - c(b2(u), k)  # noqa: E731
-        if estimator == "arm":
-            weight = lambda u: u - 0.5  # noqa: E731
-        else:
-            weight = lambda u: (  # noqa: E731
-                0.5 * (1 - 2 * b2(u)) * (b1(u) != b2(u)) * sigmoid(abs(theta))
-            )
-        breaks = [p, 1 - p]
-        mean = over_u(lambda u: delta(u) * weight(u), breaks)
-        # Other dimensions add D_j = c(b1_j) - c(b2_j): mean 0, E[D^2] = (c1 - c0)^2 P(b1 != b2).
-        other = (dim - 1) * (c1 - c0) ** 2 * 2 * min(p, 1 - p)
-        second = over_u(lambda u: (delta(u) * weight(u)) ** 2, breaks) + other * over_u(
-            lambda u: weight(u) ** 2, breaks
-        )
-        return mean, zero_below_resolution(second - mean**2, mean) / pairs
-    if estimator in ("gumbel_softmax", "straight_through"):
-        tau = float(options["temperature"])
-
-        def g(u: float) -> float:
-            logistic = math.log(u) - math.log1p(-u)
-            z = sigmoid((theta + logistic) / tau)
-            at = z if estimator == "gumbel_softmax" else float(theta + logistic > 0)
-            return dc(at, k) * z * (1 - z) / tau
-
-        breaks = [sigmoid(-theta)]
-        mean = over_u(g, breaks)
-        second = over_u(lambda u: g(u) ** 2, breaks)
-        return mean, zero_below_resolution(second - mean**2, mean) / num_samples
-    return None, None
+    moments = EXACT_MOMENTS.get(estimator)
+    found = moments and moments(estimator, options, cost, k, theta, dim, num_samples)
+    return found or (None, None)

@@ -135,6 +135,72 @@ def _path(param: str) -> Callable[[np.ndarray], np.ndarray]:
     return lambda e: e
 
 
+def pathwise_variance(
+    options: dict,
+    cost: str,
+    k: float,
+    mu: float,
+    sigma: float,
+    param: str,
+    dim: int = 1,
+    num_samples: int = 1,
+) -> float:
+    """reparam: c'(x) dx/dtheta, one draw's variance over num_samples (the other coordinates do
+    not enter a pathwise gradient of the first)."""
+    c = COSTS[cost]
+    path = _path(param)
+    g = lambda e: c.np_derivative(mu + sigma * e, k) * path(e)  # noqa: E731
+    g1, g2 = gaussian_expectation(g), gaussian_expectation(lambda e: g(e) ** 2)
+    require_resolved(
+        g1, exact_gradient(cost, k, mu, sigma, param), math.sqrt(g2), cost, k, mu, sigma
+    )
+    return max(g2 - g1**2, 0.0) / num_samples
+
+
+def score_variance(
+    options: dict,
+    cost: str,
+    k: float,
+    mu: float,
+    sigma: float,
+    param: str,
+    dim: int = 1,
+    num_samples: int = 1,
+) -> float | None:
+    """reinforce, and reinforce_baseline with the leave-one-out baseline, from the moments of one
+    draw by quadrature; None for another baseline (its variance depends on the run's history)."""
+    baseline = options.get("baseline", "none")
+    if baseline not in ("none", "loo"):
+        return None
+    c = COSTS[cost]
+    E = gaussian_expectation
+    s = _score(param, sigma)
+    cx = lambda e: c.np_fn(mu + sigma * e, k)  # noqa: E731
+    moments = DrawMoments(
+        c=E(cx),
+        c2=E(lambda e: cx(e) ** 2),
+        s2=E(lambda e: s(e) ** 2),
+        cs=E(lambda e: cx(e) * s(e)),
+        cs2=E(lambda e: cx(e) * s(e) ** 2),
+        c2s2=E(lambda e: cx(e) ** 2 * s(e) ** 2),
+    )
+    gradient = exact_gradient(cost, k, mu, sigma, param)
+    require_resolved(
+        moments.c, c.expectation(k, mu, sigma), math.sqrt(moments.c2), cost, k, mu, sigma
+    )
+    require_resolved(moments.c2, c.second_moment(k, mu, sigma), moments.c2, cost, k, mu, sigma)
+    require_resolved(moments.cs, gradient, math.sqrt(moments.c2 * moments.s2), cost, k, mu, sigma)
+    return score_function_variance(moments, dim, num_samples, loo=baseline == "loo")
+
+
+EXACT_VARIANCE: dict[str, Callable[..., float | None]] = {
+    "reparam": pathwise_variance,
+    "reinforce": score_variance,
+    "reinforce_baseline": score_variance,
+}
+"""The estimators whose exact variance the Gaussian toy knows (all unbiased), keyed by name."""
+
+
 def exact_variance(
     estimator: str,
     options: dict,
@@ -147,36 +213,10 @@ def exact_variance(
     num_samples: int = 1,
 ) -> float | None:
     """Variance of one estimate (num_samples draws) of d/dtheta_1 E[f]; None where none applies."""
-    c = COSTS[cost]
-    x = lambda e: mu + sigma * e  # noqa: E731
-    E = gaussian_expectation
-    gradient = exact_gradient(cost, k, mu, sigma, param)
-    if estimator == "reparam":
-        path = _path(param)
-        g = lambda e: c.np_derivative(x(e), k) * path(e)  # noqa: E731
-        g1, g2 = E(g), E(lambda e: g(e) ** 2)
-        require_resolved(g1, gradient, math.sqrt(g2), cost, k, mu, sigma)
-        return max(g2 - g1**2, 0.0) / num_samples
-    baseline = options.get("baseline") if estimator == "reinforce_baseline" else "none"
-    if estimator not in ("reinforce", "reinforce_baseline") or baseline not in ("none", "loo"):
+    variance = EXACT_VARIANCE.get(estimator)
+    if variance is None:
         return None
-
-    s = _score(param, sigma)
-    cx = lambda e: c.np_fn(x(e), k)  # noqa: E731
-    moments = DrawMoments(
-        c=E(cx),
-        c2=E(lambda e: cx(e) ** 2),
-        s2=E(lambda e: s(e) ** 2),
-        cs=E(lambda e: cx(e) * s(e)),
-        cs2=E(lambda e: cx(e) * s(e) ** 2),
-        c2s2=E(lambda e: cx(e) ** 2 * s(e) ** 2),
-    )
-    require_resolved(
-        moments.c, c.expectation(k, mu, sigma), math.sqrt(moments.c2), cost, k, mu, sigma
-    )
-    require_resolved(moments.c2, c.second_moment(k, mu, sigma), moments.c2, cost, k, mu, sigma)
-    require_resolved(moments.cs, gradient, math.sqrt(moments.c2 * moments.s2), cost, k, mu, sigma)
-    return score_function_variance(moments, dim, num_samples, loo=baseline == "loo")
+    return variance(options, cost, k, mu, sigma, param, dim, num_samples)
 
 
 def require_resolved(

@@ -1,0 +1,455 @@
+"""What the two toys share: one estimate loop and one optimize loop over a cost x k grid.
+
+A toy draws from a distribution whose ``dim`` coordinates all start at the same parameters, with
+f(x) = sum_j c(x_j; k). Mode ``estimate`` measures ``n_estimates`` independent estimates of the
+gradient with respect to the first coordinate's parameters in chunks: each chunk is one batched
+distribution of ``chunk`` independent copies of the parameters and one backward pass, so row b of
+the parameter gradients is estimate b. Mode ``optimize`` minimizes E[f] over the parameters with
+the estimator and records the exact objective. A trainable estimator (a learned control variate)
+trains for ``cv_steps`` steps at the starting parameters before it is measured, and along the way
+while optimizing. A subclass supplies only its distribution, costs, objective and exact answers.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import ClassVar
+
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.distributions import Distribution
+
+from benchmarks.measure import Moments, gradient_statistics, measure_estimates, synchronize
+from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task
+from estimators.base import ConfigError, Estimator, require_int
+
+MODES = ("estimate", "optimize")
+CostFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def seed_for(seed: int, cost: str, k: float) -> int:
+    """A seed per (cost, k), so a row's numbers do not depend on which other rows were asked for."""
+    return zlib.crc32(f"{seed}/{cost}/{k!r}".encode())
+
+
+def estimator_columns(estimator: Estimator) -> dict:
+    """The columns that name the estimator: its name, its options as one string and one column
+    each (``estimator.KEY``), and the learned values of a trained control variate."""
+    options = estimator.options()
+    return {
+        "estimator": estimator.name,
+        "options": ",".join(f"{k}={v}" for k, v in options.items()),
+        **{f"estimator.{k}": v for k, v in options.items()},
+    }
+
+
+@contextmanager
+def overflow_names_k(cost: str, k: float) -> Iterator[None]:
+    """A float overflow while working on (cost, k), in the exact moments or the measured ones,
+    becomes one line naming k instead of a traceback or a table of infinities."""
+    try:
+        yield
+    except OverflowError:
+        raise ConfigError(
+            f"task.k={k:g}: cost {cost!r} overflows floating point at this k; choose a smaller |k|"
+        ) from None
+
+
+def require_finite_moments(*values: float | None) -> None:
+    """OverflowError where a measured or exact moment is not finite (None: no exact one)."""
+    if not all(math.isfinite(v) for v in values if v is not None):
+        raise OverflowError
+
+
+def or_nan(value: float | None) -> float:
+    """An exact answer for a table cell: NaN where there is none."""
+    return math.nan if value is None else value
+
+
+def require_finite(cfg: DictConfig, key: str, prefix: str = "task.") -> None:
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{prefix}{key}={value!r}: must be a finite number")
+
+
+class Toy(Task):
+    """The shared loops. A subclass sets ``params`` (the parameter names, one row each in
+    metrics.csv), ``costs`` and ``dtype`` and implements the methods that raise here."""
+
+    tables = ("metrics", "optimize")
+    summary_columns: ClassVar[dict[str, list[str]]] = {
+        "metrics": [
+            "estimator",
+            "options",
+            "cost",
+            "k",
+            "param",
+            "num_samples",
+            "theta",
+            "exact_grad",
+            "exact_mean",
+            "grad_mean",
+            "z_score",
+            "exact_var",
+            "grad_var",
+            "grad_var_lo",
+            "grad_var_hi",
+            "time_per_estimate_s",
+            "learned_eta",
+            "learned_temperature",
+        ],
+        "optimize": [
+            "estimator",
+            "options",
+            "cost",
+            "k",
+            "step",
+            "time_s",
+            "objective",
+            "mu",
+            "sigma",
+            "theta",
+            "grad_var",
+            "learned_eta",
+            "learned_temperature",
+        ],
+    }
+    params: ClassVar[tuple[str, ...]] = ()
+    costs: ClassVar[tuple[str, ...]] = ()
+    dtype: ClassVar[torch.dtype] = torch.float32
+
+    # What a subclass supplies.
+
+    def distribution(self, *params: torch.Tensor) -> Distribution:
+        """The distribution at the parameters, each [..., dim], over the last axis."""
+        raise NotImplementedError
+
+    def cost(self, cost: str, k: float) -> CostFn:
+        """f(x) = sum_j c(x_j; k) over the last axis."""
+        raise NotImplementedError
+
+    def objective(self, cost: str, k: float, params: list[torch.Tensor]) -> float:
+        """The exact E[f] at the parameters."""
+        raise NotImplementedError
+
+    def exact(
+        self, estimator: Estimator, cost: str, k: float, num_samples: int
+    ) -> dict[str, tuple[float, float | None, float | None]]:
+        """Per parameter at the starting point: the exact gradient, and the estimator's exact
+        expectation and variance of one estimate (None where the toy knows none for it)."""
+        raise NotImplementedError
+
+    def start(self) -> dict[str, float]:
+        """The starting value of each parameter (the same for every coordinate)."""
+        raise NotImplementedError
+
+    def optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+    def after_step(self, params: list[torch.Tensor]) -> None:
+        """Keep the parameters in their domain after an optimizer step (nothing by default)."""
+
+    def check_options(self, estimator: Estimator, num_samples: int) -> None:
+        """The subclass's own keys and its costs (an unknown one, a k it cannot serve)."""
+
+    # The shared part.
+
+    def initial(self, device: torch.device) -> list[torch.Tensor]:
+        """Each parameter as a [dim] tensor at its starting value."""
+        dim = self.cfg.dim
+        return [
+            torch.full((dim,), float(v), dtype=self.dtype, device=device)
+            for v in self.start().values()
+        ]
+
+    def gradient_estimates(
+        self,
+        estimator: Estimator,
+        f: CostFn,
+        params: list[torch.Tensor],
+        num_samples: int,
+        batch: int,
+    ) -> list[torch.Tensor]:
+        """``batch`` independent estimates of the gradient of E[f] with respect to each
+        parameter's first coordinate, at ``params`` (each [dim]), from one backward pass.
+
+        The distribution's parameters are ``batch`` broadcast copies of ``params``;
+        differentiating with respect to the copies gives every estimate its own gradient row
+        without materializing them."""
+        copies = [p.detach().requires_grad_().expand(batch, len(p)) for p in params]
+        out = estimator(self.distribution(*copies), f, num_samples)
+        if out.shape != (num_samples, batch):
+            raise RuntimeError(
+                f"estimator '{estimator.name}' returned shape {tuple(out.shape)}; the contract "
+                f"asks for [num_samples, *batch_shape] = {[num_samples, batch]}"
+            )
+        # The loss is the sum over the batch of each estimate's mean over its draws.
+        grads = torch.autograd.grad(out.sum() / num_samples, copies, materialize_grads=True)
+        return [g[:, 0] for g in grads]
+
+    def measure(
+        self,
+        estimator: Estimator,
+        f: CostFn,
+        params: list[torch.Tensor],
+        num_samples: int,
+        device: torch.device,
+    ) -> tuple[dict[str, Moments], float]:
+        """Streaming moments of ``n_estimates`` estimates per parameter, in chunks of
+        ``chunk_size``, and the seconds per estimate."""
+        return measure_estimates(
+            lambda batch: self.gradient_estimates(estimator, f, params, num_samples, batch),
+            self.params,
+            self.cfg.n_estimates,
+            self.cfg.chunk_size,
+            device,
+        )
+
+    def train_control_variate(
+        self, estimator: Estimator, f: CostFn, params: list[torch.Tensor], num_samples: int
+    ) -> None:
+        """``cv_steps`` steps of a learned control variate (rebar, relax) at fixed parameters,
+        each on the variance of ``cv_batch`` estimates, as the RELAX paper trains it; then
+        freeze it."""
+        batch = self.cfg.cv_batch
+        for _ in range(self.cfg.cv_steps):
+            copies = [p.detach().requires_grad_().expand(batch, len(p)) for p in params]
+            loss = estimator(self.distribution(*copies), f, num_samples).sum() / num_samples
+            estimator.backward(loss, *copies)
+        estimator.eval()
+
+    def cases(
+        self, make_estimator: EstimatorFactory, seed: int
+    ) -> Iterator[tuple[str, float, Estimator, int]]:
+        """(cost, k, estimator, num_samples) for every cost x k, each with a fresh estimator
+        (fresh state: a moving average, a learned control variate) and the random stream seeded
+        for that pair, so a row's numbers do not depend on which other rows were asked for."""
+        for cost in self.cfg.costs:
+            for k in map(float, self.cfg.k):
+                estimator = make_estimator()
+                num_samples = self.cfg.num_samples or estimator.min_samples
+                torch.manual_seed(seed_for(seed, cost, k))
+                yield cost, k, estimator, num_samples
+
+    def run_columns(self, estimator: Estimator, context: Context) -> dict:
+        """The columns that say which run a row comes from."""
+        columns = estimator_columns(estimator)
+        options = columns.pop("options")
+        return {
+            "estimator": columns.pop("estimator"),
+            "options": options,
+            "task": self.name,
+            "seed": context.seed,
+            "device": context.device.type,
+            **columns,
+        }
+
+    def point_columns(self) -> dict:
+        """mu, sigma and theta: the starting point, NaN for another toy's parameters."""
+        start = self.start()
+        return {name: float(start.get(name, math.nan)) for name in ("mu", "sigma", "theta")}
+
+    def estimate_table(self, make_estimator: EstimatorFactory, context: Context) -> pd.DataFrame:
+        """One row per cost x k x parameter: measured statistics beside the exact ones."""
+        cfg, rows = self.cfg, []
+        point = self.point_columns()
+        for cost, k, estimator, num_samples in self.cases(make_estimator, context.seed):
+            with overflow_names_k(cost, k):
+                f = self.cost(cost, k)
+                params = self.initial(context.device)
+                if estimator.trainable:
+                    self.train_control_variate(estimator, f, params, num_samples)
+                moments, seconds = self.measure(estimator, f, params, num_samples, context.device)
+                exact = self.exact(estimator, cost, k, num_samples)
+                for param in self.params:
+                    exact_grad, exact_mean, exact_var = exact[param]
+                    stats = gradient_statistics(moments[param], exact_grad, seconds)
+                    require_finite_moments(
+                        stats["grad_mean"], stats["grad_var"], exact_grad, exact_mean, exact_var
+                    )
+                    rows.append(
+                        {
+                            **self.run_columns(estimator, context),
+                            "cost": cost,
+                            "k": k,
+                            "param": param,
+                            "dim": cfg.dim,
+                            "mu": point["mu"],
+                            "sigma": point["sigma"],
+                            "num_samples": num_samples,
+                            "n_estimates": cfg.n_estimates,
+                            **stats,
+                            "theta": point["theta"],
+                            **learned_columns(estimator),
+                            "exact_mean": or_nan(exact_mean),
+                            "exact_var": or_nan(exact_var),
+                        }
+                    )
+            context.progress.update(cost=cost, k=k)
+        return pd.DataFrame(rows)
+
+    def step_variance(
+        self,
+        estimator: Estimator,
+        f: CostFn,
+        params: list[torch.Tensor],
+        num_samples: int,
+        step: int,
+    ) -> float:
+        """The variance of one estimate of the gradient with respect to the first parameter's
+        first coordinate at the current parameters, from ``optimize.var_estimates`` estimates of
+        a frozen copy of the estimator, on a random stream of their own: the optimization goes on
+        exactly as it would without the measurement."""
+        m = self.cfg.optimize.var_estimates
+        if not m:
+            return math.nan
+        frozen = copy.deepcopy(estimator).eval()
+        device = params[0].device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(1_000_003 + step)
+            grads = self.gradient_estimates(frozen, f, params, num_samples, m)
+        return grads[0].var().item()
+
+    def optimize_table(self, make_estimator: EstimatorFactory, context: Context) -> pd.DataFrame:
+        """For each (cost, k): the exact objective and the mean parameters against step and
+        time. A non-finite gradient (plain REINFORCE can blow up once sigma is small) stops that
+        trajectory with a last row marked ``diverged``; that is a result, not a crash."""
+        cfg, opt_cfg, rows = self.cfg, self.cfg.optimize, []
+        for cost, k, estimator, num_samples in self.cases(make_estimator, context.seed):
+            with overflow_names_k(cost, k):
+                f = self.cost(cost, k)
+                params = [p.requires_grad_() for p in self.initial(context.device)]
+                optimizer = self.optimizer(params)
+                seconds = 0.0
+                diverged = False
+                for step in range(opt_cfg.steps + 1):
+                    if step % opt_cfg.log_every == 0 or step == opt_cfg.steps or diverged:
+                        rows.append(
+                            {
+                                **self.run_columns(estimator, context),
+                                "cost": cost,
+                                "k": k,
+                                "dim": cfg.dim,
+                                "num_samples": num_samples,
+                                "lr": opt_cfg.lr,
+                                "step": step,
+                                "time_s": seconds,
+                                "objective": self.objective(cost, k, params),
+                                **{
+                                    name: p.detach().mean().item()
+                                    for name, p in zip(self.start(), params, strict=True)
+                                },
+                                **learned_columns(estimator),
+                                "grad_var": self.step_variance(
+                                    estimator, f, params, num_samples, step
+                                ),
+                                "diverged": diverged,
+                            }
+                        )
+                        context.progress.update(cost=cost, k=k, step=step)
+                    if step == opt_cfg.steps or diverged:
+                        break
+                    start = time.perf_counter()
+                    optimizer.zero_grad()
+                    loss = estimator(self.distribution(*params), f, num_samples).mean()
+                    estimator.backward(loss, *params)
+                    diverged = not all(torch.isfinite(p.grad).all() for p in params)
+                    if not diverged:
+                        optimizer.step()
+                        self.after_step(params)
+                    synchronize(context.device)
+                    seconds += time.perf_counter() - start
+                if diverged:
+                    warn_diverged(estimator, cost, k, step)
+        return pd.DataFrame(rows)
+
+    def validate(self, estimator: Estimator, context: Context) -> None:
+        """The keys every toy shares (mode, sizes, num_samples, the costs and k lists, the
+        control variate's training, the optimization's), then the subclass's, then whether the
+        estimator applies; a ConfigError names the key and what is accepted."""
+        cfg = self.cfg
+        if cfg.mode not in MODES:
+            raise ConfigError(f"task.mode={cfg.mode!r}: accepted modes are {', '.join(MODES)}")
+        for key in ("dim", "n_estimates", "chunk_size", "cv_batch"):
+            require_int(cfg[key], f"task.{key}")
+        require_int(cfg.cv_steps, "task.cv_steps", minimum=0)
+        if cfg.n_estimates < 2:
+            raise ConfigError(f"task.n_estimates={cfg.n_estimates}: a variance needs at least 2")
+        if cfg.num_samples is not None:
+            estimator.check_num_samples(cfg.num_samples, "task.num_samples")
+        if not OmegaConf.is_list(cfg.costs) or not cfg.costs:
+            raise ConfigError(
+                f"task.costs={cfg.costs!r}: must be a non-empty list of {list(self.costs)}"
+            )
+        if not OmegaConf.is_list(cfg.k) or not cfg.k:
+            raise ConfigError(f"task.k={cfg.k!r}: must be a non-empty list of numbers, e.g. [1.0]")
+        for k in cfg.k:
+            if isinstance(k, bool) or not isinstance(k, int | float) or not math.isfinite(k):
+                raise ConfigError(f"task.k: {k!r} is not a finite number")
+        if cfg.mode == "optimize":
+            for key in ("steps", "log_every"):
+                require_int(cfg.optimize[key], f"task.optimize.{key}")
+            require_finite(cfg.optimize, "lr", "task.optimize.")
+            if cfg.optimize.lr <= 0:
+                raise ConfigError(f"task.optimize.lr={cfg.optimize.lr!r}: must be > 0")
+            m = cfg.optimize.var_estimates
+            if isinstance(m, bool) or not isinstance(m, int) or m < 0 or m == 1:
+                raise ConfigError(
+                    f"task.optimize.var_estimates={m!r}: must be 0 (skip) or an integer >= 2"
+                )
+        for name in self.start():
+            require_finite(cfg, name)
+        num_samples = cfg.num_samples or estimator.min_samples
+        self.check_options(estimator, num_samples)
+        probe = [p.expand(1, cfg.dim) for p in self.initial(context.device)]
+        estimator.check(self.distribution(*probe), num_samples)
+
+    def run(self, make_estimator: EstimatorFactory, context: Context) -> Result:
+        """``metrics`` (mode estimate) or ``optimize`` (mode optimize)."""
+        if self.cfg.mode == "estimate":
+            table = self.estimate_table(make_estimator, context)
+            return Result({"metrics": table})
+        table = self.optimize_table(make_estimator, context)
+        return Result({"optimize": table}, "diverged" if table["diverged"].any() else "completed")
+
+    def summary_rows(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
+        """Every metrics row, without exact_mean where it only repeats exact_grad (every unbiased
+        estimator); each optimization's last row."""
+        if name == "optimize":
+            return table.groupby(["cost", "k"], sort=False).tail(1)
+        if table["exact_mean"].equals(table["exact_grad"]):
+            return table.drop(columns="exact_mean")
+        return table
+
+    @classmethod
+    def summary_lines(cls, summary: pd.DataFrame) -> list[str]:
+        from benchmarks.tasks import toy_figures
+
+        return toy_figures.summary_lines(summary)
+
+    @classmethod
+    def figures(cls, summary, style):
+        from benchmarks.tasks import toy_figures
+
+        return toy_figures.figures(summary, style)
+
+
+def learned_columns(estimator: Estimator) -> dict[str, float]:
+    """``learned_eta``, ``learned_temperature``: a learned control variate's values as measured."""
+    return {f"learned_{key}": value for key, value in estimator.learned().items()}
+
+
+def warn_diverged(estimator: Estimator, cost: str, k: float, step: int) -> None:
+    """The one stderr line for a toy optimization stopped by a non-finite gradient."""
+    print(
+        f"{estimator.name}: optimization of {cost} (k={k:g}) diverged at step {step} "
+        "(a non-finite gradient); its trajectory stops there",
+        file=sys.stderr,
+    )
