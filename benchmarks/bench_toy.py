@@ -23,6 +23,7 @@ import torch
 from omegaconf import OmegaConf
 
 import estimators
+from benchmarks.config import CONF_DIR
 from benchmarks.results import write_table
 from benchmarks.tasks import gaussian
 
@@ -114,7 +115,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", type=Path, default=Path("results/perf/toy_speed.csv"))
     args = parser.parse_args()
-    chunk = OmegaConf.load(Path(__file__).parents[1] / "conf/task/gaussian.yaml").chunk_size
+    chunk = OmegaConf.load(CONF_DIR / "task/gaussian.yaml").chunk_size
 
     torch.manual_seed(0)
     contenders = {
