@@ -140,7 +140,7 @@ def compare(new: dict[str, float], baseline: dict[str, float], threshold: float)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["compare", "update"])
-    parser.add_argument("json", type=Path, help="pytest-benchmark JSON of benchmarks/regression")
+    parser.add_argument("json", type=Path, help="pytest-benchmark JSON of tests/speed")
     parser.add_argument("--baseline", type=Path, default=BASELINE)
     parser.add_argument(
         "--threshold",
