@@ -29,8 +29,8 @@ from benchmarks.tasks import gaussian, vae
 BASELINE = Path(__file__).with_name("timing_baseline.json")
 # A ratio may grow by this fraction before the gate fails. Over 12 repeated runs of the suite on
 # an unchanged tree on a 2-core machine the largest growth seen was x1.55 (the noisiest case, the
-# probe; see results/perf/timing_false_alarms.csv and the README), so x2 leaves headroom above
-# the noise while a 3x slowdown (x3) fails clearly.
+# probe; see results/perf/timing_false_alarms.csv and docs/regression-gates.md), so x2 leaves
+# headroom above the noise while a 3x slowdown (x3) fails clearly.
 THRESHOLD = 1.0
 ESTIMATORS = ("reparam", "reinforce", "reinforce_baseline")
 TOY_BATCH, X_DIM, HIDDEN, LATENT, BATCH, M = 65536, 64, 400, 20, 128, 20
