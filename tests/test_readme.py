@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -104,3 +105,29 @@ def test_the_documented_bad_input_examples_print_what_they_show(tmp_path):
         out = run(*args, f"hydra.run.dir={run_dir}")
         assert (out.returncode, out.stderr.strip()) == (2, expected)
         assert not run_dir.exists()
+
+
+def documented_run_commands() -> list[str]:
+    """Every ``python -m benchmarks.run`` line in a fenced bash block of the README or the docs,
+    continuation lines joined and comments dropped."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    commands = []
+    for page in pages:
+        for block in re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                if line.startswith("python -m benchmarks.run "):
+                    commands.append(line.split(" #")[0].strip())
+    return commands
+
+
+def test_every_documented_run_command_names_existing_keys_and_options():
+    from benchmarks.run import check_overrides
+
+    commands = documented_run_commands()
+    assert "python -m benchmarks.run estimator=reparam" in commands  # the README's main job
+    for command in commands:
+        check_overrides(shlex.split(command)[3:])  # raises ConfigError on a stale key or option
+
+
+def test_the_readme_stays_a_front_page():
+    assert len((ROOT / "README.md").read_bytes()) <= 15_000
