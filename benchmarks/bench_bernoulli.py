@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 import estimators
 from benchmarks.bench_toy import write_report
 from benchmarks.bench_vae import interleaved_medians
+from benchmarks.config import CONF_DIR
 from benchmarks.measure import measure_estimates
 from benchmarks.tasks import bernoulli
 from benchmarks.tasks.base import build
@@ -28,7 +29,7 @@ CPU = torch.device("cpu")
 
 
 def harness(n: int, chunk: int, with_statistics: bool) -> None:
-    task = build(OmegaConf.load(Path(__file__).parents[1] / "conf/task/bernoulli.yaml"))
+    task = build(OmegaConf.load(CONF_DIR / "task/bernoulli.yaml"))
     est, f = estimators.build("disarm"), bernoulli.total_cost("square", K)
     theta = torch.full((1,), THETA, dtype=torch.float64)
     chunk_of = lambda b: task.gradient_estimates(est, f, [theta], 2, b)  # noqa: E731
@@ -55,7 +56,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--out", type=Path, default=Path("results/perf/bernoulli_speed.csv"))
     args = parser.parse_args()
-    chunk = OmegaConf.load(Path(__file__).parents[1] / "conf/task/bernoulli.yaml").chunk_size
+    chunk = OmegaConf.load(CONF_DIR / "task/bernoulli.yaml").chunk_size
     torch.manual_seed(0)
     medians = interleaved_medians(
         {

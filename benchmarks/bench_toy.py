@@ -23,6 +23,7 @@ import torch
 from omegaconf import OmegaConf
 
 import estimators
+from benchmarks.config import CONF_DIR
 from benchmarks.results import write_table
 from benchmarks.tasks.base import build
 from benchmarks.tasks.toy import Toy
@@ -60,7 +61,7 @@ def write_report(
 
 def toy(n: int) -> Toy:
     """``task=gaussian`` at mu = sigma = 1 in one dimension, measuring ``n`` estimates."""
-    cfg = OmegaConf.load(Path(__file__).parents[1] / "conf/task/gaussian.yaml")
+    cfg = OmegaConf.load(CONF_DIR / "task/gaussian.yaml")
     return build(OmegaConf.merge(cfg, {"mu": MU, "sigma": SIGMA, "dim": 1, "n_estimates": n}))
 
 

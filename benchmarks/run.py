@@ -30,13 +30,13 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from benchmarks.config import CONF_DIR
 from benchmarks.results import RunWriter
 from benchmarks.tasks.base import Context, Result, Task, build, run_task
 from estimators.base import ConfigError, Estimator, require_int
 
 log = logging.getLogger(__name__)
 DEVICES = ("cpu", "cuda", "auto")
-CONF = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("dataset", "task", "estimator")
 GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
 
@@ -109,7 +109,7 @@ def discard_hydra_files(run_dir: Path) -> None:
         run_dir.parent.rmdir()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -207,7 +207,7 @@ def check_overrides(args: list[str]) -> None:
     report; anything else is left to Hydra."""
     if any(arg.startswith("-") and arg not in ("-m", "--multirun") for arg in args):
         return  # --cfg, --help, --config-name ...: Hydra's own business
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for overrides in override_sets(args):
             try:
                 compose("config", overrides=overrides)

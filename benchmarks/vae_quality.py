@@ -25,10 +25,10 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from benchmarks.bench_toy import machine
+from benchmarks.config import CONF_DIR
 from benchmarks.results import RunWriter, atomic_write, markdown_table, write_table
 from benchmarks.tasks import vae
 
-ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 ESTIMATORS = {
     "reparam": ["estimator=reparam"],
@@ -51,7 +51,7 @@ def discrete_estimators(latent: str) -> dict[str, list[str]]:
 
 
 def compose_task(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("config", overrides=["task=vae", *overrides])
 
 

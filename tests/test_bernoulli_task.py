@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from scipy import stats
 
 import estimators
+from benchmarks.config import CONF_DIR
 from benchmarks.tasks import base
 from benchmarks.tasks.bernoulli_exact import exact_moments
 from estimators.base import ConfigError
@@ -30,7 +31,7 @@ ESTIMATORS = [
 
 
 def run_task(seed: int = 0, **overrides):
-    task = OmegaConf.load("conf/task/bernoulli.yaml")
+    task = OmegaConf.load(CONF_DIR / "task/bernoulli.yaml")
     task.n_estimates = 40_000
     for key, value in overrides.items():
         OmegaConf.update(task, key, value)

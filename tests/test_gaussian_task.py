@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from scipy import stats
 
 import estimators
+from benchmarks.config import CONF_DIR
 from benchmarks.tasks import base
 from estimators.base import ConfigError
 
@@ -21,7 +22,7 @@ Z_CRIT = stats.norm.isf(0.5e-5)
 
 
 def task_cfg(**overrides):
-    cfg = OmegaConf.load("conf/task/gaussian.yaml")
+    cfg = OmegaConf.load(CONF_DIR / "task/gaussian.yaml")
     cfg.n_estimates = 40_000
     cfg.chunk_size = 16_384
     for key, value in overrides.items():

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from torch.distributions import Bernoulli, Independent, OneHotCategorical
 
 import estimators
+from benchmarks.config import CONF_DIR
 from benchmarks.tasks import bernoulli
 from benchmarks.tasks.base import build
 from benchmarks.tasks.bernoulli_exact import exact_gradient, exact_moments
@@ -21,7 +22,7 @@ LEARNED = ["rebar", "relax"]
 
 def toy(**overrides) -> bernoulli.BernoulliToy:
     """The Bernoulli toy as ``task=bernoulli`` builds it, with ``overrides``."""
-    return build(OmegaConf.merge(OmegaConf.load("conf/task/bernoulli.yaml"), overrides))
+    return build(OmegaConf.merge(OmegaConf.load(CONF_DIR / "task/bernoulli.yaml"), overrides))
 
 
 def bits(logits: torch.Tensor) -> Independent:

@@ -14,13 +14,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from cli import ROOT, run
+from cli import run
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from scipy import stats
 
 import estimators
 from benchmarks import data
+from benchmarks.config import CONF_DIR
 from benchmarks.results import RunWriter
 from benchmarks.tasks import vae
 from estimators.base import ConfigError, Estimator, score_surrogate
@@ -39,7 +40,7 @@ SHORT = [
 
 
 def config(*overrides: str):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("config", overrides=[*SHORT, *overrides])
 
 

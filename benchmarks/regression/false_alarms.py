@@ -1,8 +1,9 @@
 """How often the timing gate cries wolf: ``python -m benchmarks.regression.false_alarms --runs 10``.
 
-Runs the pytest-benchmark suite ``--runs`` times on an unchanged tree, compares each run's ratios
-with the committed baseline, and reports per benchmark the largest growth seen and how many runs
-the gate would have failed. Writes ``results/perf/timing_false_alarms.csv``.
+Runs the pytest-benchmark suite (``tests/speed``, from the repository root) ``--runs`` times on
+an unchanged tree, compares each run's ratios with the committed baseline, and reports per
+benchmark the largest growth seen and how many runs the gate would have failed.
+Writes ``results/perf/timing_false_alarms.csv``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def main() -> None:
                     sys.executable,
                     "-m",
                     "pytest",
-                    "benchmarks/regression",
+                    "tests/speed",
                     "-q",
                     f"--benchmark-json={path}",
                 ],

@@ -30,13 +30,13 @@ from omegaconf import OmegaConf
 from scipy import stats
 
 import estimators
+from benchmarks.config import CONF_DIR
 from benchmarks.measure import Z_95
 from benchmarks.regression import report
 from benchmarks.results import RunWriter, write_table
 from benchmarks.tasks import vae
 from benchmarks.tasks.base import Context, build, run_task
 
-ROOT = Path(__file__).resolve().parents[2]
 BASELINE_TOY = Path(__file__).with_name("stat_baseline_toy.csv")
 BASELINE_VAE = Path(__file__).with_name("stat_baseline_vae.csv")
 ALPHA = 1e-3
@@ -76,7 +76,7 @@ def measure_toy() -> pd.DataFrame:
         ("gaussian", TOY, ESTIMATORS),
         ("bernoulli", BERNOULLI, BERNOULLI_ESTIMATORS),
     ):
-        cfg = OmegaConf.merge(OmegaConf.load(ROOT / f"conf/task/{name}.yaml"), overrides)
+        cfg = OmegaConf.merge(OmegaConf.load(CONF_DIR / f"task/{name}.yaml"), overrides)
         for key, options in gated.items():
             estimator = key.removeprefix("bernoulli:").split(":")[0]
             make = functools.partial(estimators.build, estimator, **options)
@@ -90,7 +90,7 @@ def measure_vae() -> pd.DataFrame:
     rows = []
     for name in VAE_ESTIMATORS:
         for seed in VAE_SEEDS:
-            with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
                 cfg = compose(
                     "config", overrides=[*VAE_OVERRIDES, f"estimator={name}", f"seed={seed}"]
                 )

@@ -23,6 +23,7 @@ import torch
 from omegaconf import OmegaConf
 
 import estimators
+from benchmarks.config import CONF_DIR
 from benchmarks.regression import report
 from benchmarks.results import atomic_write
 from benchmarks.tasks import gaussian, vae
@@ -31,8 +32,8 @@ from benchmarks.tasks.base import build
 BASELINE = Path(__file__).with_name("timing_baseline.json")
 # A ratio may grow by this fraction before the gate fails. Over 12 repeated runs of the suite on
 # an unchanged tree on a 2-core machine the largest growth seen was x1.55 (the noisiest case, the
-# probe; see results/perf/timing_false_alarms.csv and the README), so x2 leaves headroom above
-# the noise while a 3x slowdown (x3) fails clearly.
+# probe; see results/perf/timing_false_alarms.csv and docs/regression-gates.md), so x2 leaves
+# headroom above the noise while a 3x slowdown (x3) fails clearly.
 THRESHOLD = 1.0
 ESTIMATORS = ("reparam", "reinforce", "reinforce_baseline")
 TOY_BATCH, X_DIM, HIDDEN, LATENT, BATCH, M = 65536, 64, 400, 20, 128, 20
@@ -41,7 +42,7 @@ CPU = torch.device("cpu")
 
 def toy_case(name: str) -> tuple[Callable[[], object], Callable[[], object]]:
     """One chunk of toy estimates (square cost), and an elementwise chain of the same size."""
-    task = build(OmegaConf.load(Path(__file__).parents[2] / "conf/task/gaussian.yaml"))
+    task = build(OmegaConf.load(CONF_DIR / "task/gaussian.yaml"))
     est, f, params = estimators.build(name), gaussian.total_cost("square", 1.0), task.initial(CPU)
     n = est.min_samples
 
@@ -143,7 +144,7 @@ def compare(new: dict[str, float], baseline: dict[str, float], threshold: float)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["compare", "update"])
-    parser.add_argument("json", type=Path, help="pytest-benchmark JSON of benchmarks/regression")
+    parser.add_argument("json", type=Path, help="pytest-benchmark JSON of tests/speed")
     parser.add_argument("--baseline", type=Path, default=BASELINE)
     parser.add_argument(
         "--threshold",

@@ -1,4 +1,6 @@
-"""The pytest-benchmark suite: ``pytest benchmarks/regression --benchmark-json=FILE``.
+"""The pytest-benchmark suite: ``python -m pytest tests/speed --benchmark-json=FILE``.
+
+Kept out of the default ``pytest`` run (``norecursedirs`` in pyproject.toml) and of the wheel.
 
 Every estimator's toy estimate, VAE training step and gradient probe, each timed by
 pytest-benchmark (absolute times, with its machine information) and, in the same process, as a
