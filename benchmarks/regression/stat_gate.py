@@ -32,7 +32,7 @@ from scipy import stats
 import estimators
 from benchmarks.measure import Z_95
 from benchmarks.regression import report
-from benchmarks.results import write_table
+from benchmarks.results import RunWriter, write_table
 from benchmarks.tasks import bernoulli, gaussian, vae
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,7 +95,7 @@ def measure_vae() -> pd.DataFrame:
                 )
             with tempfile.TemporaryDirectory() as run_dir:
                 make = functools.partial(estimators.build, name)
-                final = vae.run(cfg, make, CPU, Path(run_dir))["eval"].iloc[-1]
+                final = vae.run(cfg, make, CPU, RunWriter(Path(run_dir)))["eval"].iloc[-1]
             rows.append({"estimator": name, "seed": seed, "test_elbo": final.test_elbo})
     return pd.DataFrame(rows)
 
