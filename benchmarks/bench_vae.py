@@ -4,9 +4,9 @@
 (medians over repeats), at 784-400-20 and batch 128 on random binary images (the time of a step
 does not depend on the pixel values):
 
-- one training step of the harness with ``reparam`` (``benchmarks.tasks.vae.train.train_step``) against
-  a plain hand-written step of the canonical PyTorch example's VAE (fc1, fc21/fc22, fc3, fc4;
-  binary cross-entropy on sigmoid outputs plus the closed-form KL; Adam 1e-3);
+- one training step of the harness with ``reparam`` (``benchmarks.tasks.vae.train.train_step``)
+  against a plain hand-written step of the canonical PyTorch example's VAE (fc1, fc21/fc22, fc3,
+  fc4; binary cross-entropy on sigmoid outputs plus the closed-form KL; Adam 1e-3);
 - the M=100 gradient-variance probe against M separate backward passes on the same batch, at
   784-400-20 and at the digits task's 64-400-20.
 
