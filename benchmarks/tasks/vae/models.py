@@ -15,6 +15,8 @@ log q(b|x), as in the DisARM paper's VAE; q's direct part then gets the pathwise
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +34,7 @@ from torch.distributions import (
 import estimators
 from benchmarks import data
 from estimators.base import Estimator
+from estimators.baselines import Supplied
 
 LATENTS = ("gaussian", "bernoulli", "categorical")
 # Hidden layers and their activation: ``mlp`` is the canonical example's; ``linear`` and
@@ -220,11 +223,20 @@ def elbo_terms(
 
 
 class LearnedBaseline(nn.Module):
-    """NVIL's learned input-dependent baseline b(x): a small MLP regressing the learning signal."""
+    """NVIL's learned input-dependent baseline b(x): a small MLP regressing the learning signal,
+    handed to the estimator through ``supplied``, the baseline the estimator was built with."""
 
-    def __init__(self, x_dim: int, hidden: int) -> None:
+    def __init__(self, x_dim: int, hidden: int, supplied: Supplied | None = None) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(x_dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+        self.supplied = supplied or Supplied()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(-1)
+
+    @contextmanager
+    def supplying(self, x: torch.Tensor) -> Iterator[torch.Tensor]:
+        """b(x), the estimator's baseline in the calls of the block (and the regression's)."""
+        b = self(x)
+        with self.supplied.given(b):
+            yield b

@@ -80,7 +80,5 @@ def validate(task: DictConfig, dataset: str, estimator: Estimator) -> None:
 def check_estimator(estimator: Estimator, task: DictConfig, num_samples: int) -> None:
     """Stop with the contract's one line if the estimator does not apply to this latent family,
     checked on q built from a dummy encoder output before any work."""
-    if getattr(estimator, "baseline", None) == "hook":
-        estimator.hook = lambda z: 0.0  # a stand-in; train_step sets the learned baseline
     h = torch.zeros(1, encoder_size(task.latent, task.latent_dim, task.categories))
     estimator.check(posterior(h, task.latent, task.categories), num_samples)

@@ -8,6 +8,7 @@ import logging
 import math
 import sys
 import time
+from contextlib import nullcontext
 
 import pandas as pd
 import torch
@@ -21,6 +22,7 @@ from benchmarks.tasks.vae.models import VAE, LearnedBaseline, elbo_terms, make_m
 from benchmarks.tasks.vae.probe import probe_rows
 from benchmarks.tasks.vae.settings import OPTIMIZERS
 from estimators.base import Estimator
+from estimators.baselines import Supplied
 
 log = logging.getLogger(__name__)
 TABLES = ("train", "eval", "grad_var")
@@ -41,10 +43,8 @@ def train_step(
     step whose loss or gradient is not finite leaves the parameters as they were.
     """
     h = model.encoder(x)
-    if baseline is not None:
-        b = baseline(x)
-        estimator.hook = lambda z: b.detach()
-    reconstruction, kl = elbo_terms(model, estimator, x, h, num_samples)
+    with baseline.supplying(x) if baseline is not None else nullcontext() as b:
+        reconstruction, kl = elbo_terms(model, estimator, x, h, num_samples)
     per_example = reconstruction.mean(0) - kl
     loss = -per_example.sum()
     if baseline is not None:
@@ -98,15 +98,16 @@ class Trainer:
         estimator: Estimator,
         num_samples: int,
         context: Context,
-        learned_baseline: bool = False,
+        supplied: Supplied | None = None,
     ) -> None:
         self.task, self.dataset, self.estimator = task, dataset, estimator
         self.num_samples, self.context = num_samples, context
         self.device, self.seed, self.writer = context.device, context.seed, context.writer
         torch.manual_seed(self.seed)
         self.model = make_model(dataset, task).to(self.device)
-        self.baseline = LearnedBaseline(dataset.dim, task.baseline_hidden).to(self.device)
-        self.learned = self.baseline if learned_baseline else None
+        self.baseline = LearnedBaseline(dataset.dim, task.baseline_hidden, supplied)
+        self.baseline.to(self.device)
+        self.learned = self.baseline if supplied is not None else None
         self.params = list(self.model.parameters())
         if self.learned is not None:
             self.params += list(self.learned.parameters())
@@ -202,11 +203,13 @@ class Trainer:
         task, step = self.task, self.state["step"]
         if not (task.grad_var_every and task.grad_var_samples and step % task.grad_var_every == 0):
             return
-        if self.learned is not None:
-            self.estimator.hook = lambda z: self.learned(self.probe_x)
         seed = self.seed + 1_000_003 * step
         m = task.grad_var_samples
-        rows = probe_rows(self.model, self.estimator, self.probe_x, self.num_samples, m, seed)
+        learned = (
+            self.learned.supplying(self.probe_x) if self.learned is not None else nullcontext()
+        )
+        with learned:
+            rows = probe_rows(self.model, self.estimator, self.probe_x, self.num_samples, m, seed)
         self.state["grad_var"] += [{"step": step, "M": m, **row} for row in rows]
 
     def evaluate(self) -> None:
