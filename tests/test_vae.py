@@ -685,3 +685,24 @@ def test_a_gpu_run_resumes_from_its_checkpoint(tmp_path, monkeypatch, args):
     assert resumed["eval"].epoch.tolist() == [1, 2, 3]
     # the GPU's kernels need not be bit-reproducible; the same course within float32 noise
     pd.testing.assert_series_equal(resumed["eval"].test_elbo, whole["eval"].test_elbo, rtol=1e-3)
+
+
+def test_the_task_runs_under_the_contract_and_returns_its_result(tmp_path):
+    # VAETask as the runner will build it (conf/task/vae.yaml's _target_): it writes only while
+    # it runs (running status, checkpoint), and returns its tables and final status.
+    from benchmarks.tasks.base import Context
+
+    cfg = config("estimator=nvil")
+    task = instantiate(cfg.task)
+    assert isinstance(task, vae.VAETask) and task.tables == ("train", "eval", "grad_var")
+    context = Context(seed=0, device=CPU, writer=RunWriter(tmp_path), config=cfg)
+    make = functools.partial(instantiate, cfg.estimator)
+    task.validate(make(), context)
+    result = task.run(make, context)
+    assert result.status == "completed"
+    assert result.details == {"epoch": 2, "step": 16, "message": ""}
+    assert context.progress == {"epoch": 2, "step": 16}
+    assert set(result.tables["train"].options) == {"baseline=hook"}
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "running"
+    shown = task.summary_rows("grad_var", result.tables["grad_var"])
+    assert set(shown.param) == {"total"} and set(shown.step) == {0, 5, 10, 15}
