@@ -4,9 +4,9 @@
 (medians over repeats), at 784-400-20 and batch 128 on random binary images (the time of a step
 does not depend on the pixel values):
 
-- one training step of the harness with ``reparam`` (``benchmarks.tasks.vae.train_step``) against
-  a plain hand-written step of the canonical PyTorch example's VAE (fc1, fc21/fc22, fc3, fc4;
-  binary cross-entropy on sigmoid outputs plus the closed-form KL; Adam 1e-3);
+- one training step of the harness with ``reparam`` (``benchmarks.tasks.vae.train.train_step``)
+  against a plain hand-written step of the canonical PyTorch example's VAE (fc1, fc21/fc22, fc3,
+  fc4; binary cross-entropy on sigmoid outputs plus the closed-form KL; Adam 1e-3);
 - the M=100 gradient-variance probe against M separate backward passes on the same batch, at
   784-400-20 and at the digits task's 64-400-20.
 
@@ -30,8 +30,10 @@ from torch import nn
 
 import estimators
 from benchmarks.bench_toy import write_report
-from benchmarks.run import resolve_device
-from benchmarks.tasks import vae
+from benchmarks.experiment import resolve_device
+from benchmarks.tasks.vae.models import VAE, elbo_terms
+from benchmarks.tasks.vae.probe import encoder_gradient_samples
+from benchmarks.tasks.vae.train import train_step
 from estimators.base import ConfigError
 
 X_DIM, HIDDEN, LATENT, BATCH = 784, 400, 20, 128
@@ -65,11 +67,11 @@ def canonical_step(model: CanonicalVAE, optimizer, x: torch.Tensor) -> None:
     optimizer.step()
 
 
-def separate_backward_passes(model: vae.VAE, estimator, x: torch.Tensor, m: int) -> None:
+def separate_backward_passes(model: VAE, estimator, x: torch.Tensor, m: int) -> None:
     """The probe done naively: M encoder-gradient estimates from M backward passes."""
     params = list(model.encoder.parameters())
     for _ in range(m):
-        reconstruction, kl = vae.elbo_terms(model, estimator, x, model.encoder(x), 1)
+        reconstruction, kl = elbo_terms(model, estimator, x, model.encoder(x), 1)
         torch.autograd.grad((reconstruction.mean(0) - kl).sum(), params)
 
 
@@ -128,7 +130,7 @@ def main() -> None:
     torch.manual_seed(0)
     x = torch.bernoulli(torch.full((BATCH, X_DIM), 0.3, device=device))
 
-    harness = vae.VAE(X_DIM, HIDDEN, LATENT).to(device)
+    harness = VAE(X_DIM, HIDDEN, LATENT).to(device)
     harness_opt = torch.optim.Adam(harness.parameters(), lr=1e-3)
     harness_params = list(harness.parameters())
     reparam = estimators.build("reparam")
@@ -136,7 +138,7 @@ def main() -> None:
     canonical_opt = torch.optim.Adam(canonical.parameters(), lr=1e-3)
     steps = interleaved_medians(
         {
-            "harness training step (reparam)": lambda: vae.train_step(
+            "harness training step (reparam)": lambda: train_step(
                 harness, reparam, harness_opt, harness_params, x, 1
             ),
             "canonical PyTorch VAE step": lambda: canonical_step(canonical, canonical_opt, x),
@@ -148,12 +150,12 @@ def main() -> None:
 
     groups = {"training step, 784-400-20": steps}
     for x_dim in (X_DIM, 64):  # MNIST's size, and digits' (8x8)
-        model = vae.VAE(x_dim, HIDDEN, LATENT).to(device)
+        model = VAE(x_dim, HIDDEN, LATENT).to(device)
         xs = torch.bernoulli(torch.full((BATCH, x_dim), 0.3, device=device))
         groups[f"gradient probe, {x_dim}-{HIDDEN}-{LATENT}"] = interleaved_medians(
             {
                 f"M={args.m} estimates, one vectorized pass": lambda model=model, xs=xs: (
-                    vae.encoder_gradient_samples(model, reparam, xs, 1, args.m)
+                    encoder_gradient_samples(model, reparam, xs, 1, args.m)
                 ),
                 f"M={args.m} separate backward passes": lambda model=model, xs=xs: (
                     separate_backward_passes(model, reparam, xs, args.m)

@@ -1,11 +1,11 @@
 """Speed of a training step on the Bernoulli-latent VAE, per estimator, against the leave-one-out
 baseline at the same number of decoder evaluations.
 
-``python -m benchmarks.bench_vae_discrete`` times ``benchmarks.tasks.vae.train_step`` on the DisARM
-paper's nonlinear VAE (784-200-200-200 bits, LeakyReLU, Adam 1e-4, batch 50; random binary images,
-since a step's time does not depend on the pixel values) for every registered estimator that
-applies to Independent(Bernoulli) (so new ones join by being registered), in one process, the
-contenders interleaved, medians over repeats. The reference is ``reinforce_baseline``
+``python -m benchmarks.bench_vae_discrete`` times ``benchmarks.tasks.vae.train.train_step`` on
+the DisARM paper's nonlinear VAE (784-200-200-200 bits, LeakyReLU, Adam 1e-4, batch 50; random
+binary images, since a step's time does not depend on the pixel values) for every registered
+estimator that applies to Independent(Bernoulli) (so new ones join by being registered), in one
+process, the contenders interleaved, medians over repeats. The reference is ``reinforce_baseline``
 (leave-one-out) with num_samples=2; arm and disarm also take num_samples=2 (one antithetic pair,
 two decoder evaluations), the others their minimum. ``evaluations`` counts decoder rows per example
 per step. ``--device cuda`` times it on a GPU. Writes ``results/perf/vae_discrete_speed.csv``
@@ -23,7 +23,8 @@ import torch
 import estimators
 from benchmarks.bench_toy import write_report
 from benchmarks.bench_vae import device_or_exit, interleaved_medians, speed_csv
-from benchmarks.tasks import vae
+from benchmarks.tasks.vae.models import VAE, estimators_for
+from benchmarks.tasks.vae.train import train_step
 
 X_DIM, HIDDEN, BITS, BATCH, LR = 784, 200, 200, 50, 1e-4
 REFERENCE = "reinforce_baseline"
@@ -32,7 +33,7 @@ REFERENCE = "reinforce_baseline"
 def contenders() -> dict[str, tuple[estimators.Estimator, int]]:
     """Every registered estimator that serves the Bernoulli latent, with its num_samples."""
     found = {}
-    for name in vae.estimators_for("bernoulli"):
+    for name in estimators_for("bernoulli"):
         est = estimators.build(name)
         found[name] = (est, 2 if name in (REFERENCE, "arm", "disarm") else est.min_samples)
     return found
@@ -41,13 +42,13 @@ def contenders() -> dict[str, tuple[estimators.Estimator, int]]:
 def step_runner(est: estimators.Estimator, num_samples: int, x: torch.Tensor):
     """A fresh model (same initial weights for every estimator) and its training step."""
     torch.manual_seed(0)
-    model = vae.VAE(X_DIM, HIDDEN, BITS, "bernoulli", "nonlinear").to(x.device)
+    model = VAE(X_DIM, HIDDEN, BITS, "bernoulli", "nonlinear").to(x.device)
     params = list(model.parameters())
     optimizer = torch.optim.Adam(params, lr=LR)
-    return model, lambda: vae.train_step(model, est, optimizer, params, x, num_samples)
+    return model, lambda: train_step(model, est, optimizer, params, x, num_samples)
 
 
-def decoder_evaluations(model: vae.VAE, step) -> float:
+def decoder_evaluations(model: VAE, step) -> float:
     """Decoder input rows per example in one step (f's evaluations, relaxed ones included)."""
     rows = []
     hook = model.decoder.register_forward_hook(lambda m, args, out: rows.append(out.shape[:-1]))

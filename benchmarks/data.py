@@ -8,7 +8,7 @@
   the test set is binarized once with a fixed seed.
 - ``linear_gaussian``: continuous data x = W z + b + noise from a fixed random linear-Gaussian
   model; the VAE then gets a linear Gaussian decoder, whose ELBO, ELBO gradient and marginal
-  likelihood are exact (``benchmarks.tasks.vae.LinearGaussianVAE``).
+  likelihood are exact (``benchmarks.tasks.vae.models.LinearGaussianVAE``).
 """
 
 from __future__ import annotations

@@ -14,76 +14,27 @@ import sys
 from pathlib import Path
 
 import hydra
-import numpy as np
 import pandas as pd
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import (
     ConfigCompositionException,
-    InstantiationException,
     MissingConfigException,
     OverrideParseException,
 )
 from hydra.types import RunMode
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from benchmarks.config import CONF_DIR
+from benchmarks.experiment import run_config
 from benchmarks.results import RunWriter
-from benchmarks.tasks.base import Context, Result, Task, build, run_task
-from estimators.base import ConfigError, Estimator, require_int
+from benchmarks.tasks.base import Task
+from estimators.base import ConfigError
 
 log = logging.getLogger(__name__)
-DEVICES = ("cpu", "cuda", "auto")
 GROUPS = ("dataset", "task", "estimator")
 GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA where there is a GPU and the CPU otherwise."""
-    if name not in DEVICES:
-        raise ConfigError(f"device={name!r}: accepted devices are {', '.join(DEVICES)}")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device='cuda': no CUDA device is available here; use cpu or auto")
-    return torch.device(name)
-
-
-def estimator_factory(cfg: DictConfig):
-    """A function that builds a fresh estimator from its config, unwrapping config errors."""
-
-    def make() -> Estimator:
-        try:
-            return instantiate(cfg)
-        except InstantiationException as error:
-            cause = error.__cause__
-            if isinstance(cause, ConfigError):
-                message = str(cause)
-                options = [key for key in cfg if key not in ("_target_", "name")]
-                if any(message.startswith(f"{key}=") for key in options):
-                    message = f"estimator.{message}"  # name the key as the user typed it
-                raise ConfigError(message) from None
-            raise
-
-    make()  # fail on bad options now, before any work
-    return make
-
-
-def run(cfg: DictConfig, writer: RunWriter) -> tuple[Task, Result]:
-    """Build the configured task and estimator, then validate and run the task."""
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
-        raise ConfigError(f"seed={cfg.seed!r}: must be an integer")
-    require_int(cfg.threads, "threads", nullable=True)
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    make_estimator = estimator_factory(cfg.estimator)
-    task = build(cfg.task)
-    np.random.seed(cfg.seed % 2**32)
-    return task, run_task(task, make_estimator, Context(cfg.seed, device, writer, cfg))
 
 
 def summary(task: Task, name: str, table: pd.DataFrame) -> str | None:
@@ -117,7 +68,7 @@ def main(cfg: DictConfig) -> None:
     # The writer notes what an earlier run in this folder left, if anything.
     writer = RunWriter(run_dir, task=OmegaConf.select(cfg, "task._target_"))
     try:
-        task, result = run(cfg, writer)
+        task, result = run_config(cfg, writer)
     except ConfigError as error:
         if in_sweep:  # the sweep goes on; the plot callback names this job and its error
             writer.status("failed", error=str(error))
@@ -135,12 +86,9 @@ def main(cfg: DictConfig) -> None:
         log.exception("job %s failed; the sweep goes on", hydra_cfg.job.num)
         return
     for name, table in result.tables.items():
-        writer.table(name, table)
         text = summary(task, name, table)
         if text:
             print(f"{name}.csv:\n{text}\n")
-    writer.status(result.status, **result.details)
-    writer.finish()
     print(f"wrote {', '.join(f'{name}.csv' for name in result.tables)} into {run_dir}")
 
 

@@ -22,12 +22,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
 from benchmarks.bench_toy import machine
 from benchmarks.config import CONF_DIR
+from benchmarks.experiment import run_config
 from benchmarks.results import RunWriter, atomic_write, markdown_table, write_table
-from benchmarks.tasks import vae
+from benchmarks.tasks.vae.models import ARCHS, LATENTS, estimators_for
+from benchmarks.tasks.vae.settings import resolve
 
 CPU = torch.device("cpu")
 ESTIMATORS = {
@@ -42,7 +43,7 @@ ESTIMATORS = {
 def discrete_estimators(latent: str) -> dict[str, list[str]]:
     """The leave-one-out baseline first (it sets the time budget), then every other registered
     estimator that applies to the latent family, then nvil."""
-    names = [n for n in vae.estimators_for(latent) if n != "reinforce_baseline"]
+    names = [n for n in estimators_for(latent) if n != "reinforce_baseline"]
     return {
         "reinforce_baseline (loo)": ["estimator=reinforce_baseline"],
         **{name: [f"estimator={name}"] for name in names},
@@ -63,17 +64,17 @@ def train(overrides: list[str], device: torch.device = CPU) -> tuple[pd.Series, 
     cfg = compose_task(overrides)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:
-        tables = vae.run(cfg, lambda: instantiate(cfg.estimator), device, RunWriter(run_dir))
-    return tables["eval"].iloc[-1], time.perf_counter() - start
+        _, result = run_config(cfg, RunWriter(run_dir), device=device)
+    return result.tables["eval"].iloc[-1], time.perf_counter() - start
 
 
 def describe(latent: str) -> str:
     """The model's sizes as resolved for digits, for the table's caption."""
-    s = vae.resolve(compose_task([f"task.latent={latent}"]).task, "digits")
+    s = resolve(compose_task([f"task.latent={latent}"]).task, "digits")
     if latent == "gaussian":
         sizes = f"64-{s['hidden']}-{s['latent_dim']}"
     else:
-        layers = vae.ARCHS[s["arch"]][0]  # hidden layers
+        layers = ARCHS[s["arch"]][0]  # hidden layers
         code = (
             f"{s['latent_dim']} bits"
             if latent == "bernoulli"
@@ -85,7 +86,7 @@ def describe(latent: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--latent", choices=vae.LATENTS, default="gaussian")
+    parser.add_argument("--latent", choices=LATENTS, default="gaussian")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", type=Path, help="default: results/vae_digits[_LATENT]")

@@ -3,6 +3,7 @@ root, output captured (one helper for every test module that does)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,3 +20,11 @@ def run(*args: str, module: str = "benchmarks.run", timeout: int = 300):
         text=True,
         timeout=timeout,
     )
+
+
+def doc_block(first_line: str, page: str = "README.md") -> str:
+    """The fenced code block of ``page`` (the README, or a page under docs/) that starts with
+    ``first_line``."""
+    blocks = re.findall(r"```\w*\n(.*?)```", (ROOT / page).read_text(), flags=re.S)
+    (block,) = [b for b in blocks if b.startswith(first_line)]
+    return block

@@ -22,8 +22,9 @@ from scipy import stats
 import estimators
 from benchmarks import data
 from benchmarks.config import CONF_DIR
+from benchmarks.experiment import run_config
 from benchmarks.results import RunWriter
-from benchmarks.tasks import vae
+from benchmarks.tasks.vae import evaluate, models, probe, settings
 from estimators.base import ConfigError, Estimator, score_surrogate
 
 CPU = torch.device("cpu")
@@ -46,8 +47,8 @@ def config(*overrides: str):
 
 def train(run_dir: Path, *overrides: str, make=None, device: torch.device = CPU):
     cfg = config(*overrides)
-    make = make or functools.partial(instantiate, cfg.estimator)
-    return vae.run(cfg, make, device, RunWriter(run_dir))
+    _, result = run_config(cfg, RunWriter(run_dir), make_estimator=make, device=device)
+    return result.tables
 
 
 @pytest.mark.parametrize(
@@ -88,10 +89,10 @@ def test_the_iwae_bound_is_at_least_the_elbo_and_rises_with_k(tmp_path):
     train(tmp_path)
     torch.manual_seed(0)
     x = data.load_digits().test
-    model = vae.VAE(64, 64, 8)
+    model = models.VAE(64, 64, 8)
     model.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=False)["model"])
-    elbos = torch.tensor([vae.test_elbo(model, x, 1000) for _ in range(20)])
-    iwae = {k: vae.iwae_bound(model, x, k, 1000, 100) for k in (1, 10, 500)}
+    elbos = torch.tensor([evaluate.test_elbo(model, x, 1000) for _ in range(20)])
+    iwae = {k: evaluate.iwae_bound(model, x, k, 1000, 100) for k in (1, 10, 500)}
     # k = 1 is the ELBO itself; its estimate lies within 5 standard errors of the ELBO's.
     assert abs(iwae[1] - elbos.mean().item()) < 5 * elbos.std().item()
     assert elbos.max().item() < iwae[10] < iwae[500]
@@ -108,10 +109,10 @@ class AtTheMean(Estimator):
 
 def test_the_vectorized_probe_gives_each_copy_the_ordinary_gradient():
     torch.manual_seed(0)
-    model = vae.VAE(64, 32, 4)
+    model = models.VAE(64, 32, 4)
     x = data.load_digits().train[:16]
-    grads = vae.encoder_gradient_samples(model, AtTheMean(), x, num_samples=1, m=5)
-    reconstruction, kl = vae.elbo_terms(model, AtTheMean(), x, model.encoder(x), 1)
+    grads = probe.encoder_gradient_samples(model, AtTheMean(), x, num_samples=1, m=5)
+    reconstruction, kl = models.elbo_terms(model, AtTheMean(), x, model.encoder(x), 1)
     expected = torch.autograd.grad(
         (reconstruction.mean(0) - kl).sum(), list(model.encoder.parameters())
     )
@@ -123,11 +124,11 @@ def test_the_vectorized_probe_gives_each_copy_the_ordinary_gradient():
 def test_probe_estimates_are_independent_and_unbiased():
     # reparam's M estimates must scatter (independent draws) around the mean of many more.
     torch.manual_seed(1)
-    model = vae.VAE(64, 32, 4)
+    model = models.VAE(64, 32, 4)
     x = data.load_digits().train[:16]
     est = estimators.build("reparam")
-    few = vae.encoder_gradient_samples(model, est, x, 1, 200)["2.bias"]
-    many = vae.encoder_gradient_samples(model, est, x, 1, 4000)["2.bias"]
+    few = probe.encoder_gradient_samples(model, est, x, 1, 200)["2.bias"]
+    many = probe.encoder_gradient_samples(model, est, x, 1, 4000)["2.bias"]
     assert (few.var(0) > 0).all()
     z = (few.mean(0) - many.mean(0)) / (few.var(0) / 200 + many.var(0) / 4000).sqrt()
     assert z.abs().max() < 5
@@ -248,7 +249,7 @@ def linear_gaussian_model(seed: int = 3):
     torch.manual_seed(seed)
     cfg = config("dataset=linear_gaussian").dataset
     x = data.load(cfg, 0).train[:32].double()
-    model = vae.LinearGaussianVAE(cfg.x_dim, 16, 3).double()
+    model = models.LinearGaussianVAE(cfg.x_dim, 16, 3).double()
     with torch.no_grad():
         model.log_noise.fill_(-0.3)
     return model, x
@@ -259,20 +260,20 @@ def test_the_closed_form_elbo_is_the_expectation_it_claims():
     h = model.encoder(x)
     with torch.no_grad():
         exact = model.exact_elbo(x, h)
-        z = vae.posterior(h).sample((20_000,))
-        mc = model.log_likelihood(x, z) - vae.kl_to_prior(h)
+        z = models.posterior(h).sample((20_000,))
+        mc = model.log_likelihood(x, z) - models.kl_to_prior(h)
     z_scores = (mc.mean(0) - exact) / (mc.var(0) / 20_000).sqrt()
     assert z_scores.abs().max() < 4.5
     # The exact log-marginal bounds the ELBO and is approached by the IWAE bound.
     log_p = model.log_marginal(x)
     assert (exact < log_p).all()
-    iwae = vae.iwae_bound(model, x, k=5000, batch=32, chunk=1000)
+    iwae = evaluate.iwae_bound(model, x, k=5000, batch=32, chunk=1000)
     assert exact.mean().item() < iwae <= log_p.mean().item() + 1e-3
 
 
 def test_the_exact_gradient_agrees_with_finite_differences():
     model, x = linear_gaussian_model()
-    exact = vae.exact_encoder_gradient(model, x)
+    exact = probe.exact_encoder_gradient(model, x)
     weight = model.encoder[2].weight
     for index in [(0, 0), (1, 5), (4, 11)]:
         with torch.no_grad():
@@ -295,8 +296,8 @@ def test_estimates_are_unbiased_for_the_exact_elbo_gradient(name, scale):
     model, x = linear_gaussian_model()
     torch.manual_seed(4)
     m = 4000
-    grads = vae.encoder_gradient_samples(model, estimators.build(name), x, 2, m)
-    exact = vae.exact_encoder_gradient(model, x)
+    grads = probe.encoder_gradient_samples(model, estimators.build(name), x, 2, m)
+    exact = probe.exact_encoder_gradient(model, x)
     mean = torch.cat([scale * g.mean(0).flatten() for g in grads.values()]).detach()
     se = torch.cat([scale * g.std(0).flatten() for g in grads.values()]).detach() / m**0.5
     truth = torch.cat([t.flatten() for t in exact.values()])
@@ -327,7 +328,7 @@ RELAXATIONS = {"gumbel_softmax", "straight_through"}  # biased by design
     [
         (latent, e)
         for latent in ("bernoulli", "categorical")
-        for e in [*vae.estimators_for(latent), "nvil"]
+        for e in [*models.estimators_for(latent), "nvil"]
     ]
     + [("bernoulli", "disarm task.arch=linear"), ("categorical", "reinforce task.arch=mlp")],
 )
@@ -361,19 +362,21 @@ def test_null_settings_resolve_by_latent_and_dataset():
     cfg = config().task
     gaussian = {"arch": "mlp", "hidden": 400, "latent_dim": 20, "lr": 1e-3, "batch_size": 128}
     for dataset in ("digits", "mnist", "linear_gaussian"):
-        resolved = vae.resolve(config("task.hidden=null", "task.latent_dim=null").task, dataset)
+        resolved = settings.resolve(
+            config("task.hidden=null", "task.latent_dim=null").task, dataset
+        )
         assert resolved == {"latent": "gaussian", **gaussian, "categories": None}
     disarm = {"arch": "nonlinear", "hidden": 200, "latent_dim": 200, "lr": 1e-4, "batch_size": 50}
     bits = config("task.latent=bernoulli", "task.hidden=null", "task.latent_dim=null").task
-    assert vae.resolve(bits, "mnist") == {"latent": "bernoulli", **disarm, "categories": None}
-    assert vae.resolve(bits, "digits")["latent_dim"] == 32
+    assert settings.resolve(bits, "mnist") == {"latent": "bernoulli", **disarm, "categories": None}
+    assert settings.resolve(bits, "digits")["latent_dim"] == 32
     one_hot = config("task.latent=categorical", "task.hidden=null", "task.latent_dim=null").task
-    assert vae.resolve(one_hot, "fashion_mnist")["latent_dim"] == 20
-    assert vae.resolve(one_hot, "fashion_mnist")["categories"] == 10
-    assert vae.resolve(cfg, "digits")["hidden"] == 64  # a value given is kept
+    assert settings.resolve(one_hot, "fashion_mnist")["latent_dim"] == 20
+    assert settings.resolve(one_hot, "fashion_mnist")["categories"] == 10
+    assert settings.resolve(cfg, "digits")["hidden"] == 64  # a value given is kept
 
 
-def all_states(model: vae.VAE, dtype: torch.dtype) -> torch.Tensor:
+def all_states(model: models.VAE, dtype: torch.dtype) -> torch.Tensor:
     """Every latent configuration b, shape [states, *event_shape]."""
     if model.latent == "bernoulli":
         return torch.tensor(
@@ -384,7 +387,7 @@ def all_states(model: vae.VAE, dtype: torch.dtype) -> torch.Tensor:
     return torch.stack([eye[list(c)] for c in choices])
 
 
-def enumerated_elbo(model: vae.VAE, x: torch.Tensor) -> torch.Tensor:
+def enumerated_elbo(model: models.VAE, x: torch.Tensor) -> torch.Tensor:
     """The exact per-example ELBO, sum over every b of q(b|x) f(b)."""
     h = model.encoder(x)
     b = all_states(model, x.dtype)
@@ -392,11 +395,11 @@ def enumerated_elbo(model: vae.VAE, x: torch.Tensor) -> torch.Tensor:
     return (model.posterior(h).log_prob(b).exp() * model.signal(x, h, b)).sum(0)
 
 
-def tiny_discrete_model(latent: str) -> tuple[vae.VAE, torch.Tensor]:
+def tiny_discrete_model(latent: str) -> tuple[models.VAE, torch.Tensor]:
     """3 bits, or 2 variables of 3 categories, so that enumeration is exact; float64."""
     torch.manual_seed(5)
     dim, categories = (3, None) if latent == "bernoulli" else (2, 3)
-    model = vae.VAE(64, 16, dim, latent, "nonlinear", categories).double()
+    model = models.VAE(64, 16, dim, latent, "nonlinear", categories).double()
     return model, data.load_digits().train[:8].double()
 
 
@@ -406,7 +409,7 @@ def test_the_relaxed_log_q_is_the_log_prob_at_hard_samples():
         h = model.encoder(x)
         b = model.posterior(h).sample((4,))
         want = model.posterior(h).log_prob(b)
-        got = vae.discrete_log_q(h, b, latent, model.categories)
+        got = models.discrete_log_q(h, b, latent, model.categories)
         torch.testing.assert_close(got, want)
         # The enumerated probabilities sum to one: the states are all of them, once each.
         states = all_states(model, x.dtype).reshape(-1, 1, *b.shape[2:])
@@ -426,13 +429,15 @@ class SelfBaseline(Estimator):
         return score_surrogate(fz, dist.log_prob(z), fz.detach().mean(0))
 
 
-def no_direct_term(h, b, latent, categories, real=vae.discrete_log_q):
+def no_direct_term(h, b, latent, categories, real=models.discrete_log_q):
     """log q(b|x) with h detached: f loses its direct dependence on the encoder."""
     return real(h.detach(), b, latent, categories)
 
 
 UNBIASED = [
-    (latent, name) for latent in ("bernoulli", "categorical") for name in vae.estimators_for(latent)
+    (latent, name)
+    for latent in ("bernoulli", "categorical")
+    for name in models.estimators_for(latent)
 ]
 
 
@@ -456,11 +461,11 @@ def test_discrete_estimates_match_the_enumerated_elbo_gradient(monkeypatch, late
     # it only changes the variance.
     model, x = tiny_discrete_model(latent)
     if broken == "no direct term":
-        monkeypatch.setattr(vae, "discrete_log_q", no_direct_term)
+        monkeypatch.setattr(models, "discrete_log_q", no_direct_term)
     estimator = SelfBaseline() if name == "self_baseline" else estimators.build(name)
     torch.manual_seed(6)
     m = 2000
-    grads = vae.encoder_gradient_samples(model, estimator, x, estimator.min_samples, m)
+    grads = probe.encoder_gradient_samples(model, estimator, x, estimator.min_samples, m)
     scale = 1.1 if broken == "scaled by 1.1" else 1.0
     mean = torch.cat([scale * g.mean(0).flatten() for g in grads.values()]).detach()
     se = torch.cat([scale * g.std(0).flatten() for g in grads.values()]).detach() / m**0.5
@@ -515,7 +520,7 @@ def test_a_discrete_run_resumes_with_the_same_numbers(tmp_path, monkeypatch, arg
     ],
 )
 def test_bad_discrete_input_stops_before_any_work(tmp_path, monkeypatch, args, message):
-    monkeypatch.setattr(vae.data, "load", lambda *a: pytest.fail("data loaded before the check"))
+    monkeypatch.setattr(data, "load", lambda *a: pytest.fail("data loaded before the check"))
     with pytest.raises(ConfigError) as error:
         train(tmp_path, *args)
     assert message in str(error.value) and "\n" not in str(error.value)
@@ -556,7 +561,7 @@ def test_the_discrete_speed_benchmark_times_every_bernoulli_estimator(tmp_path):
     done = run(*args, module="benchmarks.bench_vae_discrete")
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(out).set_index("estimator")
-    assert set(table.index) == set(vae.estimators_for("bernoulli"))
+    assert set(table.index) == set(models.estimators_for("bernoulli"))
     assert table.loc[["arm", "disarm", "reinforce_baseline"], "evaluations"].tolist() == [2, 2, 2]
     assert table.loc["reinforce_baseline", "ratio_to_loo"] == 1.0
     assert (table.ms_per_step > 0).all() and table.machine.str.contains("cores").all()
@@ -568,7 +573,7 @@ def test_the_discrete_quality_comparison_covers_every_bernoulli_estimator_and_nv
     contenders = vae_quality.discrete_estimators("bernoulli")
     assert next(iter(contenders)) == "reinforce_baseline (loo)"  # it sets the time budget
     named = {args[0].removeprefix("estimator=") for args in contenders.values()}
-    assert named == {*vae.estimators_for("bernoulli"), "nvil"}
+    assert named == {*models.estimators_for("bernoulli"), "nvil"}
     assert vae_quality.describe("bernoulli") == (
         "nonlinear, 64-200-200-32 bits, Adam 0.003, batch 50"
     )
@@ -681,3 +686,25 @@ def test_a_gpu_run_resumes_from_its_checkpoint(tmp_path, monkeypatch, args):
     assert resumed["eval"].epoch.tolist() == [1, 2, 3]
     # the GPU's kernels need not be bit-reproducible; the same course within float32 noise
     pd.testing.assert_series_equal(resumed["eval"].test_elbo, whole["eval"].test_elbo, rtol=1e-3)
+
+
+def test_the_task_runs_under_the_contract_and_returns_its_result(tmp_path):
+    # VAETask as the runner builds it (conf/task/vae.yaml's _target_): it writes only while it
+    # runs (running status, checkpoint), and returns its tables and final status.
+    from benchmarks.tasks.base import Context
+    from benchmarks.tasks.vae import VAETask
+
+    cfg = config("estimator=nvil")
+    task = instantiate(cfg.task)
+    assert isinstance(task, VAETask) and task.tables == ("train", "eval", "grad_var")
+    context = Context(seed=0, device=CPU, writer=RunWriter(tmp_path), config=cfg)
+    make = functools.partial(instantiate, cfg.estimator)
+    task.validate(make(), context)
+    result = task.run(make, context)
+    assert result.status == "completed"
+    assert result.details == {"epoch": 2, "step": 16, "message": ""}
+    assert context.progress == {"epoch": 2, "step": 16}
+    assert set(result.tables["train"].options) == {"baseline=hook"}
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "running"
+    shown = task.summary_rows("grad_var", result.tables["grad_var"])
+    assert set(shown.param) == {"total"} and set(shown.step) == {0, 5, 10, 15}

@@ -31,10 +31,10 @@ from scipy import stats
 
 import estimators
 from benchmarks.config import CONF_DIR
+from benchmarks.experiment import run_config
 from benchmarks.measure import Z_95
 from benchmarks.regression import report
 from benchmarks.results import RunWriter, write_table
-from benchmarks.tasks import vae
 from benchmarks.tasks.base import Context, build, run_task
 
 BASELINE_TOY = Path(__file__).with_name("stat_baseline_toy.csv")
@@ -95,8 +95,8 @@ def measure_vae() -> pd.DataFrame:
                     "config", overrides=[*VAE_OVERRIDES, f"estimator={name}", f"seed={seed}"]
                 )
             with tempfile.TemporaryDirectory() as run_dir:
-                make = functools.partial(estimators.build, name)
-                final = vae.run(cfg, make, CPU, RunWriter(run_dir))["eval"].iloc[-1]
+                _, result = run_config(cfg, RunWriter(run_dir), device=CPU)
+                final = result.tables["eval"].iloc[-1]
             rows.append({"estimator": name, "seed": seed, "test_elbo": final.test_elbo})
     return pd.DataFrame(rows)
 

@@ -26,8 +26,11 @@ import estimators
 from benchmarks.config import CONF_DIR
 from benchmarks.regression import report
 from benchmarks.results import atomic_write
-from benchmarks.tasks import gaussian, vae
+from benchmarks.tasks import gaussian
 from benchmarks.tasks.base import build
+from benchmarks.tasks.vae.models import VAE
+from benchmarks.tasks.vae.probe import encoder_gradient_samples
+from benchmarks.tasks.vae.train import train_step
 
 BASELINE = Path(__file__).with_name("timing_baseline.json")
 # A ratio may grow by this fraction before the gate fails. Over 12 repeated runs of the suite on
@@ -77,14 +80,14 @@ def mlp_reference(rows: int) -> Callable[[], object]:
 def vae_step_case(name: str) -> tuple[Callable[[], object], Callable[[], object]]:
     """One VAE training step at the digits size, and the plain MLP of the same size."""
     torch.manual_seed(0)
-    model = vae.VAE(X_DIM, HIDDEN, LATENT)
+    model = VAE(X_DIM, HIDDEN, LATENT)
     est = estimators.build(name)
     params = list(model.parameters())
     optimizer = torch.optim.Adam(params, lr=1e-3)
     x = torch.bernoulli(torch.full((BATCH, X_DIM), 0.3))
 
     def target():
-        return vae.train_step(model, est, optimizer, params, x, est.min_samples)
+        return train_step(model, est, optimizer, params, x, est.min_samples)
 
     return target, mlp_reference(BATCH)
 
@@ -92,12 +95,12 @@ def vae_step_case(name: str) -> tuple[Callable[[], object], Callable[[], object]
 def probe_case(name: str) -> tuple[Callable[[], object], Callable[[], object]]:
     """The M-estimate gradient probe, and the plain MLP over M batches."""
     torch.manual_seed(0)
-    model = vae.VAE(X_DIM, HIDDEN, LATENT)
+    model = VAE(X_DIM, HIDDEN, LATENT)
     est = estimators.build(name)
     x = torch.bernoulli(torch.full((BATCH, X_DIM), 0.3))
 
     def target():
-        return vae.encoder_gradient_samples(model, est, x, est.min_samples, M)
+        return encoder_gradient_samples(model, est, x, est.min_samples, M)
 
     return target, mlp_reference(M * BATCH)
 

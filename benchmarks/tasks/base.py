@@ -37,7 +37,8 @@ from estimators.base import ConfigError, Estimator
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-EstimatorFactory = Callable[[], Estimator]
+EstimatorFactory = Callable[..., Estimator]
+"""Builds a fresh estimator; keyword options (a baseline the task supplies) go to its class."""
 
 
 @dataclass
@@ -95,6 +96,17 @@ class Task:
         """(file stem, figure) pairs from the same table; ``style`` gives each estimator label
         its colour and marker, the same in every figure."""
         return iter(())
+
+
+def estimator_columns(estimator: Estimator) -> dict:
+    """The columns that name the estimator in every table: its name, its options as one string
+    (``options``) and as one column each (``estimator.KEY``, as typed on the command line)."""
+    options = estimator.options()
+    return {
+        "estimator": estimator.name,
+        "options": ",".join(f"{k}={v}" for k, v in options.items()),
+        **{f"estimator.{k}": v for k, v in options.items()},
+    }
 
 
 def build(cfg: DictConfig) -> Task:

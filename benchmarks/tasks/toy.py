@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.distributions import Distribution
 
 from benchmarks.measure import Moments, gradient_statistics, measure_estimates, synchronize
-from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task
+from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, estimator_columns
 from estimators.base import ConfigError, Estimator, require_int
 
 MODES = ("estimate", "optimize")
@@ -37,17 +37,6 @@ CostFn = Callable[[torch.Tensor], torch.Tensor]
 def seed_for(seed: int, cost: str, k: float) -> int:
     """A seed per (cost, k), so a row's numbers do not depend on which other rows were asked for."""
     return zlib.crc32(f"{seed}/{cost}/{k!r}".encode())
-
-
-def estimator_columns(estimator: Estimator) -> dict:
-    """The columns that name the estimator: its name, its options as one string and one column
-    each (``estimator.KEY``), and the learned values of a trained control variate."""
-    options = estimator.options()
-    return {
-        "estimator": estimator.name,
-        "options": ",".join(f"{k}={v}" for k, v in options.items()),
-        **{f"estimator.{k}": v for k, v in options.items()},
-    }
 
 
 @contextmanager

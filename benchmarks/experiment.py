@@ -1,0 +1,77 @@
+"""A composed config (``conf/config.yaml`` with its groups) built and run: the one code path of
+the command line (``benchmarks.run``), the scripts and the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from benchmarks.results import RunWriter
+from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, build, run_task
+from estimators.base import ConfigError, Estimator, require_int
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA where there is a GPU and the CPU otherwise."""
+    if name not in DEVICES:
+        raise ConfigError(f"device={name!r}: accepted devices are {', '.join(DEVICES)}")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda': no CUDA device is available here; use cpu or auto")
+    return torch.device(name)
+
+
+def estimator_factory(cfg: DictConfig) -> EstimatorFactory:
+    """A function that builds a fresh estimator from its config (with any extra options a task
+    passes in, such as NVIL's learned baseline), unwrapping config errors."""
+
+    def make(**extra) -> Estimator:
+        try:
+            return instantiate(cfg, **extra)
+        except InstantiationException as error:
+            cause = error.__cause__
+            if isinstance(cause, ConfigError):
+                message = str(cause)
+                options = [key for key in cfg if key not in ("_target_", "name")]
+                if any(message.startswith(f"{key}=") for key in options):
+                    message = f"estimator.{message}"  # name the key as the user typed it
+                raise ConfigError(message) from None
+            raise
+
+    make()  # fail on bad options now, before any work
+    return make
+
+
+def run_config(
+    cfg: DictConfig,
+    writer: RunWriter | None = None,
+    make_estimator: EstimatorFactory | None = None,
+    device: torch.device | None = None,
+) -> tuple[Task, Result]:
+    """Build the configured task and estimator (or use ``make_estimator``), validate and run the
+    task on ``device`` (else ``cfg.device``), and write its tables and status through ``writer``
+    where one is given."""
+    if writer is not None and writer.task is None:  # every status names the task's class
+        writer.task = OmegaConf.select(cfg, "task._target_")
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
+        raise ConfigError(f"seed={cfg.seed!r}: must be an integer")
+    require_int(cfg.threads, "threads", nullable=True)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    device = device or resolve_device(cfg.device)
+    make_estimator = make_estimator or estimator_factory(cfg.estimator)
+    task = build(cfg.task)
+    np.random.seed(cfg.seed % 2**32)
+    result = run_task(task, make_estimator, Context(cfg.seed, device, writer, cfg))
+    if writer is not None:
+        for name, table in result.tables.items():
+            writer.table(name, table)
+        writer.status(result.status, **result.details)
+        writer.finish()
+    return task, result

@@ -1,0 +1,84 @@
+"""The VAE task's options: the settings that default by latent family and dataset, and the checks
+of every key (and of the estimator against the latent family) before any work."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from omegaconf import DictConfig
+
+from benchmarks.tasks.vae.models import ARCHS, LATENTS, encoder_size, posterior
+from estimators.base import ConfigError, Estimator, require_int
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+
+
+# The settings that default by latent family and dataset (null in the yaml): the Gaussian latent
+# gets the canonical example's on every dataset; discrete latents the DisARM paper's setup on 28x28
+# images (200 bits, or 20 variables of 10 categories as in Jang et al. 2017; two hidden layers of
+# 200; Adam 1e-4; batch 50) and on the 8x8 digits a smaller code (32 bits, 8 variables) with a
+# larger step (3e-3), which trained best in short runs of a few hundred steps.
+SETTINGS = ("arch", "hidden", "latent_dim", "lr", "batch_size")
+DEFAULTS = {
+    ("gaussian", None): ("mlp", 400, 20, 1e-3, 128),
+    ("bernoulli", None): ("nonlinear", 200, 200, 1e-4, 50),
+    ("bernoulli", "digits"): ("nonlinear", 200, 32, 3e-3, 50),
+    ("categorical", None): ("nonlinear", 200, 20, 1e-4, 50),
+    ("categorical", "digits"): ("nonlinear", 200, 8, 3e-3, 50),
+}
+
+
+def resolve(task: DictConfig, dataset: str) -> dict:
+    """The task's model and optimizer settings with nulls filled in from DEFAULTS (model.json)."""
+    defaults = DEFAULTS.get((task.latent, dataset), DEFAULTS[task.latent, None])
+    settings = {
+        key: default if task[key] is None else task[key]
+        for key, default in zip(SETTINGS, defaults, strict=True)
+    }
+    categories = task.categories if task.latent == "categorical" else None
+    return {"latent": task.latent, **settings, "categories": categories}
+
+
+def validate(task: DictConfig, dataset: str, estimator: Estimator) -> None:
+    """Raise ConfigError with one line naming the first bad task key, before any work."""
+    if task.latent not in LATENTS:
+        hint = " (the latent size is task.latent_dim)" if isinstance(task.latent, int) else ""
+        raise ConfigError(f"task.latent={task.latent!r}: accepted are {', '.join(LATENTS)}{hint}")
+    if task.arch is not None and task.arch not in ARCHS:
+        raise ConfigError(
+            f"task.arch={task.arch!r}: accepted are {', '.join(ARCHS)}, or null (by latent family)"
+        )
+    if task.latent != "gaussian" and dataset == "linear_gaussian":
+        raise ConfigError(
+            f"task.latent={task.latent!r}: dataset=linear_gaussian needs task.latent=gaussian "
+            "(its exact ELBO is for a Gaussian latent)"
+        )
+    for key in ("epochs", "log_every", "eval_batch_size"):
+        require_int(task[key], f"task.{key}")
+    for key in ("hidden", "latent_dim", "batch_size"):
+        require_int(task[key], f"task.{key}", nullable=True)
+    require_int(task.categories, "task.categories", minimum=2)
+    for key in ("grad_var_every", "grad_var_samples", "iwae_k", "max_steps"):
+        require_int(task[key], f"task.{key}", minimum=0, nullable=True)
+    budget = task.max_seconds
+    if budget is not None and not (isinstance(budget, int | float) and budget > 0):
+        raise ConfigError(f"task.max_seconds={budget!r}: must be a positive number or null")
+    if task.grad_var_samples is not None and 0 < task.grad_var_samples < 2:
+        raise ConfigError(f"task.grad_var_samples={task.grad_var_samples}: needs >= 2 estimates")
+    if task.optimizer not in OPTIMIZERS:
+        raise ConfigError(
+            f"task.optimizer={task.optimizer!r}: accepted are {', '.join(OPTIMIZERS)}"
+        )
+    lr = task.lr
+    if lr is not None and not (isinstance(lr, int | float) and lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"task.lr={lr!r}: must be a positive number or null")
+    if task.num_samples is not None:
+        estimator.check_num_samples(task.num_samples, "task.num_samples")
+
+
+def check_estimator(estimator: Estimator, task: DictConfig, num_samples: int) -> None:
+    """Stop with the contract's one line if the estimator does not apply to this latent family,
+    checked on q built from a dummy encoder output before any work."""
+    h = torch.zeros(1, encoder_size(task.latent, task.latent_dim, task.categories))
+    estimator.check(posterior(h, task.latent, task.categories), num_samples)

@@ -1,0 +1,81 @@
+"""The VAE as a task of the harness (``benchmarks.tasks.base``): its options checked before any
+work, a training run per estimator, and the tables and summary rows it declares."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from benchmarks import data
+from benchmarks.tasks.base import Context, EstimatorFactory, Result, Style, Task
+from benchmarks.tasks.vae.settings import check_estimator, resolve, validate
+from benchmarks.tasks.vae.train import TABLES, Trainer
+from estimators.baselines import SUPPLIED, Supplied
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+class VAETask(Task):
+    """VAE training with the estimator on the encoder: ``train`` rows per logged step, ``eval``
+    rows per epoch and ``grad_var`` rows per probe (``conf/task/vae.yaml`` lists the options)."""
+
+    name = "vae"
+    tables = TABLES
+    summary_columns = {
+        "eval": [
+            "estimator",
+            "options",
+            "dataset",
+            "epoch",
+            "step",
+            "time_s",
+            "test_elbo",
+            "test_iwae",
+        ],
+        "grad_var": ["estimator", "options", "step", "M", "total_var", "mean_log_var", "snr"],
+    }
+
+    def validate(self, estimator, context: Context) -> None:
+        """Every task key, and ``task.num_samples`` against the estimator; whether the estimator
+        applies to the latent family is checked by ``run`` once it is built, before any work."""
+        validate(self.cfg, context.config.dataset.name, estimator)
+
+    def summary_rows(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
+        """The printed rows: of ``grad_var``, the totals over the encoder's parameters."""
+        if name == "grad_var" and not table.empty:
+            return table[table.param == "total"]
+        return table
+
+    @classmethod
+    def summary_lines(cls, summary: pd.DataFrame) -> list[str]:
+        from benchmarks.tasks.vae import figures
+
+        return figures.summary_lines(summary)
+
+    @classmethod
+    def figures(cls, summary: pd.DataFrame, style: Style) -> Iterator[tuple[str, Figure]]:
+        from benchmarks.tasks.vae import figures
+
+        return figures.figures(summary, style)
+
+    def run(self, make_estimator: EstimatorFactory, context: Context) -> Result:
+        """Train, measure and checkpoint (resuming where ``resume=true``); the tables and status."""
+        settings = resolve(self.cfg, context.config.dataset.name)
+        task = OmegaConf.merge(self.cfg, settings)
+        estimator = make_estimator()
+        supplied = None
+        if estimator.options().get("baseline") == SUPPLIED:  # NVIL: our learned b(x) is passed in
+            supplied = Supplied()
+            estimator = make_estimator(baseline=supplied)
+        num_samples = task.num_samples or estimator.min_samples
+        check_estimator(estimator, task, num_samples)
+        dataset = data.load(context.config.dataset, context.seed).to(context.device)
+        trainer = Trainer(task, dataset, estimator, num_samples, context, supplied)
+        if context.config.resume:
+            trainer.resume()
+        context.writer.json("model", settings)
+        return trainer.fit()

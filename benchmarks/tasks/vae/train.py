@@ -1,0 +1,306 @@
+"""Training the VAE: one step on -ELBO, and a trainer whose loop reads as pytorch/examples
+vae/main.py does (for each epoch: a step on each batch, then evaluate, then checkpoint), with the
+gradient probe, the checkpoints, resuming and the divergence stop beside the loop."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from contextlib import nullcontext
+
+import pandas as pd
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from benchmarks import data
+from benchmarks.tasks.base import Context, Result, estimator_columns
+from benchmarks.tasks.vae.evaluate import evaluation_row, fixed_train_set
+from benchmarks.tasks.vae.models import VAE, LearnedBaseline, elbo_terms, make_model
+from benchmarks.tasks.vae.probe import probe_rows
+from benchmarks.tasks.vae.settings import OPTIMIZERS
+from estimators.base import Estimator
+from estimators.baselines import Supplied
+
+log = logging.getLogger(__name__)
+TABLES = ("train", "eval", "grad_var")
+
+
+def train_step(
+    model: VAE,
+    estimator: Estimator,
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.Tensor],
+    x: torch.Tensor,
+    num_samples: int,
+    baseline: LearnedBaseline | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """One step on -ELBO (plus NVIL's regression of the learning signal when ``baseline``).
+
+    Returns the batch's mean ELBO, the loss, the gradient norm and whether both were finite; a
+    step whose loss or gradient is not finite leaves the parameters as they were.
+    """
+    h = model.encoder(x)
+    with baseline.supplying(x) if baseline is not None else nullcontext() as b:
+        reconstruction, kl = elbo_terms(model, estimator, x, h, num_samples)
+    per_example = reconstruction.mean(0) - kl
+    loss = -per_example.sum()
+    if baseline is not None:
+        loss = loss + (reconstruction.detach() - b).pow(2).mean(0).sum()
+    optimizer.zero_grad(set_to_none=True)
+    estimator.backward(loss, h)
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, math.inf)
+    finite = bool(torch.isfinite(loss) & torch.isfinite(grad_norm))
+    if finite:
+        optimizer.step()
+    return per_example.detach().mean(), loss.detach(), grad_norm, finite
+
+
+class Progress:
+    """A tqdm bar on a terminal; plain log lines once per epoch elsewhere (CI, cluster jobs)."""
+
+    def __init__(self, total: int, initial: int) -> None:
+        self.bar = tqdm(total=total, initial=initial, unit="step") if sys.stderr.isatty() else None
+
+    def step(self, elbo_value: float) -> None:
+        if self.bar is not None:
+            self.bar.update()
+            self.bar.set_postfix(train_elbo=f"{elbo_value:.2f}", refresh=False)
+
+    def epoch(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line)
+        else:
+            log.info(line)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Diverged(Exception):
+    """A step whose loss or gradient is not finite: the run stops with status ``diverged``."""
+
+
+class Trainer:
+    """One run: a model trained with one estimator, measured and checkpointed as it goes.
+
+    ``task`` holds the resolved settings; ``state`` (epoch, step, training seconds and the rows of
+    each table) is what a checkpoint saves beside the model, the optimizer and the random streams.
+    """
+
+    def __init__(
+        self,
+        task: DictConfig,
+        dataset: data.Dataset,
+        estimator: Estimator,
+        num_samples: int,
+        context: Context,
+        supplied: Supplied | None = None,
+    ) -> None:
+        self.task, self.dataset, self.estimator = task, dataset, estimator
+        self.num_samples, self.context = num_samples, context
+        self.device, self.seed, self.writer = context.device, context.seed, context.writer
+        torch.manual_seed(self.seed)
+        self.model = make_model(dataset, task).to(self.device)
+        self.baseline = LearnedBaseline(dataset.dim, task.baseline_hidden, supplied)
+        self.baseline.to(self.device)
+        self.learned = self.baseline if supplied is not None else None
+        self.params = list(self.model.parameters())
+        if self.learned is not None:
+            self.params += list(self.learned.parameters())
+        self.optimizer = OPTIMIZERS[task.optimizer](self.params, lr=task.lr)
+        self.batches = torch.Generator(device=self.device).manual_seed(self.seed)
+        self.total_steps = task.epochs * math.ceil(len(dataset.train) / task.batch_size)
+        if task.max_steps:
+            self.total_steps = min(self.total_steps, task.max_steps)
+        self.probe_x = dataset.train[: task.batch_size]
+        if dataset.dynamic_binarization:
+            stream = torch.Generator(self.device).manual_seed(self.seed)
+            self.probe_x = torch.bernoulli(self.probe_x, generator=stream)
+        self.train_x = fixed_train_set(dataset, self.seed)
+        self.state = {
+            "epoch": 0,
+            "step": 0,
+            "seconds": 0.0,
+            "train": [],
+            "eval": [],
+            "grad_var": [],
+        }
+
+    def fit(self) -> Result:
+        """The loop: for each epoch, a step on each batch (logged, probed when due), then an
+        evaluation and a checkpoint; a step that is not finite stops the run as diverged."""
+        self.progress = Progress(self.total_steps, self.state["step"])
+        if self.state["step"] == 0:
+            self.probe_when_due()
+        try:
+            while not self.done():
+                for index in self.epoch_order():
+                    if self.done():
+                        break
+                    value = self.step(index)
+                    self.log_step(value)
+                    self.probe_when_due()
+                self.state["epoch"] += 1
+                self.evaluate()
+                self.save()
+        except Diverged as stop:
+            return self.diverged(str(stop))
+        self.progress.close()
+        return self.result("completed")
+
+    def done(self) -> bool:
+        over_time = self.task.max_seconds is not None
+        over_time = over_time and self.state["seconds"] >= self.task.max_seconds
+        return self.state["step"] >= self.total_steps or over_time
+
+    def epoch_order(self) -> list[torch.Tensor]:
+        """The indices of each batch of one epoch, shuffled by the run's batch stream."""
+        n = len(self.dataset.train)
+        order = torch.randperm(n, generator=self.batches, device=self.device)
+        return order.split(self.task.batch_size)
+
+    def step(self, index: torch.Tensor) -> float:
+        """One timed training step on the batch at ``index``; its mean ELBO."""
+        start = time.perf_counter()
+        x = self.dataset.train[index]
+        if self.dataset.dynamic_binarization:
+            x = torch.bernoulli(x, generator=self.batches)
+        value, loss, grad_norm, finite = train_step(
+            self.model,
+            self.estimator,
+            self.optimizer,
+            self.params,
+            x,
+            self.num_samples,
+            self.learned,
+        )
+        if not finite:
+            raise Diverged(
+                f"diverged at step {self.state['step'] + 1}: "
+                f"loss {loss.item():.4g}, gradient norm {grad_norm.item():.4g}"
+            )
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.state["seconds"] += time.perf_counter() - start
+        self.state["step"] += 1
+        self.context.progress.update(epoch=self.state["epoch"], step=self.state["step"])
+        return value.item()
+
+    def log_step(self, value: float) -> None:
+        """The progress bar, and a ``train`` row every ``log_every`` steps and at the last."""
+        self.progress.step(value)
+        step = self.state["step"]
+        if step % self.task.log_every == 0 or self.done():
+            row = {"step": step, "epoch": self.state["epoch"] + 1, "time_s": self.state["seconds"]}
+            self.state["train"].append({**row, "train_elbo": value})
+
+    def probe_when_due(self) -> None:
+        """``grad_var`` rows every ``grad_var_every`` steps (and at step 0), from the probe."""
+        task, step = self.task, self.state["step"]
+        if not (task.grad_var_every and task.grad_var_samples and step % task.grad_var_every == 0):
+            return
+        seed = self.seed + 1_000_003 * step
+        m = task.grad_var_samples
+        learned = (
+            self.learned.supplying(self.probe_x) if self.learned is not None else nullcontext()
+        )
+        with learned:
+            rows = probe_rows(self.model, self.estimator, self.probe_x, self.num_samples, m, seed)
+        self.state["grad_var"] += [{"step": step, "M": m, **row} for row in rows]
+
+    def evaluate(self) -> None:
+        """An ``eval`` row after each epoch (with the IWAE bound after the last), and its line."""
+        task, state = self.task, self.state
+        final = self.done()
+        seed = self.seed + 7_919 * state["step"]
+        measures = evaluation_row(self.model, self.dataset, self.train_x, task, seed, final)
+        row = {"epoch": state["epoch"], "step": state["step"], "time_s": state["seconds"]}
+        state["eval"].append({**row, **measures})
+        self.context.progress.update(epoch=state["epoch"], step=state["step"])
+        iwae = f", IWAE({task.iwae_k}) {measures['test_iwae']:.3f}" if final and task.iwae_k else ""
+        self.progress.epoch(
+            f"epoch {state['epoch']}/{task.epochs} step {state['step']}: "
+            f"test ELBO {measures['test_elbo']:.3f}{iwae} ({state['seconds']:.1f} s training)"
+        )
+
+    def save(self) -> None:
+        """``checkpoint.pt`` after each epoch (where ``task.checkpoint``), with the tables so far
+        and status ``running``."""
+        if not self.task.checkpoint:
+            return
+        cuda = self.device.type == "cuda"
+        self.writer.checkpoint(
+            {
+                "model": self.model.state_dict(),
+                "baseline": self.baseline.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "estimator": self.estimator.state_dict(),
+                "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None,
+                "batches": self.batches.get_state(),
+                "state": self.state,
+            }
+        )
+        for name, table in self.tables().items():
+            self.writer.table(name, table)
+        self.writer.status(
+            "running", epoch=self.state["epoch"], step=self.state["step"], message=""
+        )
+
+    def resume(self) -> None:
+        """Continue from the checkpoint in the run folder; from step 0 where there is none (a job
+        requeued before its first checkpoint, or a mistyped folder)."""
+        saved = self.writer.load_checkpoint(self.device)
+        if saved is None:
+            log.warning(
+                "resume=true: no checkpoint in %s; starting from step 0", self.writer.run_dir
+            )
+            return
+        self.model.load_state_dict(saved["model"])
+        self.baseline.load_state_dict(saved["baseline"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.estimator.load_state_dict(saved["estimator"])
+        # map_location moved every tensor to the device; RNG states must be CPU byte tensors
+        torch.set_rng_state(saved["rng"].cpu())
+        self.batches.set_state(saved["batches"].cpu())
+        if self.device.type == "cuda":
+            torch.cuda.set_rng_state(saved["cuda_rng"].cpu(), self.device)
+        self.state = saved["state"]
+        self.context.progress.update(epoch=self.state["epoch"], step=self.state["step"])
+        where = self.writer.path("checkpoint.pt")
+        log.info(
+            "resumed from %s at epoch %d, step %d", where, self.state["epoch"], self.state["step"]
+        )
+
+    def diverged(self, message: str) -> Result:
+        """Stop: say so on stderr and return what was measured, with status ``diverged``."""
+        self.progress.close()
+        print(f"{self.estimator.name}: {message}; stopping this run", file=sys.stderr)
+        return self.result("diverged", message)
+
+    def result(self, status: str, message: str = "") -> Result:
+        details = {"epoch": self.state["epoch"], "step": self.state["step"], "message": message}
+        return Result(self.tables(), status, details)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``train``, ``eval`` and ``grad_var`` so far, each row with the run's columns."""
+        named = estimator_columns(self.estimator)
+        run_columns = {
+            "estimator": named.pop("estimator"),
+            "options": named.pop("options"),
+            "task": "vae",
+            "dataset": self.dataset.name,
+            "seed": self.seed,
+            "device": self.device.type,
+            "num_samples": self.num_samples,
+            "latent": self.task.latent,
+            **named,
+        }
+        return {
+            name: pd.DataFrame([{**run_columns, **row} for row in self.state[name]])
+            for name in TABLES
+        }
