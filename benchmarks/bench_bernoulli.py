@@ -17,10 +17,9 @@ import torch
 from omegaconf import OmegaConf
 
 import estimators
-from benchmarks.bench_toy import write_report
-from benchmarks.bench_vae import interleaved_medians
 from benchmarks.config import CONF_DIR
 from benchmarks.measure import measure_estimates
+from benchmarks.perf import interleaved_medians, write_report
 from benchmarks.tasks import bernoulli
 from benchmarks.tasks.base import build
 
@@ -65,7 +64,6 @@ def main() -> None:
             "hand-written vectorized torch DisARM": lambda: hand_written(args.n),
         },
         args.repeats,
-        1,
     )
     hand = medians["hand-written vectorized torch DisARM"]
     table = pd.DataFrame(

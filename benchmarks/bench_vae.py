@@ -17,10 +17,6 @@ does not depend on the pixel values):
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -29,12 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import estimators
-from benchmarks.bench_toy import write_report
-from benchmarks.experiment import resolve_device
+from benchmarks.perf import device_or_exit, interleaved_medians, speed_csv, write_report
 from benchmarks.tasks.vae.models import VAE, elbo_terms
 from benchmarks.tasks.vae.probe import encoder_gradient_samples
 from benchmarks.tasks.vae.train import train_step
-from estimators.base import ConfigError
 
 X_DIM, HIDDEN, LATENT, BATCH = 784, 400, 20, 128
 CPU = torch.device("cpu")
@@ -73,48 +67,6 @@ def separate_backward_passes(model: VAE, estimator, x: torch.Tensor, m: int) -> 
     for _ in range(m):
         reconstruction, kl = elbo_terms(model, estimator, x, model.encoder(x), 1)
         torch.autograd.grad((reconstruction.mean(0) - kl).sum(), params)
-
-
-def device_or_exit(name: str) -> torch.device:
-    """The ``--device`` to time on, or one line and exit code 2 where it is unknown or absent."""
-    try:
-        return resolve_device(name)
-    except ConfigError as error:
-        print(f"error: --{error}", file=sys.stderr)
-        sys.exit(2)
-
-
-def speed_csv(stem: str, device: torch.device) -> Path:
-    """Where a speed table goes by default: a GPU's timings beside, not over, the CPU's."""
-    return Path(f"results/perf/{stem}{'_cuda' if device.type == 'cuda' else ''}.csv")
-
-
-def interleaved_medians(
-    contenders: dict[str, Callable[[], None]],
-    repeats: int,
-    inner: int,
-    device: torch.device = CPU,
-):
-    """Median seconds per call of each contender, timing them in turn ``repeats`` times (a GPU's
-    queued work finished before each clock reading)."""
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for run in contenders.values():
-        for _ in range(3):
-            run()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, run in contenders.items():
-            sync()
-            start = time.perf_counter()
-            for _ in range(inner):
-                run()
-            sync()
-            times[name].append((time.perf_counter() - start) / inner)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:

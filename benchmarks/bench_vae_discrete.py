@@ -21,8 +21,7 @@ import pandas as pd
 import torch
 
 import estimators
-from benchmarks.bench_toy import write_report
-from benchmarks.bench_vae import device_or_exit, interleaved_medians, speed_csv
+from benchmarks.perf import device_or_exit, interleaved_medians, speed_csv, write_report
 from benchmarks.tasks.vae.models import VAE, estimators_for
 from benchmarks.tasks.vae.train import train_step
 

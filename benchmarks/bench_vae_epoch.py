@@ -20,9 +20,9 @@ import pandas as pd
 import torch
 
 from benchmarks import data
-from benchmarks.bench_toy import write_report
-from benchmarks.bench_vae import device_or_exit
-from benchmarks.vae_quality import ESTIMATORS, train
+from benchmarks.experiment import run_overrides
+from benchmarks.perf import device_or_exit, write_report
+from benchmarks.tasks.vae.settings import COMPARED
 
 MNIST_SIZES = {"train": 60000, "test": 10000}
 
@@ -59,6 +59,7 @@ def main() -> None:
             data_dir, source = Path(scratch), "random images of MNIST's shape"
             random_mnist(data_dir, {**MNIST_SIZES, "train": args.images})
         common = [
+            "task=vae",
             "dataset=mnist",
             f"dataset.data_dir={data_dir}",
             "task.epochs=1",
@@ -66,12 +67,13 @@ def main() -> None:
             "task.grad_var_every=0",
             "task.checkpoint=false",
         ]
-        train([*common, "task.max_steps=20"], device)  # warm-up: allocator, kernels
-        seconds: dict[str, list[float]] = {name: [] for name in ESTIMATORS}
+        run_overrides([*common, "task.max_steps=20"], device)  # warm-up: allocator, kernels
+        seconds: dict[str, list[float]] = {name: [] for name in COMPARED}
         steps: dict[str, int] = {}
         for _ in range(args.repeats):  # in turn, so that a slow spell hits every estimator
-            for name, overrides in ESTIMATORS.items():
-                final, _ = train([*common, *overrides], device)  # its clock: training only
+            for name, overrides in COMPARED.items():
+                result = run_overrides([*common, *overrides], device)
+                final = result.tables["eval"].iloc[-1]  # its clock: training only
                 seconds[name].append(float(final.time_s))
                 steps[name] = int(final.step)
 

@@ -3,12 +3,16 @@ the command line (``benchmarks.run``), the scripts and the tests."""
 
 from __future__ import annotations
 
+import tempfile
+
 import numpy as np
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from benchmarks.config import CONF_DIR
 from benchmarks.results import RunWriter
 from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, build, run_task
 from estimators.base import ConfigError, Estimator, require_int
@@ -75,3 +79,16 @@ def run_config(
         writer.status(result.status, **result.details)
         writer.finish()
     return task, result
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """``conf/config.yaml`` with ``overrides``, composed as the command line composes it."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def run_overrides(overrides: list[str], device: torch.device | None = None) -> Result:
+    """The run that ``python -m benchmarks.run OVERRIDES`` makes, in a scratch folder removed
+    afterwards: its result in memory, for scripts that compare runs."""
+    with tempfile.TemporaryDirectory() as scratch:
+        return run_config(compose_config(overrides), RunWriter(scratch), device=device)[1]

@@ -15,62 +15,31 @@ leave-one-out baseline, and the results go to ``results/vae_digits_<latent>/``.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
-from hydra import compose, initialize_config_dir
 
-from benchmarks.bench_toy import machine
-from benchmarks.config import CONF_DIR
-from benchmarks.experiment import run_config
-from benchmarks.results import RunWriter, atomic_write, markdown_table, write_table
-from benchmarks.tasks.vae.models import ARCHS, LATENTS, estimators_for
-from benchmarks.tasks.vae.settings import resolve
-
-CPU = torch.device("cpu")
-ESTIMATORS = {
-    "reparam": ["estimator=reparam"],
-    "reinforce": ["estimator=reinforce"],
-    "reinforce_baseline (loo, 2 draws)": ["estimator=reinforce_baseline"],
-    "reinforce_baseline (ema)": ["estimator=reinforce_baseline", "estimator.baseline=ema"],
-    "nvil (learned baseline)": ["estimator=nvil"],
-}
-
-
-def discrete_estimators(latent: str) -> dict[str, list[str]]:
-    """The leave-one-out baseline first (it sets the time budget), then every other registered
-    estimator that applies to the latent family, then nvil."""
-    names = [n for n in estimators_for(latent) if n != "reinforce_baseline"]
-    return {
-        "reinforce_baseline (loo)": ["estimator=reinforce_baseline"],
-        **{name: [f"estimator={name}"] for name in names},
-        "nvil (learned baseline)": ["estimator=nvil"],
-    }
-
-
-def compose_task(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=["task=vae", *overrides])
-
+from benchmarks.experiment import compose_config, run_overrides
+from benchmarks.perf import machine
+from benchmarks.results import atomic_write, markdown_table, write_table
+from benchmarks.tasks.vae.models import ARCHS, LATENTS
+from benchmarks.tasks.vae.settings import compared, resolve
 
 COLUMNS = ["num_samples", "step", "time_s", "train_set_elbo", "test_elbo", "test_iwae"]
 
 
-def train(overrides: list[str], device: torch.device = CPU) -> tuple[pd.Series, float]:
-    """Train once; the final eval row and the whole run's wall-clock seconds."""
-    cfg = compose_task(overrides)
+def train(overrides: list[str]) -> tuple[pd.Series, float]:
+    """Train once on digits; the final eval row and the whole run's wall-clock seconds."""
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as run_dir:
-        _, result = run_config(cfg, RunWriter(run_dir), device=device)
+    result = run_overrides(["task=vae", *overrides])
     return result.tables["eval"].iloc[-1], time.perf_counter() - start
 
 
 def describe(latent: str) -> str:
     """The model's sizes as resolved for digits, for the table's caption."""
-    s = resolve(compose_task([f"task.latent={latent}"]).task, "digits")
+    s = resolve(compose_config(["task=vae", f"task.latent={latent}"]).task, "digits")
     if latent == "gaussian":
         sizes = f"64-{s['hidden']}-{s['latent_dim']}"
     else:
@@ -98,7 +67,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     gaussian = args.latent == "gaussian"
     out = args.out or Path("results/vae_digits" + ("" if gaussian else f"_{args.latent}"))
-    contenders = ESTIMATORS if gaussian else discrete_estimators(args.latent)
+    contenders = compared(args.latent)
     latent = [] if gaussian else [f"task.latent={args.latent}"]
     reference = next(iter(contenders))
     default = [] if gaussian else [*latent, *contenders[reference]]

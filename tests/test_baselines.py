@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cli import ROOT
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from scipy import stats
 from torch.distributions import Normal
 
+from benchmarks.experiment import compose_config
 from estimators.base import ConfigError
 from estimators.baselines import Baseline, LeaveOneOut, MovingAverage, Supplied, from_name
 from estimators.reinforce_baseline import ReinforceBaseline
@@ -108,8 +107,7 @@ def test_bad_names_and_decays_are_one_line_naming_the_key(name, decay, message):
 
 def test_a_task_passes_its_supplied_baseline_through_the_estimator_config():
     # How the VAE hands NVIL its learned baseline: Hydra's instantiate with a keyword option.
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["estimator=nvil"])
+    cfg = compose_config(["estimator=nvil"])
     assert instantiate(cfg.estimator).options() == {"baseline": "hook"}
     supplied = Supplied()
     est = instantiate(cfg.estimator, baseline=supplied)

@@ -15,14 +15,12 @@ import pandas as pd
 import pytest
 import torch
 from cli import run
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from scipy import stats
 
 import estimators
 from benchmarks import data
-from benchmarks.config import CONF_DIR
-from benchmarks.experiment import run_config
+from benchmarks.experiment import compose_config, run_config
 from benchmarks.results import RunWriter
 from benchmarks.tasks.vae import evaluate, models, probe, settings
 from estimators.base import ConfigError, Estimator, score_surrogate
@@ -41,8 +39,7 @@ SHORT = [
 
 
 def config(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=[*SHORT, *overrides])
+    return compose_config([*SHORT, *overrides])
 
 
 def train(run_dir: Path, *overrides: str, make=None, device: torch.device = CPU):
@@ -570,7 +567,7 @@ def test_the_discrete_speed_benchmark_times_every_bernoulli_estimator(tmp_path):
 def test_the_discrete_quality_comparison_covers_every_bernoulli_estimator_and_nvil():
     from benchmarks import vae_quality
 
-    contenders = vae_quality.discrete_estimators("bernoulli")
+    contenders = settings.compared("bernoulli")
     assert next(iter(contenders)) == "reinforce_baseline (loo)"  # it sets the time budget
     named = {args[0].removeprefix("estimator=") for args in contenders.values()}
     assert named == {*models.estimators_for("bernoulli"), "nvil"}

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.bench_toy import machine
-from benchmarks.regression.timing import BASELINE, THRESHOLD, compare, ratios_from_json
+from benchmarks.perf import machine
+from benchmarks.regression import BASELINE, THRESHOLD, compare, ratios_from_json
 from benchmarks.results import write_table
 
 

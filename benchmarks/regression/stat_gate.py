@@ -20,21 +20,19 @@ import argparse
 import functools
 import math
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from scipy import stats
 
 import estimators
 from benchmarks.config import CONF_DIR
-from benchmarks.experiment import run_config
+from benchmarks.experiment import run_overrides
 from benchmarks.measure import Z_95
 from benchmarks.regression import report
-from benchmarks.results import RunWriter, write_table
+from benchmarks.results import write_table
 from benchmarks.tasks.base import Context, build, run_task
 
 BASELINE_TOY = Path(__file__).with_name("stat_baseline_toy.csv")
@@ -90,13 +88,8 @@ def measure_vae() -> pd.DataFrame:
     rows = []
     for name in VAE_ESTIMATORS:
         for seed in VAE_SEEDS:
-            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-                cfg = compose(
-                    "config", overrides=[*VAE_OVERRIDES, f"estimator={name}", f"seed={seed}"]
-                )
-            with tempfile.TemporaryDirectory() as run_dir:
-                _, result = run_config(cfg, RunWriter(run_dir), device=CPU)
-                final = result.tables["eval"].iloc[-1]
+            overrides = [*VAE_OVERRIDES, f"estimator={name}", f"seed={seed}"]
+            final = run_overrides(overrides, device=CPU).tables["eval"].iloc[-1]
             rows.append({"estimator": name, "seed": seed, "test_elbo": final.test_elbo})
     return pd.DataFrame(rows)
 

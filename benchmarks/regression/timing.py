@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +22,8 @@ from omegaconf import OmegaConf
 
 import estimators
 from benchmarks.config import CONF_DIR
-from benchmarks.regression import report
+from benchmarks.perf import interleaved_medians
+from benchmarks.regression import BASELINE, THRESHOLD, compare, ratios_from_json, report
 from benchmarks.results import atomic_write
 from benchmarks.tasks import gaussian
 from benchmarks.tasks.base import build
@@ -32,12 +31,6 @@ from benchmarks.tasks.vae.models import VAE
 from benchmarks.tasks.vae.probe import encoder_gradient_samples
 from benchmarks.tasks.vae.train import train_step
 
-BASELINE = Path(__file__).with_name("timing_baseline.json")
-# A ratio may grow by this fraction before the gate fails. Over 12 repeated runs of the suite on
-# an unchanged tree on a 2-core machine the largest growth seen was x1.55 (the noisiest case, the
-# probe; see results/perf/timing_false_alarms.csv and docs/regression-gates.md), so x2 leaves
-# headroom above the noise while a 3x slowdown (x3) fails clearly.
-THRESHOLD = 1.0
 ESTIMATORS = ("reparam", "reinforce", "reinforce_baseline")
 TOY_BATCH, X_DIM, HIDDEN, LATENT, BATCH, M = 65536, 64, 400, 20, 128, 20
 CPU = torch.device("cpu")
@@ -112,36 +105,9 @@ def interleaved_ratio(
     target: Callable[[], object], reference: Callable[[], object], rounds: int = 21
 ) -> tuple[float, float, float]:
     """Median target time over median reference time, timing the two in turn; and both medians."""
-    for run in (target, reference, target, reference):
-        run()  # warm-up
-    times: dict[str, list[float]] = {"target": [], "reference": []}
-    for _ in range(rounds):
-        for key, run in (("target", target), ("reference", reference)):
-            start = time.perf_counter()
-            run()
-            times[key].append(time.perf_counter() - start)
-    t, r = statistics.median(times["target"]), statistics.median(times["reference"])
+    medians = interleaved_medians({"target": target, "reference": reference}, rounds, warmup=2)
+    t, r = medians["target"], medians["reference"]
     return t / r, t, r
-
-
-def ratios_from_json(path: Path) -> dict[str, float]:
-    """{benchmark name: ratio} from a pytest-benchmark JSON file written by the suite."""
-    data = json.loads(Path(path).read_text())
-    return {b["name"]: b["extra_info"]["ratio"] for b in data["benchmarks"]}
-
-
-def compare(new: dict[str, float], baseline: dict[str, float], threshold: float) -> list[str]:
-    """One line per benchmark whose ratio grew by more than ``threshold`` (or that is missing)."""
-    failures = []
-    for name, base in sorted(baseline.items()):
-        if name not in new:
-            failures.append(f"{name}: missing from the new run")
-        elif new[name] > base * (1 + threshold):
-            failures.append(
-                f"{name}: time/reference {new[name]:.3g} vs baseline {base:.3g} "
-                f"(x{new[name] / base:.2f}, allowed x{1 + threshold:.2f})"
-            )
-    return failures
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ import math
 import torch
 from omegaconf import DictConfig
 
-from benchmarks.tasks.vae.models import ARCHS, LATENTS, encoder_size, posterior
+from benchmarks.tasks.vae.models import ARCHS, LATENTS, encoder_size, estimators_for, posterior
 from estimators.base import ConfigError, Estimator, require_int
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
@@ -82,3 +82,27 @@ def check_estimator(estimator: Estimator, task: DictConfig, num_samples: int) ->
     checked on q built from a dummy encoder output before any work."""
     h = torch.zeros(1, encoder_size(task.latent, task.latent_dim, task.categories))
     estimator.check(posterior(h, task.latent, task.categories), num_samples)
+
+
+COMPARED = {
+    "reparam": ["estimator=reparam"],
+    "reinforce": ["estimator=reinforce"],
+    "reinforce_baseline (loo, 2 draws)": ["estimator=reinforce_baseline"],
+    "reinforce_baseline (ema)": ["estimator=reinforce_baseline", "estimator.baseline=ema"],
+    "nvil (learned baseline)": ["estimator=nvil"],
+}
+"""The estimators the Gaussian-latent VAE comparisons train (quality, epoch time), as overrides."""
+
+
+def compared(latent: str) -> dict[str, list[str]]:
+    """The estimators a VAE comparison trains for a latent family, as overrides: for a discrete
+    one, the leave-one-out baseline first (it sets the time budget), then every other registered
+    estimator that applies, then nvil."""
+    if latent == "gaussian":
+        return COMPARED
+    names = [n for n in estimators_for(latent) if n != "reinforce_baseline"]
+    return {
+        "reinforce_baseline (loo)": ["estimator=reinforce_baseline"],
+        **{name: [f"estimator={name}"] for name in names},
+        "nvil (learned baseline)": ["estimator=nvil"],
+    }
