@@ -109,6 +109,20 @@ def discard_hydra_files(run_dir: Path) -> None:
         run_dir.parent.rmdir()
 
 
+def log_to_file_only(message: str) -> None:
+    """Log ``message`` and the exception being handled into the run's log file only: a run that
+    crashes prints one line on stderr, which points there."""
+    root = logging.getLogger()
+    consoles = [h for h in root.handlers if not isinstance(h, logging.FileHandler)]
+    for handler in consoles:
+        root.removeHandler(handler)
+    try:
+        log.exception(message)
+    finally:
+        for handler in consoles:
+            root.addHandler(handler)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
@@ -128,12 +142,21 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except Exception as error:
-        if not in_sweep:
-            raise
-        writer.status("failed", error=f"{type(error).__name__}: {error}")
+        reason = f"{type(error).__name__}: {error}"
+        writer.status("failed", error=reason)
         writer.finish()
-        log.exception("job %s failed; the sweep goes on", hydra_cfg.job.num)
-        return
+        if in_sweep:
+            log.exception("job %s failed; the sweep goes on", hydra_cfg.job.num)
+            return
+        log_file = run_dir / f"{hydra_cfg.job.name}.log"
+        log_to_file_only("the run failed")
+        choices = hydra_cfg.runtime.choices
+        print(
+            f"error: estimator '{choices.estimator}' failed on task={choices.task}: {reason} "
+            f"(traceback in {log_file})",
+            file=sys.stderr,
+        )
+        sys.exit(1)
     for name, table in result.tables.items():
         writer.table(name, table)
         text = summary(task, name, table)

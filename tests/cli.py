@@ -3,6 +3,8 @@ root, output captured (one helper for every test module that does)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,25 @@ def run(*args: str, module: str = "benchmarks.run", timeout: int = 300):
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_with_estimator(tmp_path: Path, name: str, code: str, *args: str, timeout: int = 300):
+    """``python -m benchmarks.run estimator=NAME args`` from a copy of the project in ``tmp_path``
+    with one more estimator: ``code`` as ``estimators/NAME.py`` and its yaml, as a user adds one."""
+    for folder in ("estimators", "benchmarks", "conf"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, dirs_exist_ok=True)
+    (tmp_path / f"estimators/{name}.py").write_text(code)
+    (tmp_path / f"conf/estimator/{name}.yaml").write_text(
+        f"_target_: estimators.build\nname: {name}\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", f"estimator={name}", *args],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 import torch
-from cli import run
+from cli import run, run_with_estimator
 
 from benchmarks.results import write_json, write_table
 
@@ -251,3 +251,29 @@ def test_bad_vae_input_gets_one_line(tmp_path, args, message):
     (line,) = out.stderr.strip().splitlines()
     assert line.startswith("error: ") and message in line
     assert not (tmp_path / "run").exists()
+
+
+BROKEN = """from estimators.base import Estimator, register
+
+
+@register
+class Broken(Estimator):
+    name = "broken"
+
+    def estimate(self, dist, f, num_samples):
+        raise NotImplementedError("no sampler for this one")
+"""
+
+
+def test_an_estimator_that_raises_on_a_distribution_it_claims_stops_with_one_line(tmp_path):
+    run_dir = tmp_path / "run"
+    out = run_with_estimator(tmp_path, "broken", BROKEN, "task.k=[1.0]", f"hydra.run.dir={run_dir}")
+    assert out.returncode == 1
+    assert out.stderr.strip() == (
+        "error: estimator 'broken' failed on task=gaussian: NotImplementedError: no sampler for "
+        f"this one (traceback in {run_dir / 'run.log'})"
+    )
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "failed"
+    assert status["error"] == "NotImplementedError: no sampler for this one"
+    assert "Traceback" in (run_dir / "run.log").read_text()
