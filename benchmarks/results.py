@@ -71,6 +71,7 @@ class RunWriter:
         self.run_dir = Path(run_dir)
         self.task = task  # the task class's import path, which every status names
         self.earlier = output_times(self.run_dir)
+        self.details: dict = {}  # the fields of the last status written, which an interrupt keeps
 
     def path(self, name: str) -> Path:
         return self.run_dir / name
@@ -85,6 +86,7 @@ class RunWriter:
 
     def status(self, status: str, **fields) -> Path:
         """``status.json``: completed, running, diverged, interrupted or failed, with details."""
+        self.details = fields
         return self.json("status", {"status": status, "task": self.task, **fields})
 
     def checkpoint(self, state: dict) -> Path:

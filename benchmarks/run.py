@@ -30,6 +30,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from benchmarks.callbacks import end_interrupted_sweep
 from benchmarks.config import CONF_DIR
 from benchmarks.results import RunWriter
 from benchmarks.tasks.base import Context, Result, Task, build, run_task
@@ -72,8 +73,9 @@ def estimator_factory(cfg: DictConfig):
     return make
 
 
-def run(cfg: DictConfig, writer: RunWriter) -> tuple[Task, Result]:
-    """Build the configured task and estimator, then validate and run the task."""
+def run(cfg: DictConfig, writer: RunWriter, progress: dict) -> tuple[Task, Result]:
+    """Build the configured task and estimator, then validate and run the task, which keeps
+    ``progress`` current."""
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r}: must be an integer")
     require_int(cfg.threads, "threads", nullable=True)
@@ -83,7 +85,8 @@ def run(cfg: DictConfig, writer: RunWriter) -> tuple[Task, Result]:
     make_estimator = estimator_factory(cfg.estimator)
     task = build(cfg.task)
     np.random.seed(cfg.seed % 2**32)
-    return task, run_task(task, make_estimator, Context(cfg.seed, device, writer, cfg))
+    context = Context(cfg.seed, device, writer, cfg, progress)
+    return task, run_task(task, make_estimator, context)
 
 
 def summary(task: Task, name: str, table: pd.DataFrame) -> str | None:
@@ -109,6 +112,10 @@ def discard_hydra_files(run_dir: Path) -> None:
         run_dir.parent.rmdir()
 
 
+class Interrupted(KeyboardInterrupt):
+    """A Ctrl-C that a job has reported (its line printed, its status written)."""
+
+
 def log_to_file_only(message: str) -> None:
     """Log ``message`` and the exception being handled into the run's log file only: a run that
     crashes prints one line on stderr, which points there."""
@@ -130,8 +137,17 @@ def main(cfg: DictConfig) -> None:
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     # The writer notes what an earlier run in this folder left, if anything.
     writer = RunWriter(run_dir, task=OmegaConf.select(cfg, "task._target_"))
+    progress: dict = {}
     try:
-        task, result = run(cfg, writer)
+        task, result = run(cfg, writer, progress)
+    except KeyboardInterrupt:
+        writer.status("interrupted", **{**writer.details, **progress})
+        writer.finish()
+        where = ", ".join(f"{key}={value}" for key, value in progress.items()) or "the start"
+        tables = ", ".join(sorted(path.name for path in run_dir.glob("*.csv")))
+        kept = f"{tables} so far kept in" if tables else "no table written; status.json in"
+        print(f"interrupted at {where}; {kept} {run_dir}", file=sys.stderr)
+        raise Interrupted from None
     except ConfigError as error:
         if in_sweep:  # the sweep goes on; the plot callback names this job and its error
             writer.status("failed", error=str(error))
@@ -251,10 +267,21 @@ def check_overrides(args: list[str]) -> None:
                 return
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """Check the command line, then run it: bad input and Ctrl-C end in one line, a Ctrl-C in
+    a sweep after the summary of the jobs that finished."""
     try:
         check_overrides(sys.argv[1:])
+        main()
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    main()
+    except KeyboardInterrupt as interrupt:
+        if not isinstance(interrupt, Interrupted):
+            print("interrupted", file=sys.stderr)
+        end_interrupted_sweep()
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    entry()

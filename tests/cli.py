@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,3 +42,22 @@ def run_with_estimator(tmp_path: Path, name: str, code: str, *args: str, timeout
         text=True,
         timeout=timeout,
     )
+
+
+def interrupt(*args: str, started: Path, settle: float = 3.0):
+    """``python -m benchmarks.run args``, sent SIGINT (Ctrl-C) ``settle`` seconds after the
+    file ``started`` appears (Hydra's record of the job to interrupt); its output captured."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.run", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(settle)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)

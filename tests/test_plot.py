@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
-from cli import run
+from cli import interrupt, run
 from PIL import Image
 
 from benchmarks import figures, plot
@@ -290,3 +290,24 @@ def test_the_z_score_line_checks_a_biased_estimator_against_its_own_exact_mean()
     line = toy_figures.z_score_line(metrics)
     assert line.endswith(", REINFORCE 0.07\n")  # unbiased: against the gradient only
     assert "Gumbel-softmax (τ=0.5) 4.42 (biased by design; 0.20 against its exact mean)" in line
+
+
+def test_an_interrupted_sweep_ends_with_the_summary_of_the_jobs_that_finished(tmp_path):
+    out = interrupt(
+        "-m",
+        "task.mode=optimize",
+        "task.costs=[square]",
+        "task.k=[1.0]",
+        "task.optimize.steps=10,100000000",
+        f"hydra.sweep.dir={tmp_path}",
+        started=tmp_path / "1/.hydra/config.yaml",
+    )
+    assert out.returncode == 130, out.stderr
+    assert f"optimize.csv so far kept in {tmp_path / '1'}" in out.stderr
+    assert "Traceback" not in out.stderr
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert set(summary["run"].astype(str)) == {"0"}  # the finished job only
+    text = (tmp_path / "summary.md").read_text()
+    assert "## Interrupted jobs (1)" in text
+    assert "task.optimize.steps=100000000 | cost=square, k=1.0, step=" in text
+    assert (tmp_path / "plots/toy_optimize_vs_step.png").exists()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
 import torch
-from cli import run, run_with_estimator
+from cli import interrupt, run, run_with_estimator
 
 from benchmarks.results import write_json, write_table
 
@@ -277,3 +278,30 @@ def test_an_estimator_that_raises_on_a_distribution_it_claims_stops_with_one_lin
     assert status["status"] == "failed"
     assert status["error"] == "NotImplementedError: no sampler for this one"
     assert "Traceback" in (run_dir / "run.log").read_text()
+
+
+LONG_OPTIMIZATION = [
+    "task.mode=optimize",
+    "task.costs=[square]",
+    "task.k=[1.0]",
+    "task.optimize.steps=100000000",
+    "task.optimize.log_every=1",
+]
+
+
+def test_ctrl_c_ends_in_one_line_with_the_status_and_the_rows_so_far(tmp_path):
+    out = interrupt(
+        *LONG_OPTIMIZATION, f"hydra.run.dir={tmp_path}", started=tmp_path / ".hydra/config.yaml"
+    )
+    assert out.returncode == 130, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    match = re.fullmatch(
+        rf"interrupted at cost=square, k=1.0, step=(\d+); optimize.csv so far kept in {tmp_path}",
+        line,
+    )
+    assert match, line
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["status"] == "interrupted"
+    assert (status["cost"], status["k"], status["step"]) == ("square", 1.0, int(match[1]))
+    table = pd.read_csv(tmp_path / "optimize.csv")
+    assert list(table.step) == list(range(len(table))) and len(table) <= status["step"] + 1

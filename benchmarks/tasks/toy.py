@@ -256,11 +256,15 @@ class Toy(Task):
         start = self.start()
         return {name: float(start.get(name, math.nan)) for name in ("mu", "sigma", "theta")}
 
-    def estimate_table(self, make_estimator: EstimatorFactory, context: Context) -> pd.DataFrame:
-        """One row per cost x k x parameter: measured statistics beside the exact ones."""
-        cfg, rows = self.cfg, []
+    def estimate_rows(
+        self, make_estimator: EstimatorFactory, context: Context
+    ) -> Iterator[list[dict]]:
+        """Per cost x k, one row per parameter: measured statistics beside the exact ones."""
+        cfg = self.cfg
         point = self.point_columns()
         for cost, k, estimator, num_samples in self.cases(make_estimator, context.seed):
+            context.progress.update(cost=cost, k=k)
+            rows = []
             with overflow_names_k(cost, k):
                 f = self.cost(cost, k)
                 params = self.initial(context.device)
@@ -292,8 +296,7 @@ class Toy(Task):
                             "exact_var": or_nan(exact_var),
                         }
                     )
-            context.progress.update(cost=cost, k=k)
-        return pd.DataFrame(rows)
+            yield rows
 
     def step_variance(
         self,
@@ -317,11 +320,14 @@ class Toy(Task):
             grads = self.gradient_estimates(frozen, f, params, num_samples, m)
         return grads[0].var().item()
 
-    def optimize_table(self, make_estimator: EstimatorFactory, context: Context) -> pd.DataFrame:
+    def optimize_rows(
+        self, make_estimator: EstimatorFactory, context: Context
+    ) -> Iterator[list[dict]]:
         """For each (cost, k): the exact objective and the mean parameters against step and
-        time. A non-finite gradient (plain REINFORCE can blow up once sigma is small) stops that
-        trajectory with a last row marked ``diverged``; that is a result, not a crash."""
-        cfg, opt_cfg, rows = self.cfg, self.cfg.optimize, []
+        time, one row per logged step. A non-finite gradient (plain REINFORCE can blow up once
+        sigma is small) stops that trajectory with a last row marked ``diverged``; that is a
+        result, not a crash."""
+        cfg, opt_cfg = self.cfg, self.cfg.optimize
         for cost, k, estimator, num_samples in self.cases(make_estimator, context.seed):
             with overflow_names_k(cost, k):
                 f = self.cost(cost, k)
@@ -330,8 +336,9 @@ class Toy(Task):
                 seconds = 0.0
                 diverged = False
                 for step in range(opt_cfg.steps + 1):
+                    context.progress.update(cost=cost, k=k, step=step)
                     if step % opt_cfg.log_every == 0 or step == opt_cfg.steps or diverged:
-                        rows.append(
+                        yield [
                             {
                                 **self.run_columns(estimator, context),
                                 "cost": cost,
@@ -352,8 +359,7 @@ class Toy(Task):
                                 ),
                                 "diverged": diverged,
                             }
-                        )
-                        context.progress.update(cost=cost, k=k, step=step)
+                        ]
                     if step == opt_cfg.steps or diverged:
                         break
                     start = time.perf_counter()
@@ -368,7 +374,6 @@ class Toy(Task):
                     seconds += time.perf_counter() - start
                 if diverged:
                     warn_diverged(estimator, cost, k, step)
-        return pd.DataFrame(rows)
 
     def validate(self, estimator: Estimator, context: Context) -> None:
         """The keys every toy shares (mode, sizes, num_samples, the costs and k lists, the
@@ -412,11 +417,23 @@ class Toy(Task):
         estimator.check(self.distribution(*probe), num_samples)
 
     def run(self, make_estimator: EstimatorFactory, context: Context) -> Result:
-        """``metrics`` (mode estimate) or ``optimize`` (mode optimize)."""
+        """``metrics`` (mode estimate) or ``optimize`` (mode optimize). Interrupted, it writes
+        the rows so far (whole cost x k cases, or logged steps) before passing the interrupt on."""
         if self.cfg.mode == "estimate":
-            table = self.estimate_table(make_estimator, context)
+            name, batches = "metrics", self.estimate_rows(make_estimator, context)
+        else:
+            name, batches = "optimize", self.optimize_rows(make_estimator, context)
+        rows: list[dict] = []
+        try:
+            for batch in batches:
+                rows.extend(batch)
+        except KeyboardInterrupt:
+            if rows and context.writer is not None:
+                context.writer.table(name, pd.DataFrame(rows))
+            raise
+        table = pd.DataFrame(rows)
+        if name == "metrics":
             return Result({"metrics": table})
-        table = self.optimize_table(make_estimator, context)
         return Result({"optimize": table}, "diverged" if table["diverged"].any() else "completed")
 
     def summary_rows(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
