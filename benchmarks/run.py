@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -247,7 +249,8 @@ def check_overrides(args: list[str]) -> None:
     if any(arg.startswith("-") and arg not in ("-m", "--multirun") for arg in args):
         return  # --cfg, --help, --config-name ...: Hydra's own business
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        for overrides in override_sets(args):
+        sets = override_sets(args)
+        for overrides in sets:
             try:
                 compose("config", overrides=overrides)
             except MissingConfigException as error:
@@ -265,6 +268,30 @@ def check_overrides(args: list[str]) -> None:
                 raise no_such_key(bad[0], key, overrides) from None
             except Exception:
                 return
+        if sets:
+            key = "hydra.sweep.dir" if {"-m", "--multirun"} & set(args) else "hydra.run.dir"
+            try:
+                folder = OmegaConf.select(compose("config", sets[0], return_hydra_config=True), key)
+            except Exception:
+                return  # a folder that only Hydra's own resolution can name: Hydra checks it
+            check_writable(Path(folder), key)
+
+
+def check_writable(folder: Path, key: str) -> None:
+    """ConfigError naming ``key`` unless ``folder`` can be made and written, tried with a
+    temporary folder made and removed in its nearest existing parent: before Hydra makes the
+    folder, whose failure would be a traceback, and leaving nothing behind."""
+    parent = folder
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # a path under a regular file does not exist either
+    if not parent.is_dir():
+        raise ConfigError(f"{key}={folder}: cannot make the folder, {parent} is a file")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=parent))
+    except OSError as error:
+        raise ConfigError(
+            f"{key}={folder}: cannot write into {parent} ({error.strerror})"
+        ) from None
 
 
 def entry() -> None:

@@ -305,3 +305,19 @@ def test_ctrl_c_ends_in_one_line_with_the_status_and_the_rows_so_far(tmp_path):
     assert (status["cost"], status["k"], status["step"]) == ("square", 1.0, int(match[1]))
     table = pd.read_csv(tmp_path / "optimize.csv")
     assert list(table.step) == list(range(len(table))) and len(table) <= status["step"] + 1
+
+
+@pytest.mark.parametrize("multirun", [False, True])
+def test_an_output_folder_that_cannot_be_written_gets_one_line_and_exit_2(tmp_path, multirun):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("keep me")
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    for folder, reason in [
+        (blocker / "run", f"cannot make the folder, {blocker} is a file"),
+        ("/sys/x", "cannot write into /sys ("),
+    ]:
+        out = run(*(["-m"] if multirun else []), "task.n_estimates=100", f"{key}={folder}")
+        assert out.returncode == 2, out.stderr
+        (line,) = out.stderr.strip().splitlines()
+        assert line.startswith(f"error: {key}={folder}: {reason}")
+    assert blocker.read_text() == "keep me" and list(tmp_path.iterdir()) == [blocker]
