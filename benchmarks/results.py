@@ -7,10 +7,12 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import pandas as pd
 import torch
+
+if TYPE_CHECKING:
+    import pandas as pd  # only annotations: a bad input answers without pandas
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:

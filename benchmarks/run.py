@@ -14,10 +14,10 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 import numpy as np
-import pandas as pd
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
@@ -37,6 +37,9 @@ from benchmarks.config import CONF_DIR
 from benchmarks.results import RunWriter
 from benchmarks.tasks.base import Context, Result, Task, build, run_task
 from estimators.base import ConfigError, Estimator, require_int
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 DEVICES = ("cpu", "cuda", "auto")
@@ -250,9 +253,10 @@ def check_overrides(args: list[str]) -> None:
         return  # --cfg, --help, --config-name ...: Hydra's own business
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         sets = override_sets(args)
+        composed = []
         for overrides in sets:
             try:
-                compose("config", overrides=overrides)
+                composed.append(compose("config", overrides=overrides, return_hydra_config=True))
             except MissingConfigException as error:
                 group, _, value = (error.missing_cfg_file or "").partition("/")
                 if group not in GROUPS or not error.options:
@@ -268,10 +272,10 @@ def check_overrides(args: list[str]) -> None:
                 raise no_such_key(bad[0], key, overrides) from None
             except Exception:
                 return
-        if sets:
+        if composed:
             key = "hydra.sweep.dir" if {"-m", "--multirun"} & set(args) else "hydra.run.dir"
             try:
-                folder = OmegaConf.select(compose("config", sets[0], return_hydra_config=True), key)
+                folder = OmegaConf.select(composed[0], key)
             except Exception:
                 return  # a folder that only Hydra's own resolution can name: Hydra checks it
             check_writable(Path(folder), key)

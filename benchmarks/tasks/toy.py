@@ -19,9 +19,8 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.distributions import Distribution
@@ -29,6 +28,9 @@ from torch.distributions import Distribution
 from benchmarks.measure import Moments, gradient_statistics, measure_estimates, synchronize
 from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task
 from estimators.base import ConfigError, Estimator, require_int
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MODES = ("estimate", "optimize")
 CostFn = Callable[[torch.Tensor], torch.Tensor]
@@ -423,6 +425,8 @@ class Toy(Task):
             name, batches = "metrics", self.estimate_rows(make_estimator, context)
         else:
             name, batches = "optimize", self.optimize_rows(make_estimator, context)
+        import pandas as pd  # here, not at the top: a bad input answers without pandas
+
         rows: list[dict] = []
         try:
             for batch in batches:
