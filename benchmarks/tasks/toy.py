@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.distributions import Distribution
 
 from benchmarks.measure import Moments, gradient_statistics, measure_estimates, synchronize
+from benchmarks.progress import Progress
 from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task
 from estimators.base import ConfigError, Estimator, require_int
 
@@ -203,15 +204,17 @@ class Toy(Task):
         params: list[torch.Tensor],
         num_samples: int,
         device: torch.device,
+        on_chunk: Callable[[int], None] = lambda batch: None,
     ) -> tuple[dict[str, Moments], float]:
         """Streaming moments of ``n_estimates`` estimates per parameter, in chunks of
-        ``chunk_size``, and the seconds per estimate."""
+        ``chunk_size``, and the seconds per estimate; ``on_chunk(b)`` after each chunk."""
         return measure_estimates(
             lambda batch: self.gradient_estimates(estimator, f, params, num_samples, batch),
             self.params,
             self.cfg.n_estimates,
             self.cfg.chunk_size,
             device,
+            on_chunk,
         )
 
     def train_control_variate(
@@ -264,41 +267,50 @@ class Toy(Task):
         """Per cost x k, one row per parameter: measured statistics beside the exact ones."""
         cfg = self.cfg
         point = self.point_columns()
-        for cost, k, estimator, num_samples in self.cases(make_estimator, context.seed):
-            context.progress.update(cost=cost, k=k)
-            rows = []
-            with overflow_names_k(cost, k):
-                f = self.cost(cost, k)
-                params = self.initial(context.device)
-                if estimator.trainable:
-                    self.train_control_variate(estimator, f, params, num_samples)
-                moments, seconds = self.measure(estimator, f, params, num_samples, context.device)
-                exact = self.exact(estimator, cost, k, num_samples)
-                for param in self.params:
-                    exact_grad, exact_mean, exact_var = exact[param]
-                    stats = gradient_statistics(moments[param], exact_grad, seconds)
-                    require_finite_moments(
-                        stats["grad_mean"], stats["grad_var"], exact_grad, exact_mean, exact_var
+        with Progress(len(cfg.costs) * len(cfg.k) * cfg.n_estimates, "estimates") as progress:
+
+            def done(batch: int) -> None:
+                context.progress["estimates"] += batch
+                progress.update(batch)
+
+            for cost, k, estimator, num_samples in self.cases(make_estimator, context.seed):
+                context.progress.update(cost=cost, k=k, estimates=0)
+                progress.describe(f"{cost}, k={k:g}")
+                rows = []
+                with overflow_names_k(cost, k):
+                    f = self.cost(cost, k)
+                    params = self.initial(context.device)
+                    if estimator.trainable:
+                        self.train_control_variate(estimator, f, params, num_samples)
+                    moments, seconds = self.measure(
+                        estimator, f, params, num_samples, context.device, done
                     )
-                    rows.append(
-                        {
-                            **self.run_columns(estimator, context),
-                            "cost": cost,
-                            "k": k,
-                            "param": param,
-                            "dim": cfg.dim,
-                            "mu": point["mu"],
-                            "sigma": point["sigma"],
-                            "num_samples": num_samples,
-                            "n_estimates": cfg.n_estimates,
-                            **stats,
-                            "theta": point["theta"],
-                            **learned_columns(estimator),
-                            "exact_mean": or_nan(exact_mean),
-                            "exact_var": or_nan(exact_var),
-                        }
-                    )
-            yield rows
+                    exact = self.exact(estimator, cost, k, num_samples)
+                    for param in self.params:
+                        exact_grad, exact_mean, exact_var = exact[param]
+                        stats = gradient_statistics(moments[param], exact_grad, seconds)
+                        require_finite_moments(
+                            stats["grad_mean"], stats["grad_var"], exact_grad, exact_mean, exact_var
+                        )
+                        rows.append(
+                            {
+                                **self.run_columns(estimator, context),
+                                "cost": cost,
+                                "k": k,
+                                "param": param,
+                                "dim": cfg.dim,
+                                "mu": point["mu"],
+                                "sigma": point["sigma"],
+                                "num_samples": num_samples,
+                                "n_estimates": cfg.n_estimates,
+                                **stats,
+                                "theta": point["theta"],
+                                **learned_columns(estimator),
+                                "exact_mean": or_nan(exact_mean),
+                                "exact_var": or_nan(exact_var),
+                            }
+                        )
+                yield rows
 
     def step_variance(
         self,
@@ -330,52 +342,56 @@ class Toy(Task):
         sigma is small) stops that trajectory with a last row marked ``diverged``; that is a
         result, not a crash."""
         cfg, opt_cfg = self.cfg, self.cfg.optimize
-        for cost, k, estimator, num_samples in self.cases(make_estimator, context.seed):
-            with overflow_names_k(cost, k):
-                f = self.cost(cost, k)
-                params = [p.requires_grad_() for p in self.initial(context.device)]
-                optimizer = self.optimizer(params)
-                seconds = 0.0
-                diverged = False
-                for step in range(opt_cfg.steps + 1):
-                    context.progress.update(cost=cost, k=k, step=step)
-                    if step % opt_cfg.log_every == 0 or step == opt_cfg.steps or diverged:
-                        yield [
-                            {
-                                **self.run_columns(estimator, context),
-                                "cost": cost,
-                                "k": k,
-                                "dim": cfg.dim,
-                                "num_samples": num_samples,
-                                "lr": opt_cfg.lr,
-                                "step": step,
-                                "time_s": seconds,
-                                "objective": self.objective(cost, k, params),
-                                **{
-                                    name: p.detach().mean().item()
-                                    for name, p in zip(self.start(), params, strict=True)
-                                },
-                                **learned_columns(estimator),
-                                "grad_var": self.step_variance(
-                                    estimator, f, params, num_samples, step
-                                ),
-                                "diverged": diverged,
-                            }
-                        ]
-                    if step == opt_cfg.steps or diverged:
-                        break
-                    start = time.perf_counter()
-                    optimizer.zero_grad()
-                    loss = estimator(self.distribution(*params), f, num_samples).mean()
-                    estimator.backward(loss, *params)
-                    diverged = not all(torch.isfinite(p.grad).all() for p in params)
-                    if not diverged:
-                        optimizer.step()
-                        self.after_step(params)
-                    synchronize(context.device)
-                    seconds += time.perf_counter() - start
-                if diverged:
-                    warn_diverged(estimator, cost, k, step)
+        with Progress(len(cfg.costs) * len(cfg.k) * opt_cfg.steps, "steps") as progress:
+            for cost, k, estimator, num_samples in self.cases(make_estimator, context.seed):
+                progress.describe(f"{cost}, k={k:g}")
+                with overflow_names_k(cost, k):
+                    f = self.cost(cost, k)
+                    params = [p.requires_grad_() for p in self.initial(context.device)]
+                    optimizer = self.optimizer(params)
+                    seconds = 0.0
+                    diverged = False
+                    for step in range(opt_cfg.steps + 1):
+                        context.progress.update(cost=cost, k=k, step=step)
+                        if step % opt_cfg.log_every == 0 or step == opt_cfg.steps or diverged:
+                            yield [
+                                {
+                                    **self.run_columns(estimator, context),
+                                    "cost": cost,
+                                    "k": k,
+                                    "dim": cfg.dim,
+                                    "num_samples": num_samples,
+                                    "lr": opt_cfg.lr,
+                                    "step": step,
+                                    "time_s": seconds,
+                                    "objective": self.objective(cost, k, params),
+                                    **{
+                                        name: p.detach().mean().item()
+                                        for name, p in zip(self.start(), params, strict=True)
+                                    },
+                                    **learned_columns(estimator),
+                                    "grad_var": self.step_variance(
+                                        estimator, f, params, num_samples, step
+                                    ),
+                                    "diverged": diverged,
+                                }
+                            ]
+                        if step == opt_cfg.steps or diverged:
+                            break
+                        start = time.perf_counter()
+                        optimizer.zero_grad()
+                        loss = estimator(self.distribution(*params), f, num_samples).mean()
+                        estimator.backward(loss, *params)
+                        diverged = not all(torch.isfinite(p.grad).all() for p in params)
+                        if not diverged:
+                            optimizer.step()
+                            self.after_step(params)
+                        synchronize(context.device)
+                        seconds += time.perf_counter() - start
+                        progress.update()
+                    if diverged:
+                        progress.update(opt_cfg.steps - step)  # the steps it will not take
+                        warn_diverged(estimator, cost, k, step)
 
     def validate(self, estimator: Estimator, context: Context) -> None:
         """The keys every toy shares (mode, sizes, num_samples, the costs and k lists, the
