@@ -311,3 +311,39 @@ def test_an_interrupted_sweep_ends_with_the_summary_of_the_jobs_that_finished(tm
     assert "## Interrupted jobs (1)" in text
     assert "task.optimize.steps=100000000 | cost=square, k=1.0, step=" in text
     assert (tmp_path / "plots/toy_optimize_vs_step.png").exists()
+
+
+def test_a_diverged_optimization_is_marked_on_a_readable_axis():
+    steps = list(range(0, 50, 10))
+    rows = []
+    for cost, label, name, values in [
+        ("square", "REINFORCE", "0", [2.0, 1.0, 1e20, 1e60, 1e60]),
+        ("square", "Reparameterization", "1", [2.0, 1.0, 0.5, 0.3, 0.2]),
+        ("cos", "REINFORCE", "2", [-0.2, -0.4, 1e40, -1e60, -1e60]),
+        ("cos", "Reparameterization", "3", [-0.2, -0.4, -0.5, -0.6, -0.6]),
+    ]:
+        for i, (step, value) in enumerate(zip(steps, values, strict=True)):
+            diverged = label == "REINFORCE" and i == len(steps) - 1
+            rows.append(
+                dict(
+                    cost=cost,
+                    k=1.0,
+                    step=step,
+                    time_s=step / 100,
+                    objective=value,
+                    label=label,
+                    run=name,
+                    diverged=diverged,
+                )
+            )
+    table = pd.DataFrame(rows)
+    fig = toy_figures.optimize_figure(table, plot.style_for(table["label"]), "step")
+    square, cos = fig.axes[:2]
+    assert square.get_yscale() == "log"  # E[f] > 0: a log axis spans 1e-1 to 1e60
+    assert cos.get_yscale() == "linear" and cos.get_ylim()[1] < 0  # the calm run's range
+    for ax in (square, cos):
+        (mark,) = [a for a in ax.get_lines() if a.get_gid() == "diverged"]
+        assert mark.get_xdata()[0] == 40
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["REINFORCE", "Reparameterization", "diverged"]
+    plt.close(fig)
