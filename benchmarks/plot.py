@@ -109,7 +109,7 @@ def collect(
         classes[cls.name] = cls
         for table in cls.tables:
             path = run / f"{table}.csv"
-            if not path.exists():
+            if not path.exists() or path.stat().st_size <= 1:  # none, or a table of no rows
                 continue
             frame = pd.read_csv(path)
             frame.insert(0, "table", table)

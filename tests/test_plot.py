@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -11,7 +12,7 @@ from cli import interrupt, run
 from PIL import Image
 
 from benchmarks import figures, plot
-from benchmarks.tasks import toy_figures
+from benchmarks.tasks import toy_figures, vae_figures
 
 TOY = ["task.n_estimates=2000", "task.k=[1.0,2.0]", "task.costs=[square,cos]"]
 VAE = [
@@ -347,3 +348,31 @@ def test_a_diverged_optimization_is_marked_on_a_readable_axis():
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["REINFORCE", "Reparameterization", "diverged"]
     plt.close(fig)
+
+
+def test_a_one_seed_vae_figure_has_integer_epochs_and_no_band(tmp_path):
+    rows = []
+    for step in range(1, 31):
+        rows.append(dict(table="train", step=step, time_s=step / 10, train_elbo=-100.0 + step))
+    for epoch in (1, 2, 3):
+        rows.append(dict(table="eval", step=10 * epoch, epoch=epoch, test_elbo=-90.0 + epoch))
+    rows.append(dict(table="grad_var", step=10, param="total", total_var=1.0))
+    summary = pd.DataFrame(rows).assign(
+        dataset="digits", seed=0, label="Reparameterization", task="vae"
+    )
+    fig = vae_figures.vae_figure(summary, plot.style_for(summary["label"]), "digits", "gaussian")
+    assert fig._suptitle.get_text() == "VAE on digits: 1 seed"
+    epochs = fig.axes[2]
+    assert epochs.get_xlabel() == "epoch"
+    ticks = [t for t in epochs.get_xticks() if epochs.get_xlim()[0] <= t <= epochs.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    plt.close(fig)
+
+
+def test_a_run_without_options_or_rows_plots_without_a_warning(tmp_path):
+    out = run("task.n_estimates=100", "task.k=[1.0]", f"hydra.run.dir={tmp_path}")  # reparam
+    assert out.returncode == 0, out.stderr
+    (tmp_path / "optimize.csv").write_text("\n")  # what a table of no rows is written as
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas' deprecations of fillna included
+        assert plot.main([str(tmp_path)]) == 0

@@ -504,7 +504,7 @@ def figures(summary: pd.DataFrame, style: Style) -> Iterator[tuple[str, plt.Figu
         default = fewest_draws(metrics)
         yield "toy_variance_vs_k", toy_variance_figure(default, style)
         yield "toy_work_normalized_variance", work_normalized_figure(default, style)
-        relaxed = metrics[metrics["options"].fillna("").str.contains("temperature=")]
+        relaxed = metrics[metrics["options"].astype(object).fillna("").str.contains("temperature=")]
         if relaxed.groupby("estimator")["options"].nunique().gt(1).any():
             yield "relaxation_bias_vs_temperature", relaxation_bias_figure(relaxed, style)
         if (metrics.groupby("label")["num_samples"].nunique() > 1).any():
