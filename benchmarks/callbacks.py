@@ -1,7 +1,9 @@
-"""Hydra callbacks: a finished sweep ends with its summary and figures."""
+"""Hydra callbacks: a finished sweep ends with its summary and figures, and so does one that
+Ctrl-C stopped (``end_interrupted_sweep``, which the runner calls)."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -24,10 +26,18 @@ class PlotSweep(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         from benchmarks.plot import run_marks
 
+        global _running
         root = Path(config.hydra.sweep.dir)
         self.before = run_marks(root) if root.is_dir() else {}
+        _running = (self, config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        global _running
+        _running = None
+        self.summarize(config)
+
+    def summarize(self, config: DictConfig) -> None:
+        """The summary and figures of this sweep's runs; exit 1 naming the failed jobs."""
         from benchmarks.plot import natural_order, plot, stale_runs
 
         root = Path(config.hydra.sweep.dir)
@@ -44,3 +54,18 @@ class PlotSweep(Callback):
             print(f"job {row.run} ({row.overrides}) failed: {row.error}", file=sys.stderr)
         if not failed.empty:
             sys.exit(1)
+
+
+_running: tuple[PlotSweep, DictConfig] | None = None  # the sweep under way, if any
+
+
+def end_interrupted_sweep() -> None:
+    """After Ctrl-C stopped a sweep: the summary of the jobs that finished, naming the one that
+    was interrupted (Hydra runs no ``on_multirun_end`` then); nothing outside a sweep."""
+    global _running
+    if _running is None:
+        return
+    callback, config = _running
+    _running = None
+    with contextlib.suppress(SystemExit):  # failed jobs exit 1; the interrupt's 130 prevails
+        callback.summarize(config)

@@ -57,10 +57,11 @@ def run_config(
     writer: RunWriter | None = None,
     make_estimator: EstimatorFactory | None = None,
     device: torch.device | None = None,
+    progress: dict | None = None,
 ) -> tuple[Task, Result]:
     """Build the configured task and estimator (or use ``make_estimator``), validate and run the
     task on ``device`` (else ``cfg.device``), and write its tables and status through ``writer``
-    where one is given."""
+    where one is given; the task keeps ``progress`` current (where it is, for an interrupt)."""
     if writer is not None and writer.task is None:  # every status names the task's class
         writer.task = OmegaConf.select(cfg, "task._target_")
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
@@ -72,7 +73,8 @@ def run_config(
     make_estimator = make_estimator or estimator_factory(cfg.estimator)
     task = build(cfg.task)
     np.random.seed(cfg.seed % 2**32)
-    result = run_task(task, make_estimator, Context(cfg.seed, device, writer, cfg))
+    context = Context(cfg.seed, device, writer, cfg, {} if progress is None else progress)
+    result = run_task(task, make_estimator, context)
     if writer is not None:
         for name, table in result.tables.items():
             writer.table(name, table)

@@ -139,9 +139,11 @@ def measure_estimates(
     n_estimates: int,
     chunk_size: int,
     device: torch.device,
+    on_chunk: Callable[[int], None] = lambda batch: None,
 ) -> tuple[dict[str, Moments], float]:
     """Streaming moments of ``n_estimates`` estimates of each named gradient, and the wall-clock
-    seconds per estimate; ``estimate_chunk(b)`` returns b estimates of each, in ``names``' order.
+    seconds per estimate; ``estimate_chunk(b)`` returns b estimates of each, in ``names``' order,
+    and ``on_chunk(b)`` hears of each measured chunk, outside the timing (progress).
 
     One untimed warm-up chunk comes first: it warms caches and the allocator and gives a
     moving-average baseline its first value, so every measured chunk sees the steady state.
@@ -161,4 +163,5 @@ def measure_estimates(
         for name, g in zip(names, grads, strict=True):
             moments[name] = moments[name].merge(Moments.of(g))
         done += batch
+        on_chunk(batch)
     return moments, seconds / n_estimates

@@ -98,15 +98,18 @@ def collect(
                 "overrides": " ".join(f"{k}={v}" for k, v in extra.items()),
                 "status": status.get("status", "unknown"),
                 "error": status.get("error", status.get("message", "")),
+                "where": ", ".join(
+                    f"{k}={v}" for k, v in status.items() if k not in ("status", "task", "message")
+                ),
             }
         )
         cls = task_class(run)
-        if cls is None:
+        if cls is None or status.get("status") == "interrupted":  # partial tables: left out
             continue
         classes[cls.name] = cls
         for table in cls.tables:
             path = run / f"{table}.csv"
-            if not path.exists():
+            if not path.exists() or path.stat().st_size <= 1:  # none, or a table of no rows
                 continue
             frame = pd.read_csv(path)
             frame.insert(0, "table", table)
@@ -195,6 +198,11 @@ def headline(summary: pd.DataFrame, statuses: pd.DataFrame, classes: dict[str, t
     if not failed.empty:
         parts.append(f"\n## Failed jobs ({len(failed)})\n")
         parts.append(markdown_table(failed[["run", "overrides", "error"]]))
+    interrupted = statuses[statuses["status"] == "interrupted"]
+    if not interrupted.empty:
+        parts.append(f"\n## Interrupted jobs ({len(interrupted)})\n")
+        parts.append("Stopped by Ctrl-C: their tables so far stay in their folders, not above.\n")
+        parts.append(markdown_table(interrupted[["run", "overrides", "where"]]))
     return "\n".join(parts) + "\n"
 
 

@@ -7,10 +7,12 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import pandas as pd
 import torch
+
+if TYPE_CHECKING:
+    import pandas as pd  # only annotations: a bad input answers without pandas
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -71,6 +73,7 @@ class RunWriter:
         self.run_dir = Path(run_dir)
         self.task = task  # the task class's import path, which every status names
         self.earlier = output_times(self.run_dir)
+        self.details: dict = {}  # the fields of the last status written, which an interrupt keeps
 
     def path(self, name: str) -> Path:
         return self.run_dir / name
@@ -85,6 +88,7 @@ class RunWriter:
 
     def status(self, status: str, **fields) -> Path:
         """``status.json``: completed, running, diverged, interrupted or failed, with details."""
+        self.details = fields
         return self.json("status", {"status": status, "task": self.task, **fields})
 
     def checkpoint(self, state: dict) -> Path:

@@ -1,20 +1,23 @@
 """The Hydra entry point: ``python -m benchmarks.run estimator=NAME task=NAME [key=value ...]``.
 
-It builds the estimator from ``conf/estimator/NAME.yaml``, runs the task, writes the task's tidy
-tables into the run directory and prints a summary. Bad input stops with one line on stderr,
-exit code 2, and nothing left on disk.
+It checks the command line, hands the composed config to ``benchmarks.experiment.run_config``
+(which builds the estimator and the task, runs the task and writes its tables into the run
+directory) and prints a summary. Bad input stops with one line on stderr, exit code 2, and nothing
+left on disk; Ctrl-C stops with one line, status ``interrupted`` and exit code 130.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-import pandas as pd
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -26,11 +29,15 @@ from hydra.errors import (
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from benchmarks.callbacks import end_interrupted_sweep
 from benchmarks.config import CONF_DIR
 from benchmarks.experiment import run_config
 from benchmarks.results import RunWriter
 from benchmarks.tasks.base import Task
 from estimators.base import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 GROUPS = ("dataset", "task", "estimator")
@@ -44,7 +51,7 @@ def summary(task: Task, name: str, table: pd.DataFrame) -> str | None:
         return None
     shown = task.summary_rows(name, table)
     shown = shown[[c for c in columns if c in shown.columns]]
-    if not shown["options"].any():
+    if "options" in shown and not shown["options"].any():
         shown = shown.drop(columns="options")
     shown = shown.dropna(axis="columns", how="all")
     return shown.to_string(index=False, float_format=lambda x: f"{x:.4g}", na_rep="-")
@@ -60,6 +67,24 @@ def discard_hydra_files(run_dir: Path) -> None:
         run_dir.parent.rmdir()
 
 
+class Interrupted(KeyboardInterrupt):
+    """A Ctrl-C that a job has reported (its line printed, its status written)."""
+
+
+def log_to_file_only(message: str) -> None:
+    """Log ``message`` and the exception being handled into the run's log file only: a run that
+    crashes prints one line on stderr, which points there."""
+    root = logging.getLogger()
+    consoles = [h for h in root.handlers if not isinstance(h, logging.FileHandler)]
+    for handler in consoles:
+        root.removeHandler(handler)
+    try:
+        log.exception(message)
+    finally:
+        for handler in consoles:
+            root.addHandler(handler)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
@@ -67,8 +92,17 @@ def main(cfg: DictConfig) -> None:
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     # The writer notes what an earlier run in this folder left, if anything.
     writer = RunWriter(run_dir, task=OmegaConf.select(cfg, "task._target_"))
+    progress: dict = {}
     try:
-        task, result = run_config(cfg, writer)
+        task, result = run_config(cfg, writer, progress=progress)
+    except KeyboardInterrupt:
+        writer.status("interrupted", **{**writer.details, **progress})
+        writer.finish()
+        where = ", ".join(f"{key}={value}" for key, value in progress.items()) or "the start"
+        tables = ", ".join(sorted(path.name for path in run_dir.glob("*.csv")))
+        kept = f"{tables} so far kept in" if tables else "no table written; status.json in"
+        print(f"interrupted at {where}; {kept} {run_dir}", file=sys.stderr)
+        raise Interrupted from None
     except ConfigError as error:
         if in_sweep:  # the sweep goes on; the plot callback names this job and its error
             writer.status("failed", error=str(error))
@@ -79,12 +113,21 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except Exception as error:
-        if not in_sweep:
-            raise
-        writer.status("failed", error=f"{type(error).__name__}: {error}")
+        reason = f"{type(error).__name__}: {error}"
+        writer.status("failed", error=reason)
         writer.finish()
-        log.exception("job %s failed; the sweep goes on", hydra_cfg.job.num)
-        return
+        if in_sweep:
+            log.exception("job %s failed; the sweep goes on", hydra_cfg.job.num)
+            return
+        log_file = run_dir / f"{hydra_cfg.job.name}.log"
+        log_to_file_only("the run failed")
+        choices = hydra_cfg.runtime.choices
+        print(
+            f"error: estimator '{choices.estimator}' failed on task={choices.task}: {reason} "
+            f"(traceback in {log_file})",
+            file=sys.stderr,
+        )
+        sys.exit(1)
     for name, table in result.tables.items():
         text = summary(task, name, table)
         if text:
@@ -156,9 +199,11 @@ def check_overrides(args: list[str]) -> None:
     if any(arg.startswith("-") and arg not in ("-m", "--multirun") for arg in args):
         return  # --cfg, --help, --config-name ...: Hydra's own business
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        for overrides in override_sets(args):
+        sets = override_sets(args)
+        composed = []
+        for overrides in sets:
             try:
-                compose("config", overrides=overrides)
+                composed.append(compose("config", overrides=overrides, return_hydra_config=True))
             except MissingConfigException as error:
                 group, _, value = (error.missing_cfg_file or "").partition("/")
                 if group not in GROUPS or not error.options:
@@ -174,12 +219,47 @@ def check_overrides(args: list[str]) -> None:
                 raise no_such_key(bad[0], key, overrides) from None
             except Exception:
                 return
+        if composed:
+            key = "hydra.sweep.dir" if {"-m", "--multirun"} & set(args) else "hydra.run.dir"
+            try:
+                folder = OmegaConf.select(composed[0], key)
+            except Exception:
+                return  # a folder that only Hydra's own resolution can name: Hydra checks it
+            check_writable(Path(folder), key)
 
 
-if __name__ == "__main__":
+def check_writable(folder: Path, key: str) -> None:
+    """ConfigError naming ``key`` unless ``folder`` can be made and written, tried with a
+    temporary folder made and removed in its nearest existing parent: before Hydra makes the
+    folder, whose failure would be a traceback, and leaving nothing behind."""
+    parent = folder
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # a path under a regular file does not exist either
+    if not parent.is_dir():
+        raise ConfigError(f"{key}={folder}: cannot make the folder, {parent} is a file")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=parent))
+    except OSError as error:
+        raise ConfigError(
+            f"{key}={folder}: cannot write into {parent} ({error.strerror})"
+        ) from None
+
+
+def entry() -> None:
+    """Check the command line, then run it: bad input and Ctrl-C end in one line, a Ctrl-C in
+    a sweep after the summary of the jobs that finished."""
     try:
         check_overrides(sys.argv[1:])
+        main()
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    main()
+    except KeyboardInterrupt as interrupt:
+        if not isinstance(interrupt, Interrupted):
+            print("interrupted", file=sys.stderr)
+        end_interrupted_sweep()
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    entry()

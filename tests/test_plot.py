@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
-from cli import run
+from cli import interrupt, run
 from PIL import Image
 
 from benchmarks import figures, plot
 from benchmarks.tasks import toy_figures
+from benchmarks.tasks.vae import figures as vae_figures
 
 TOY = ["task.n_estimates=2000", "task.k=[1.0,2.0]", "task.costs=[square,cos]"]
 VAE = [
@@ -60,6 +62,7 @@ def test_a_toy_sweep_ends_with_a_tidy_table_and_figures(tmp_path):
     assert "REINFORCE + leave-one-out baseline" in text and "Reparameterization" in text
 
 
+@pytest.mark.slow
 def test_the_plot_command_on_a_vae_sweep_and_on_toy_optimization(tmp_path):
     assert sweep(tmp_path / "vae", *VAE, "estimator=reparam,nvil", "seed=0,1").returncode == 0
     assert (
@@ -85,6 +88,7 @@ def test_the_plot_command_on_a_vae_sweep_and_on_toy_optimization(tmp_path):
     assert "REINFORCE + learned baseline (NVIL)" in text and "test_iwae" in text
 
 
+@pytest.mark.slow
 def test_a_failed_job_is_named_and_the_others_are_kept_and_plotted(tmp_path):
     out = sweep(tmp_path, "estimator=reparam,reinforce_baseline", "task.num_samples=1", *TOY)
     assert out.returncode == 1
@@ -99,6 +103,7 @@ def test_a_failed_job_is_named_and_the_others_are_kept_and_plotted(tmp_path):
     assert statuses.set_index("run")["status"].to_dict() == {"0": "completed", "1": "failed"}
 
 
+@pytest.mark.slow
 def test_a_sweep_into_a_used_folder_summarizes_only_its_own_runs(tmp_path):
     first = sweep(tmp_path, "estimator=reparam,reinforce,reinforce_baseline", *TOY)
     assert first.returncode == 0, first.stderr
@@ -115,6 +120,7 @@ def test_a_sweep_into_a_used_folder_summarizes_only_its_own_runs(tmp_path):
     assert_figures([tmp_path / "plots/toy_optimize_vs_step.png"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_launchers_run_a_two_job_sweep(tmp_path, launcher):
     out = sweep(tmp_path, f"hydra/launcher={launcher}", "estimator=reparam,reinforce", *TOY)
@@ -131,6 +137,7 @@ def test_the_plot_command_rejects_a_folder_without_runs(tmp_path):
     assert line.startswith("error: DIR=") and "no runs found" in line
 
 
+@pytest.mark.slow
 def test_a_temperature_sweep_draws_the_relaxations_bias(tmp_path):
     out = sweep(
         tmp_path,
@@ -150,6 +157,7 @@ def test_a_temperature_sweep_draws_the_relaxations_bias(tmp_path):
     assert "Gumbel-softmax (τ=0.2)" in (tmp_path / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_sweep_over_theta_draws_variance_against_theta(tmp_path):
     out = sweep(
         tmp_path,
@@ -257,6 +265,7 @@ def test_toy_optimizations_without_variances_draw_no_relax_figure(tmp_path):
     assert stems == {"toy_optimize_vs_step", "toy_optimize_vs_time"}
 
 
+@pytest.mark.slow
 def test_a_real_bernoulli_optimization_sweep_draws_the_relax_figure(tmp_path):
     out = sweep(
         tmp_path,
@@ -290,3 +299,90 @@ def test_the_z_score_line_checks_a_biased_estimator_against_its_own_exact_mean()
     line = toy_figures.z_score_line(metrics)
     assert line.endswith(", REINFORCE 0.07\n")  # unbiased: against the gradient only
     assert "Gumbel-softmax (τ=0.5) 4.42 (biased by design; 0.20 against its exact mean)" in line
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_ends_with_the_summary_of_the_jobs_that_finished(tmp_path):
+    out = interrupt(
+        "-m",
+        "task.mode=optimize",
+        "task.costs=[square]",
+        "task.k=[1.0]",
+        "task.optimize.steps=10,100000000",
+        f"hydra.sweep.dir={tmp_path}",
+        started=tmp_path / "1/.hydra/config.yaml",
+    )
+    assert out.returncode == 130, out.stderr
+    assert f"optimize.csv so far kept in {tmp_path / '1'}" in out.stderr
+    assert "Traceback" not in out.stderr
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert set(summary["run"].astype(str)) == {"0"}  # the finished job only
+    text = (tmp_path / "summary.md").read_text()
+    assert "## Interrupted jobs (1)" in text
+    assert "task.optimize.steps=100000000 | cost=square, k=1.0, step=" in text
+    assert (tmp_path / "plots/toy_optimize_vs_step.png").exists()
+
+
+def test_a_diverged_optimization_is_marked_on_a_readable_axis():
+    steps = list(range(0, 50, 10))
+    rows = []
+    for cost, label, name, values in [
+        ("square", "REINFORCE", "0", [2.0, 1.0, 1e20, 1e60, 1e60]),
+        ("square", "Reparameterization", "1", [2.0, 1.0, 0.5, 0.3, 0.2]),
+        ("cos", "REINFORCE", "2", [-0.2, -0.4, 1e40, -1e60, -1e60]),
+        ("cos", "Reparameterization", "3", [-0.2, -0.4, -0.5, -0.6, -0.6]),
+    ]:
+        for i, (step, value) in enumerate(zip(steps, values, strict=True)):
+            diverged = label == "REINFORCE" and i == len(steps) - 1
+            rows.append(
+                dict(
+                    cost=cost,
+                    k=1.0,
+                    step=step,
+                    time_s=step / 100,
+                    objective=value,
+                    label=label,
+                    run=name,
+                    diverged=diverged,
+                )
+            )
+    table = pd.DataFrame(rows)
+    fig = toy_figures.optimize_figure(table, plot.style_for(table["label"]), "step")
+    square, cos = fig.axes[:2]
+    assert square.get_yscale() == "log"  # E[f] > 0: a log axis spans 1e-1 to 1e60
+    assert cos.get_yscale() == "linear" and cos.get_ylim()[1] < 0  # the calm run's range
+    for ax in (square, cos):
+        (mark,) = [a for a in ax.get_lines() if a.get_gid() == "diverged"]
+        assert mark.get_xdata()[0] == 40
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["REINFORCE", "Reparameterization", "diverged"]
+    plt.close(fig)
+
+
+def test_a_one_seed_vae_figure_has_integer_epochs_and_no_band(tmp_path):
+    rows = []
+    for step in range(1, 31):
+        rows.append(dict(table="train", step=step, time_s=step / 10, train_elbo=-100.0 + step))
+    for epoch in (1, 2, 3):
+        rows.append(dict(table="eval", step=10 * epoch, epoch=epoch, test_elbo=-90.0 + epoch))
+    rows.append(dict(table="grad_var", step=10, param="total", total_var=1.0))
+    summary = pd.DataFrame(rows).assign(
+        dataset="digits", seed=0, label="Reparameterization", task="vae"
+    )
+    fig = vae_figures.vae_figure(summary, plot.style_for(summary["label"]), "digits", "gaussian")
+    assert fig._suptitle.get_text() == "VAE on digits: 1 seed"
+    epochs = fig.axes[2]
+    assert epochs.get_xlabel() == "epoch"
+    ticks = [t for t in epochs.get_xticks() if epochs.get_xlim()[0] <= t <= epochs.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    plt.close(fig)
+
+
+@pytest.mark.slow
+def test_a_run_without_options_or_rows_plots_without_a_warning(tmp_path):
+    out = run("task.n_estimates=100", "task.k=[1.0]", f"hydra.run.dir={tmp_path}")  # reparam
+    assert out.returncode == 0, out.stderr
+    (tmp_path / "optimize.csv").write_text("\n")  # what a table of no rows is written as
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas' deprecations of fillna included
+        assert plot.main([str(tmp_path)]) == 0

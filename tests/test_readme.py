@@ -4,41 +4,31 @@ docs/getting-started.md is what its command prints, and so are the examples of d
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import shutil
-import subprocess
-import sys
 
 import pandas as pd
-from cli import ROOT, doc_block, run
+import pytest
+from cli import ROOT, doc_block, run, run_with_estimator
+
+
+def run_readme_example(tmp_path, *args: str):
+    """The README's example estimator, installed as it says (its file and its yaml), run with
+    ``args``."""
+    yaml = doc_block("# conf/estimator/antithetic.yaml")
+    assert yaml.endswith("_target_: estimators.build\nname: antithetic\n")  # what the helper writes
+    code = doc_block("# estimators/antithetic.py")
+    return run_with_estimator(tmp_path, "antithetic", code, *args)
 
 
 def test_the_readme_example_estimator_runs_from_one_file_and_one_yaml(tmp_path):
-    for folder in ("estimators", "benchmarks", "conf"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
-    (tmp_path / "estimators/antithetic.py").write_text(doc_block("# estimators/antithetic.py"))
-    (tmp_path / "conf/estimator/antithetic.yaml").write_text(
-        doc_block("# conf/estimator/antithetic.yaml")
-    )
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.run",
-            "estimator=antithetic",
-            "task.num_samples=2",
-            "task.n_estimates=20000",
-            "task.costs=[linear,square]",
-            "task.k=[1.0]",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    out = run_readme_example(
+        tmp_path,
+        "task.num_samples=2",
+        "task.n_estimates=20000",
+        "task.costs=[linear,square]",
+        "task.k=[1.0]",
+        f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert out.returncode == 0, out.stderr
     table = pd.read_csv(tmp_path / "run/metrics.csv").set_index(["cost", "param"])
@@ -47,6 +37,34 @@ def test_the_readme_example_estimator_runs_from_one_file_and_one_yaml(tmp_path):
     assert table.loc[("linear", "mu"), "grad_var"] == 0
     assert table.loc[("linear", "sigma"), "grad_var"] < 1e-10
     assert (table.z_score.abs() < 5).all()
+
+
+def test_the_readme_example_estimator_says_it_does_not_serve_a_bernoulli(tmp_path):
+    out = run_readme_example(tmp_path, "task=bernoulli", f"hydra.run.dir={tmp_path / 'run'}")
+    assert out.returncode == 2, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith(
+        "error: estimator 'antithetic' does not apply to Independent(Bernoulli); estimators that "
+        "do: arm, disarm,"
+    )
+    assert "antithetic" not in line.partition("estimators that do")[2]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_the_readme_example_estimator_trains_a_gaussian_vae(tmp_path):
+    out = run_readme_example(
+        tmp_path,
+        "task=vae",
+        "task.epochs=1",
+        "task.max_steps=3",
+        "task.hidden=16",
+        "task.iwae_k=0",
+        "task.grad_var_every=0",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert out.returncode == 0, out.stderr
+    assert set(pd.read_csv(tmp_path / "run/train.csv").estimator) == {"antithetic"}
 
 
 def printed_tables(text: str) -> pd.DataFrame:
@@ -61,6 +79,7 @@ def printed_tables(text: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+@pytest.mark.slow
 def test_the_documented_sample_output_is_what_its_command_prints(tmp_path):
     (command,) = [
         line
@@ -87,6 +106,7 @@ def test_the_documented_sample_output_is_what_its_command_prints(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_the_documented_bad_input_examples_print_what_they_show(tmp_path):
     lines = doc_block(
         "$ python -m benchmarks.run estimator=reparm", "docs/bad-input.md"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
 import torch
-from cli import run
+from cli import interrupt, run, run_with_estimator
 
 from benchmarks.results import write_json, write_table
 
@@ -49,6 +50,7 @@ def test_a_run_prints_a_summary_and_writes_the_tidy_table(tmp_path):
     assert f"wrote metrics.csv into {tmp_path}" in out.stdout
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_table(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for d in (a, b):
@@ -61,6 +63,7 @@ def test_same_seed_gives_the_same_table(tmp_path):
     pd.testing.assert_frame_equal(ta.drop(columns=timing), tb.drop(columns=timing))
 
 
+@pytest.mark.slow
 def test_a_multirun_writes_one_table_per_estimator(tmp_path):
     out = run(
         "-m",
@@ -89,6 +92,7 @@ def test_optimize_mode_writes_its_table(tmp_path):
     assert table.step.iloc[-1] == 50 and not (tmp_path / "metrics.csv").exists()
 
 
+@pytest.mark.slow
 def test_a_run_into_a_used_folder_replaces_the_earlier_runs_outputs(tmp_path):
     # An earlier failed run's status and another mode's table are not this run's.
     write_json({"status": "failed", "error": "earlier"}, tmp_path / "status.json")
@@ -221,6 +225,7 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_vae_run_from_the_command_line(tmp_path):
     out = run(
         "task=vae",
@@ -251,3 +256,74 @@ def test_bad_vae_input_gets_one_line(tmp_path, args, message):
     (line,) = out.stderr.strip().splitlines()
     assert line.startswith("error: ") and message in line
     assert not (tmp_path / "run").exists()
+
+
+BROKEN = """from estimators.base import Estimator, register
+
+
+@register
+class Broken(Estimator):
+    name = "broken"
+
+    def estimate(self, dist, f, num_samples):
+        raise NotImplementedError("no sampler for this one")
+"""
+
+
+def test_an_estimator_that_raises_on_a_distribution_it_claims_stops_with_one_line(tmp_path):
+    run_dir = tmp_path / "run"
+    out = run_with_estimator(tmp_path, "broken", BROKEN, "task.k=[1.0]", f"hydra.run.dir={run_dir}")
+    assert out.returncode == 1
+    assert out.stderr.strip() == (
+        "error: estimator 'broken' failed on task=gaussian: NotImplementedError: no sampler for "
+        f"this one (traceback in {run_dir / 'run.log'})"
+    )
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "failed"
+    assert status["error"] == "NotImplementedError: no sampler for this one"
+    assert "Traceback" in (run_dir / "run.log").read_text()
+
+
+LONG_OPTIMIZATION = [
+    "task.mode=optimize",
+    "task.costs=[square]",
+    "task.k=[1.0]",
+    "task.optimize.steps=100000000",
+    "task.optimize.log_every=1",
+]
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_in_one_line_with_the_status_and_the_rows_so_far(tmp_path):
+    out = interrupt(
+        *LONG_OPTIMIZATION, f"hydra.run.dir={tmp_path}", started=tmp_path / ".hydra/config.yaml"
+    )
+    assert out.returncode == 130, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    match = re.fullmatch(
+        rf"interrupted at cost=square, k=1.0, step=(\d+); optimize.csv so far kept in {tmp_path}",
+        line,
+    )
+    assert match, line
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["status"] == "interrupted"
+    assert (status["cost"], status["k"], status["step"]) == ("square", 1.0, int(match[1]))
+    table = pd.read_csv(tmp_path / "optimize.csv")
+    assert list(table.step) == list(range(len(table))) and len(table) <= status["step"] + 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("multirun", [False, True])
+def test_an_output_folder_that_cannot_be_written_gets_one_line_and_exit_2(tmp_path, multirun):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("keep me")
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    for folder, reason in [
+        (blocker / "run", f"cannot make the folder, {blocker} is a file"),
+        ("/sys/x", "cannot write into /sys ("),
+    ]:
+        out = run(*(["-m"] if multirun else []), "task.n_estimates=100", f"{key}={folder}")
+        assert out.returncode == 2, out.stderr
+        (line,) = out.stderr.strip().splitlines()
+        assert line.startswith(f"error: {key}={folder}: {reason}")
+    assert blocker.read_text() == "keep me" and list(tmp_path.iterdir()) == [blocker]

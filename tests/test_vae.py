@@ -552,6 +552,7 @@ def test_discrete_runs_get_their_own_figure_and_summary_rows(tmp_path):
     assert "| digits | bernoulli | DisARM |" in text
 
 
+@pytest.mark.slow
 def test_the_discrete_speed_benchmark_times_every_bernoulli_estimator(tmp_path):
     out = tmp_path / "speed.csv"
     args = ["--repeats=1", "--steps=1", "--threads=1", f"--out={out}"]
@@ -577,6 +578,7 @@ def test_the_discrete_quality_comparison_covers_every_bernoulli_estimator_and_nv
     assert vae_quality.describe("gaussian") == "64-400-20, Adam 0.001, batch 128"
 
 
+@pytest.mark.slow
 def test_the_vae_speed_benchmark_times_the_step_and_the_probe(tmp_path):
     out = tmp_path / "speed.csv"
     done = run("--repeats=1", "--steps=1", "--m=4", f"--out={out}", module="benchmarks.bench_vae")
@@ -586,6 +588,7 @@ def test_the_vae_speed_benchmark_times_the_step_and_the_probe(tmp_path):
     assert table.groupby("group").ratio.last().eq(1.0).all()  # each group's reference
 
 
+@pytest.mark.slow
 def test_the_epoch_benchmark_reads_mnist_files_where_they_are(tmp_path):
     raw = tmp_path / "data" / "MNIST" / "raw"
     data.write_idx_images(raw / "train-images-idx3-ubyte.gz", torch.randint(0, 256, (200, 28, 28)))
@@ -600,6 +603,7 @@ def test_the_epoch_benchmark_reads_mnist_files_where_they_are(tmp_path):
     assert (table.epoch_seconds > 0).all() and table.ratio_to_reparam.iloc[0] == 1.0
 
 
+@pytest.mark.slow
 def test_the_epoch_benchmark_without_mnist_times_random_images_of_its_shape(tmp_path):
     out = tmp_path / "epoch.csv"
     args = ["--repeats=1", "--images=256", f"--data-dir={tmp_path}", f"--out={out}"]

@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
-import pandas as pd
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -34,7 +33,8 @@ from omegaconf import DictConfig, OmegaConf
 from benchmarks.results import RunWriter
 from estimators.base import ConfigError, Estimator
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas and matplotlib only in annotations: a bad input answers fast
+    import pandas as pd
     from matplotlib.figure import Figure
 
 EstimatorFactory = Callable[..., Estimator]

@@ -19,16 +19,19 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.distributions import Distribution
 
 from benchmarks.measure import Moments, gradient_statistics, measure_estimates, synchronize
+from benchmarks.progress import Progress
 from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, estimator_columns
 from estimators.base import ConfigError, Estimator, require_int
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MODES = ("estimate", "optimize")
 CostFn = Callable[[torch.Tensor], torch.Tensor]
@@ -190,15 +193,17 @@ class Toy(Task):
         params: list[torch.Tensor],
         num_samples: int,
         device: torch.device,
+        on_chunk: Callable[[int], None] = lambda batch: None,
     ) -> tuple[dict[str, Moments], float]:
         """Streaming moments of ``n_estimates`` estimates per parameter, in chunks of
-        ``chunk_size``, and the seconds per estimate."""
+        ``chunk_size``, and the seconds per estimate; ``on_chunk(b)`` after each chunk."""
         return measure_estimates(
             lambda batch: self.gradient_estimates(estimator, f, params, num_samples, batch),
             self.params,
             self.cfg.n_estimates,
             self.cfg.chunk_size,
             device,
+            on_chunk,
         )
 
     def train_control_variate(
@@ -245,44 +250,56 @@ class Toy(Task):
         start = self.start()
         return {name: float(start.get(name, math.nan)) for name in ("mu", "sigma", "theta")}
 
-    def estimate_table(self, make_estimator: EstimatorFactory, context: Context) -> pd.DataFrame:
-        """One row per cost x k x parameter: measured statistics beside the exact ones."""
-        cfg, rows = self.cfg, []
+    def estimate_rows(
+        self, make_estimator: EstimatorFactory, context: Context
+    ) -> Iterator[list[dict]]:
+        """Per cost x k, one row per parameter: measured statistics beside the exact ones."""
+        cfg = self.cfg
         point = self.point_columns()
-        for cost, k, estimator, num_samples in self.cases(make_estimator, context.seed):
-            with overflow_names_k(cost, k):
-                f = self.cost(cost, k)
-                params = self.initial(context.device)
-                if estimator.trainable:
-                    self.train_control_variate(estimator, f, params, num_samples)
-                moments, seconds = self.measure(estimator, f, params, num_samples, context.device)
-                exact = self.exact(estimator, cost, k, num_samples)
-                for param in self.params:
-                    exact_grad, exact_mean, exact_var = exact[param]
-                    stats = gradient_statistics(moments[param], exact_grad, seconds)
-                    require_finite_moments(
-                        stats["grad_mean"], stats["grad_var"], exact_grad, exact_mean, exact_var
+        with Progress(len(cfg.costs) * len(cfg.k) * cfg.n_estimates, "estimates") as progress:
+
+            def done(batch: int) -> None:
+                context.progress["estimates"] += batch
+                progress.update(batch)
+
+            for cost, k, estimator, num_samples in self.cases(make_estimator, context.seed):
+                context.progress.update(cost=cost, k=k, estimates=0)
+                progress.describe(f"{cost}, k={k:g}")
+                rows = []
+                with overflow_names_k(cost, k):
+                    f = self.cost(cost, k)
+                    params = self.initial(context.device)
+                    if estimator.trainable:
+                        self.train_control_variate(estimator, f, params, num_samples)
+                    moments, seconds = self.measure(
+                        estimator, f, params, num_samples, context.device, done
                     )
-                    rows.append(
-                        {
-                            **self.run_columns(estimator, context),
-                            "cost": cost,
-                            "k": k,
-                            "param": param,
-                            "dim": cfg.dim,
-                            "mu": point["mu"],
-                            "sigma": point["sigma"],
-                            "num_samples": num_samples,
-                            "n_estimates": cfg.n_estimates,
-                            **stats,
-                            "theta": point["theta"],
-                            **learned_columns(estimator),
-                            "exact_mean": or_nan(exact_mean),
-                            "exact_var": or_nan(exact_var),
-                        }
-                    )
-            context.progress.update(cost=cost, k=k)
-        return pd.DataFrame(rows)
+                    exact = self.exact(estimator, cost, k, num_samples)
+                    for param in self.params:
+                        exact_grad, exact_mean, exact_var = exact[param]
+                        stats = gradient_statistics(moments[param], exact_grad, seconds)
+                        require_finite_moments(
+                            stats["grad_mean"], stats["grad_var"], exact_grad, exact_mean, exact_var
+                        )
+                        rows.append(
+                            {
+                                **self.run_columns(estimator, context),
+                                "cost": cost,
+                                "k": k,
+                                "param": param,
+                                "dim": cfg.dim,
+                                "mu": point["mu"],
+                                "sigma": point["sigma"],
+                                "num_samples": num_samples,
+                                "n_estimates": cfg.n_estimates,
+                                **stats,
+                                "theta": point["theta"],
+                                **learned_columns(estimator),
+                                "exact_mean": or_nan(exact_mean),
+                                "exact_var": or_nan(exact_var),
+                            }
+                        )
+                yield rows
 
     def step_variance(
         self,
@@ -306,58 +323,64 @@ class Toy(Task):
             grads = self.gradient_estimates(frozen, f, params, num_samples, m)
         return grads[0].var().item()
 
-    def optimize_table(self, make_estimator: EstimatorFactory, context: Context) -> pd.DataFrame:
+    def optimize_rows(
+        self, make_estimator: EstimatorFactory, context: Context
+    ) -> Iterator[list[dict]]:
         """For each (cost, k): the exact objective and the mean parameters against step and
-        time. A non-finite gradient (plain REINFORCE can blow up once sigma is small) stops that
-        trajectory with a last row marked ``diverged``; that is a result, not a crash."""
-        cfg, opt_cfg, rows = self.cfg, self.cfg.optimize, []
-        for cost, k, estimator, num_samples in self.cases(make_estimator, context.seed):
-            with overflow_names_k(cost, k):
-                f = self.cost(cost, k)
-                params = [p.requires_grad_() for p in self.initial(context.device)]
-                optimizer = self.optimizer(params)
-                seconds = 0.0
-                diverged = False
-                for step in range(opt_cfg.steps + 1):
-                    if step % opt_cfg.log_every == 0 or step == opt_cfg.steps or diverged:
-                        rows.append(
-                            {
-                                **self.run_columns(estimator, context),
-                                "cost": cost,
-                                "k": k,
-                                "dim": cfg.dim,
-                                "num_samples": num_samples,
-                                "lr": opt_cfg.lr,
-                                "step": step,
-                                "time_s": seconds,
-                                "objective": self.objective(cost, k, params),
-                                **{
-                                    name: p.detach().mean().item()
-                                    for name, p in zip(self.start(), params, strict=True)
-                                },
-                                **learned_columns(estimator),
-                                "grad_var": self.step_variance(
-                                    estimator, f, params, num_samples, step
-                                ),
-                                "diverged": diverged,
-                            }
-                        )
+        time, one row per logged step. A non-finite gradient (plain REINFORCE can blow up once
+        sigma is small) stops that trajectory with a last row marked ``diverged``; that is a
+        result, not a crash."""
+        cfg, opt_cfg = self.cfg, self.cfg.optimize
+        with Progress(len(cfg.costs) * len(cfg.k) * opt_cfg.steps, "steps") as progress:
+            for cost, k, estimator, num_samples in self.cases(make_estimator, context.seed):
+                progress.describe(f"{cost}, k={k:g}")
+                with overflow_names_k(cost, k):
+                    f = self.cost(cost, k)
+                    params = [p.requires_grad_() for p in self.initial(context.device)]
+                    optimizer = self.optimizer(params)
+                    seconds = 0.0
+                    diverged = False
+                    for step in range(opt_cfg.steps + 1):
                         context.progress.update(cost=cost, k=k, step=step)
-                    if step == opt_cfg.steps or diverged:
-                        break
-                    start = time.perf_counter()
-                    optimizer.zero_grad()
-                    loss = estimator(self.distribution(*params), f, num_samples).mean()
-                    estimator.backward(loss, *params)
-                    diverged = not all(torch.isfinite(p.grad).all() for p in params)
-                    if not diverged:
-                        optimizer.step()
-                        self.after_step(params)
-                    synchronize(context.device)
-                    seconds += time.perf_counter() - start
-                if diverged:
-                    warn_diverged(estimator, cost, k, step)
-        return pd.DataFrame(rows)
+                        if step % opt_cfg.log_every == 0 or step == opt_cfg.steps or diverged:
+                            yield [
+                                {
+                                    **self.run_columns(estimator, context),
+                                    "cost": cost,
+                                    "k": k,
+                                    "dim": cfg.dim,
+                                    "num_samples": num_samples,
+                                    "lr": opt_cfg.lr,
+                                    "step": step,
+                                    "time_s": seconds,
+                                    "objective": self.objective(cost, k, params),
+                                    **{
+                                        name: p.detach().mean().item()
+                                        for name, p in zip(self.start(), params, strict=True)
+                                    },
+                                    **learned_columns(estimator),
+                                    "grad_var": self.step_variance(
+                                        estimator, f, params, num_samples, step
+                                    ),
+                                    "diverged": diverged,
+                                }
+                            ]
+                        if step == opt_cfg.steps or diverged:
+                            break
+                        start = time.perf_counter()
+                        optimizer.zero_grad()
+                        loss = estimator(self.distribution(*params), f, num_samples).mean()
+                        estimator.backward(loss, *params)
+                        diverged = not all(torch.isfinite(p.grad).all() for p in params)
+                        if not diverged:
+                            optimizer.step()
+                            self.after_step(params)
+                        synchronize(context.device)
+                        seconds += time.perf_counter() - start
+                        progress.update()
+                    if diverged:
+                        progress.update(opt_cfg.steps - step)  # the steps it will not take
+                        warn_diverged(estimator, cost, k, step)
 
     def validate(self, estimator: Estimator, context: Context) -> None:
         """The keys every toy shares (mode, sizes, num_samples, the costs and k lists, the
@@ -401,11 +424,25 @@ class Toy(Task):
         estimator.check(self.distribution(*probe), num_samples)
 
     def run(self, make_estimator: EstimatorFactory, context: Context) -> Result:
-        """``metrics`` (mode estimate) or ``optimize`` (mode optimize)."""
+        """``metrics`` (mode estimate) or ``optimize`` (mode optimize). Interrupted, it writes
+        the rows so far (whole cost x k cases, or logged steps) before passing the interrupt on."""
         if self.cfg.mode == "estimate":
-            table = self.estimate_table(make_estimator, context)
+            name, batches = "metrics", self.estimate_rows(make_estimator, context)
+        else:
+            name, batches = "optimize", self.optimize_rows(make_estimator, context)
+        import pandas as pd  # here, not at the top: a bad input answers without pandas
+
+        rows: list[dict] = []
+        try:
+            for batch in batches:
+                rows.extend(batch)
+        except KeyboardInterrupt:
+            if rows and context.writer is not None:
+                context.writer.table(name, pd.DataFrame(rows))
+            raise
+        table = pd.DataFrame(rows)
+        if name == "metrics":
             return Result({"metrics": table})
-        table = self.optimize_table(make_estimator, context)
         return Result({"optimize": table}, "diverged" if table["diverged"].any() else "completed")
 
     def summary_rows(self, name: str, table: pd.DataFrame) -> pd.DataFrame:

@@ -329,6 +329,40 @@ def relaxation_bias_figure(metrics: pd.DataFrame, style: Style) -> plt.Figure:
     return fig
 
 
+def mark_divergence(
+    ax: plt.Axes, optimize: pd.DataFrame, k: float, cost: str, x: str, style: Style
+) -> bool:
+    """An x at the last finite point of each run in this panel whose optimization diverged, and
+    an axis that keeps the other runs readable (a diverged REINFORCE reaches 1e60): log where
+    every finite E[f] is positive; else (cos crosses zero) the range of the runs that did not
+    diverge, the marks clipped to it. True where a run diverged."""
+    panel = optimize[(optimize["k"] == k) & (optimize["cost"] == cost)]
+    if "diverged" not in panel:  # a table from before divergence was recorded
+        return False
+    panel = panel[np.isfinite(panel["objective"])]
+    bad = panel.groupby("run")["diverged"].transform("any").astype(bool)
+    if not bad.any():
+        return False
+    lo, hi = panel.loc[~bad, "objective"].agg(["min", "max"]) if (~bad).any() else (None, None)
+    if (panel["objective"] > 0).all():
+        ax.set_yscale("log")
+    elif lo is not None:
+        pad = 0.05 * (hi - lo) or 0.05 * abs(hi) or 0.05
+        lo, hi = lo - pad, hi + pad
+        ax.set_ylim(lo, hi)
+    for (label, _), rows in panel[bad].groupby(["label", "run"]):
+        last = rows.sort_values(x).iloc[-1]
+        y = (
+            last["objective"]
+            if lo is None or ax.get_yscale() == "log"
+            else min(max(last["objective"], lo), hi)
+        )
+        ax.plot(
+            last[x], y, "x", color=style.colors[label], ms=8, mew=2, gid="diverged", clip_on=False
+        )
+    return True
+
+
 def optimize_figure(optimize: pd.DataFrame, style: Style, x: str) -> plt.Figure:
     grid = sns.relplot(
         data=optimize,
@@ -347,6 +381,15 @@ def optimize_figure(optimize: pd.DataFrame, style: Style, x: str) -> plt.Figure:
     )
     grid.set_axis_labels("optimizer step" if x == "step" else "wall-clock (s)", "E[f] (exact)")
     grid.set_titles("{col_name}, k = {row_name}", size=9)
+    diverged = [
+        mark_divergence(ax, optimize, k, cost, x, style) for (k, cost), ax in grid.axes_dict.items()
+    ]
+    if any(diverged):
+        legend = grid.legend
+        data = {t.get_text(): h for t, h in zip(legend.texts, legend.legend_handles, strict=True)}
+        data["diverged"] = plt.Line2D([], [], color="0.3", marker="x", ls="", mew=2)
+        legend.remove()
+        grid.add_legend(legend_data=data, label_order=list(data))
     sns.move_legend(grid, "lower center", ncol=3, title=None, bbox_to_anchor=(0.5, 0))
     grid.figure.suptitle(
         "Toy optimization: exact objective against " + ("step" if x == "step" else "wall-clock")
@@ -461,7 +504,7 @@ def figures(summary: pd.DataFrame, style: Style) -> Iterator[tuple[str, plt.Figu
         default = fewest_draws(metrics)
         yield "toy_variance_vs_k", toy_variance_figure(default, style)
         yield "toy_work_normalized_variance", work_normalized_figure(default, style)
-        relaxed = metrics[metrics["options"].fillna("").str.contains("temperature=")]
+        relaxed = metrics[metrics["options"].astype(object).fillna("").str.contains("temperature=")]
         if relaxed.groupby("estimator")["options"].nunique().gt(1).any():
             yield "relaxation_bias_vs_temperature", relaxation_bias_figure(relaxed, style)
         if (metrics.groupby("label")["num_samples"].nunique() > 1).any():

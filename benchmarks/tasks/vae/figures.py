@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 from benchmarks.figures import line_handles
 from benchmarks.results import markdown_table
@@ -81,6 +82,8 @@ def vae_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) -
                 legend=False,
             )
         ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        if x == "epoch":  # no epoch 1.5
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[1][1].set_yscale("log")
     for ax in axes[0]:  # the first steps' ELBO is far below the rest; show where it settles
         if not train.empty:
@@ -89,7 +92,8 @@ def vae_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) -
     seeds = summary.loc[here, "seed"].nunique()
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), frameon=False)
     family = "" if latent == "gaussian" else f" ({latent} latent)"
-    fig.suptitle(f"VAE on {dataset}{family}: mean over {seeds} seed(s), band ±1 sd")
+    over = "1 seed" if seeds == 1 else f"mean over {seeds} seeds, band ±1 sd"
+    fig.suptitle(f"VAE on {dataset}{family}: {over}")
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
