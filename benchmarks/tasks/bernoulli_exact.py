@@ -75,14 +75,7 @@ def score_moments(
     p = sigmoid(theta)
     probs = {0.0: 1 - p, 1.0: p}
     moment = lambda g: sum(q * g(b) for b, q in probs.items())  # noqa: E731
-    m = DrawMoments(
-        c=moment(lambda b: c(b, k)),
-        c2=moment(lambda b: c(b, k) ** 2),
-        s2=moment(lambda b: (b - p) ** 2),
-        cs=moment(lambda b: c(b, k) * (b - p)),
-        cs2=moment(lambda b: c(b, k) * (b - p) ** 2),
-        c2s2=moment(lambda b: c(b, k) ** 2 * (b - p) ** 2),
-    )
+    m = DrawMoments.of(moment, lambda b: c(b, k), lambda b: b - p)
     var = score_function_variance(m, dim, num_samples, loo=baseline == "loo")
     return exact_gradient(cost, k, theta), var
 

@@ -174,17 +174,8 @@ def score_variance(
     if baseline not in ("none", "loo"):
         return None
     c = COSTS[cost]
-    E = gaussian_expectation
-    s = _score(param, sigma)
     cx = lambda e: c.np_fn(mu + sigma * e, k)  # noqa: E731
-    moments = DrawMoments(
-        c=E(cx),
-        c2=E(lambda e: cx(e) ** 2),
-        s2=E(lambda e: s(e) ** 2),
-        cs=E(lambda e: cx(e) * s(e)),
-        cs2=E(lambda e: cx(e) * s(e) ** 2),
-        c2s2=E(lambda e: cx(e) ** 2 * s(e) ** 2),
-    )
+    moments = DrawMoments.of(gaussian_expectation, cx, _score(param, sigma))
     gradient = exact_gradient(cost, k, mu, sigma, param)
     require_resolved(
         moments.c, c.expectation(k, mu, sigma), math.sqrt(moments.c2), cost, k, mu, sigma

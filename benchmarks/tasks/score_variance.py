@@ -8,6 +8,7 @@ The toys compute those by quadrature (Gaussian) or enumeration (Bernoulli).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -22,6 +23,19 @@ class DrawMoments:
     cs: float
     cs2: float
     c2s2: float
+
+    @classmethod
+    def of(cls, expectation: Callable[[Callable], float], c: Callable, s: Callable) -> DrawMoments:
+        """The moments of c and s, functions of one draw, under ``expectation`` (quadrature over
+        the Gaussian's noise, or a sum over the Bernoulli's two values)."""
+        return cls(
+            c=expectation(c),
+            c2=expectation(lambda z: c(z) ** 2),
+            s2=expectation(lambda z: s(z) ** 2),
+            cs=expectation(lambda z: c(z) * s(z)),
+            cs2=expectation(lambda z: c(z) * s(z) ** 2),
+            c2s2=expectation(lambda z: c(z) ** 2 * s(z) ** 2),
+        )
 
 
 def score_function_variance(m: DrawMoments, dim: int, num_samples: int, loo: bool) -> float:
