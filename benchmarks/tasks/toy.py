@@ -326,61 +326,68 @@ class Toy(Task):
     def optimize_rows(
         self, make_estimator: EstimatorFactory, context: Context
     ) -> Iterator[list[dict]]:
-        """For each (cost, k): the exact objective and the mean parameters against step and
-        time, one row per logged step. A non-finite gradient (plain REINFORCE can blow up once
-        sigma is small) stops that trajectory with a last row marked ``diverged``; that is a
-        result, not a crash."""
-        cfg, opt_cfg = self.cfg, self.cfg.optimize
-        with Progress(len(cfg.costs) * len(cfg.k) * opt_cfg.steps, "steps") as progress:
+        """For each (cost, k), its trajectory's logged rows (``trajectory``), as they come."""
+        cfg = self.cfg
+        with Progress(len(cfg.costs) * len(cfg.k) * cfg.optimize.steps, "steps") as progress:
             for cost, k, estimator, num_samples in self.cases(make_estimator, context.seed):
                 progress.describe(f"{cost}, k={k:g}")
                 with overflow_names_k(cost, k):
-                    f = self.cost(cost, k)
-                    params = [p.requires_grad_() for p in self.initial(context.device)]
-                    optimizer = self.optimizer(params)
-                    seconds = 0.0
-                    diverged = False
-                    for step in range(opt_cfg.steps + 1):
-                        context.progress.update(cost=cost, k=k, step=step)
-                        if step % opt_cfg.log_every == 0 or step == opt_cfg.steps or diverged:
-                            yield [
-                                {
-                                    **self.run_columns(estimator, context),
-                                    "cost": cost,
-                                    "k": k,
-                                    "dim": cfg.dim,
-                                    "num_samples": num_samples,
-                                    "lr": opt_cfg.lr,
-                                    "step": step,
-                                    "time_s": seconds,
-                                    "objective": self.objective(cost, k, params),
-                                    **{
-                                        name: p.detach().mean().item()
-                                        for name, p in zip(self.start(), params, strict=True)
-                                    },
-                                    **learned_columns(estimator),
-                                    "grad_var": self.step_variance(
-                                        estimator, f, params, num_samples, step
-                                    ),
-                                    "diverged": diverged,
-                                }
-                            ]
-                        if step == opt_cfg.steps or diverged:
-                            break
-                        start = time.perf_counter()
-                        optimizer.zero_grad()
-                        loss = estimator(self.distribution(*params), f, num_samples).mean()
-                        estimator.backward(loss, *params)
-                        diverged = not all(torch.isfinite(p.grad).all() for p in params)
-                        if not diverged:
-                            optimizer.step()
-                            self.after_step(params)
-                        synchronize(context.device)
-                        seconds += time.perf_counter() - start
-                        progress.update()
-                    if diverged:
-                        progress.update(opt_cfg.steps - step)  # the steps it will not take
-                        warn_diverged(estimator, cost, k, step)
+                    yield from self.trajectory(cost, k, estimator, num_samples, context, progress)
+
+    def trajectory(
+        self,
+        cost: str,
+        k: float,
+        estimator: Estimator,
+        num_samples: int,
+        context: Context,
+        progress: Progress,
+    ) -> Iterator[list[dict]]:
+        """The optimization of E[f] from the starting point: the exact objective and the mean
+        parameters against step and time, one row every ``log_every`` steps. A non-finite
+        gradient (plain REINFORCE can blow up once sigma is small) stops the trajectory with a
+        last row marked ``diverged``; that is a result, not a crash."""
+        opt_cfg = self.cfg.optimize
+        f = self.cost(cost, k)
+        params = [p.requires_grad_() for p in self.initial(context.device)]
+        optimizer = self.optimizer(params)
+        names = list(self.start())
+        seconds, diverged = 0.0, False
+        for step in range(opt_cfg.steps + 1):
+            context.progress.update(cost=cost, k=k, step=step)
+            if step % opt_cfg.log_every == 0 or step == opt_cfg.steps or diverged:
+                row = {
+                    **self.run_columns(estimator, context),
+                    "cost": cost,
+                    "k": k,
+                    "dim": self.cfg.dim,
+                    "num_samples": num_samples,
+                    "lr": opt_cfg.lr,
+                    "step": step,
+                    "time_s": seconds,
+                    "objective": self.objective(cost, k, params),
+                    **{n: p.detach().mean().item() for n, p in zip(names, params, strict=True)},
+                    **learned_columns(estimator),
+                    "grad_var": self.step_variance(estimator, f, params, num_samples, step),
+                    "diverged": diverged,
+                }
+                yield [row]
+            if step == opt_cfg.steps or diverged:
+                break
+            start = time.perf_counter()
+            optimizer.zero_grad()
+            loss = estimator(self.distribution(*params), f, num_samples).mean()
+            estimator.backward(loss, *params)
+            diverged = not all(torch.isfinite(p.grad).all() for p in params)
+            if not diverged:
+                optimizer.step()
+                self.after_step(params)
+            synchronize(context.device)
+            seconds += time.perf_counter() - start
+            progress.update()
+        if diverged:
+            progress.update(opt_cfg.steps - step)  # the steps it will not take
+            warn_diverged(estimator, cost, k, step)
 
     def validate(self, estimator: Estimator, context: Context) -> None:
         """The keys every toy shares (mode, sizes, num_samples, the costs and k lists, the
