@@ -15,12 +15,22 @@ if TYPE_CHECKING:
     import pandas as pd  # only annotations: a bad input answers without pandas
 
 
+def new_file_mode() -> int:
+    """The permissions ``open`` gives a new file under the process's umask (0o644 under 022);
+    ``mkstemp`` makes its files readable by their owner alone."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write`` on a temporary file beside ``path``, then rename it onto ``path``."""
+    """Call ``write`` on a temporary file beside ``path``, then rename it onto ``path``, with the
+    permissions an ordinary new file would have."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()

@@ -12,7 +12,7 @@ from cli import interrupt, run
 from PIL import Image
 
 from benchmarks import figures, plot
-from benchmarks.tasks import toy_figures
+from benchmarks.tasks import toy_figures, toy_summary
 from benchmarks.tasks.vae import figures as vae_figures
 
 TOY = ["task.n_estimates=2000", "task.k=[1.0,2.0]", "task.costs=[square,cos]"]
@@ -296,7 +296,7 @@ def test_the_z_score_line_checks_a_biased_estimator_against_its_own_exact_mean()
     )
     se = (metrics.grad_var / metrics.n_estimates) ** 0.5
     metrics["z_score"] = (metrics.grad_mean - metrics.exact_grad) / se
-    line = toy_figures.z_score_line(metrics)
+    line = toy_summary.z_score_line(metrics)
     assert line.endswith(", REINFORCE 0.07\n")  # unbiased: against the gradient only
     assert "Gumbel-softmax (τ=0.5) 4.42 (biased by design; 0.20 against its exact mean)" in line
 

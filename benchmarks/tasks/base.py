@@ -4,8 +4,8 @@ A task is an objective on which the harness measures estimators. ``conf/task/NAM
 with ``hydra.utils.instantiate``: its ``_target_`` names the class, its other keys are the task's
 options (``task.KEY`` on the command line), which the class keeps as ``self.cfg``. A task:
 
-- ``validate(estimator)``: checks its options, and that the estimator applies, before any work;
-  a ``ConfigError`` names the key as the user typed it (``task.KEY=value: ...``);
+- ``validate(estimator, context)``: checks its options, and that the estimator applies, before
+  any work; a ``ConfigError`` names the key as the user typed it (``task.KEY=value: ...``);
 - ``run(make_estimator, context)``: measures with fresh estimators from the factory and returns a
   ``Result``: its tidy tables by name (each written as ``NAME.csv``) and its final status. A task
   that writes while it runs (checkpoints, per-epoch tables) does so through ``context.writer``
@@ -94,7 +94,7 @@ class Task:
     @classmethod
     def figures(cls, summary: pd.DataFrame, style: Style) -> Iterator[tuple[str, Figure]]:
         """(file stem, figure) pairs from the same table; ``style`` gives each estimator label
-        its colour and marker, the same in every figure."""
+        its colour, marker and dashes, the same in every figure."""
         return iter(())
 
 

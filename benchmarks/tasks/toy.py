@@ -463,9 +463,9 @@ class Toy(Task):
 
     @classmethod
     def summary_lines(cls, summary: pd.DataFrame) -> list[str]:
-        from benchmarks.tasks import toy_figures
+        from benchmarks.tasks import toy_summary
 
-        return toy_figures.summary_lines(summary)
+        return toy_summary.summary_lines(summary)
 
     @classmethod
     def figures(cls, summary, style):
