@@ -145,9 +145,9 @@ def estimator_labels(summary: pd.DataFrame) -> pd.Series:
 
 
 def known_labels() -> list[str]:
-    """Every registered estimator's labels, one per variant, in the registry's order: the fixed
-    places that give each estimator the same colour in every folder."""
-    return [cls.label(v) for _, cls in sorted(estimators.REGISTRY.items()) for v in cls.variants]
+    """Every registered estimator's known labels, in the registry's order: the fixed places that
+    give each estimator the same colour in every folder."""
+    return [label for _, cls in sorted(estimators.REGISTRY.items()) for label in cls.known_labels()]
 
 
 def style_for(labels: pd.Series) -> Style:

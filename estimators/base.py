@@ -36,7 +36,7 @@ class Estimator:
 
     name: str = ""
     title: str = ""  # the name readers know, for figures and summaries ("REINFORCE")
-    variants: tuple[dict, ...] = ({},)  # option sets that the label tells apart, for colours
+    variants: tuple[dict, ...] = ()  # option sets the label tells apart (none: the defaults')
     trainable: bool = False  # True if ``backward`` trains parameters of the estimator's own
     training: bool = True  # as in torch.nn.Module: ``eval()`` freezes those parameters
 
@@ -87,6 +87,16 @@ class Estimator:
         """The name of this estimator with ``options`` (as a table stores them, values maybe
         strings) in figures and summaries: its title by default."""
         return cls.title or cls.name
+
+    @classmethod
+    def known_labels(cls) -> list[str]:
+        """Its labels with each of its ``variants``, or with its default options: the places
+        that give it a fixed colour in every figure."""
+        try:
+            default = cls().options()
+        except Exception:  # an estimator that needs arguments: its title
+            default = {}
+        return [cls.label(options) for options in cls.variants or (default,)]
 
     def state_dict(self) -> dict:
         """State kept between calls (none by default), for checkpoints."""

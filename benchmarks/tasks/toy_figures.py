@@ -298,18 +298,29 @@ def relaxation_bias_figure(metrics: pd.DataFrame, style: Style) -> plt.Figure:
         half_width=Z_95 * (metrics["grad_var"] / metrics["n_estimates"]) ** 0.5,
     ).dropna(subset=["temperature"])
     ks = sorted(rows["k"].unique())
+    # Each relaxation in the colour and marker of its label at the default temperature (of its
+    # first row's, for an estimator this process does not know).
+    pens = {
+        title(name): (
+            estimators.REGISTRY[name].known_labels()[0]
+            if name in estimators.REGISTRY
+            else group["label"].iloc[0]
+        )
+        for name, group in rows.groupby("estimator")
+    }
     fig, axes = plt.subplots(1, len(ks), figsize=(max(4.2 * len(ks), 8.0), 4.2), squeeze=False)
     for ax, k in zip(axes[0], ks, strict=True):
         for name, curve in rows[rows["k"] == k].groupby("relaxation"):
             curve = curve.sort_values("temperature")
-            ax.plot(curve["temperature"], curve["exact_bias"], color=style.colors[name], lw=1.5)
+            color, marker = style.colors[pens[name]], style.markers[pens[name]]
+            ax.plot(curve["temperature"], curve["exact_bias"], color=color, lw=1.5)
             ax.errorbar(
                 curve["temperature"],
                 curve["bias"],
                 yerr=curve["half_width"],
-                fmt=style.markers[name],
+                fmt=marker,
                 ms=3.5,
-                color=style.colors[name],
+                color=color,
                 capsize=2,
                 lw=1,
             )
@@ -320,7 +331,10 @@ def relaxation_bias_figure(metrics: pd.DataFrame, style: Style) -> plt.Figure:
             xlabel="temperature τ",
             ylabel="bias of the gradient estimate",
         )
-    handles = line_handles(style, rows["relaxation"])
+    handles = [
+        plt.Line2D([], [], color=style.colors[pen], marker=style.markers[pen], label=name)
+        for name, pen in pens.items()
+    ]
     fig.suptitle(
         "Relaxations' bias against temperature\nexact (lines), measured with 95% intervals (points)"
     )

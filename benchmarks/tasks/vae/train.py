@@ -13,9 +13,9 @@ from contextlib import nullcontext
 import pandas as pd
 import torch
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from benchmarks import data
+from benchmarks.progress import Progress
 from benchmarks.tasks.base import Context, Result, estimator_columns
 from benchmarks.tasks.vae.evaluate import evaluation_row, fixed_train_set
 from benchmarks.tasks.vae.models import VAE, LearnedBaseline, elbo_terms, make_model
@@ -56,28 +56,6 @@ def train_step(
     if finite:
         optimizer.step()
     return per_example.detach().mean(), loss.detach(), grad_norm, finite
-
-
-class Progress:
-    """A tqdm bar on a terminal; plain log lines once per epoch elsewhere (CI, cluster jobs)."""
-
-    def __init__(self, total: int, initial: int) -> None:
-        self.bar = tqdm(total=total, initial=initial, unit="step") if sys.stderr.isatty() else None
-
-    def step(self, elbo_value: float) -> None:
-        if self.bar is not None:
-            self.bar.update()
-            self.bar.set_postfix(train_elbo=f"{elbo_value:.2f}", refresh=False)
-
-    def epoch(self, line: str) -> None:
-        if self.bar is not None:
-            self.bar.write(line)
-        else:
-            log.info(line)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 class Diverged(Exception):
@@ -133,7 +111,7 @@ class Trainer:
     def fit(self) -> Result:
         """The loop: for each epoch, a step on each batch (logged, probed when due), then an
         evaluation and a checkpoint; a step that is not finite stops the run as diverged."""
-        self.progress = Progress(self.total_steps, self.state["step"])
+        self.progress = Progress(self.total_steps, "steps", initial=self.state["step"])
         if self.state["step"] == 0:
             self.probe_when_due()
         try:
@@ -192,7 +170,8 @@ class Trainer:
 
     def log_step(self, value: float) -> None:
         """The progress bar, and a ``train`` row every ``log_every`` steps and at the last."""
-        self.progress.step(value)
+        self.progress.update()
+        self.progress.show(train_elbo=f"{value:.2f}")
         step = self.state["step"]
         if step % self.task.log_every == 0 or self.done():
             row = {"step": step, "epoch": self.state["epoch"] + 1, "time_s": self.state["seconds"]}
@@ -222,7 +201,7 @@ class Trainer:
         state["eval"].append({**row, **measures})
         self.context.progress.update(epoch=state["epoch"], step=state["step"])
         iwae = f", IWAE({task.iwae_k}) {measures['test_iwae']:.3f}" if final and task.iwae_k else ""
-        self.progress.epoch(
+        self.progress.note(
             f"epoch {state['epoch']}/{task.epochs} step {state['step']}: "
             f"test ELBO {measures['test_elbo']:.3f}{iwae} ({state['seconds']:.1f} s training)"
         )
