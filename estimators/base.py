@@ -185,7 +185,11 @@ def register(cls: type[Estimator]) -> type[Estimator]:
     """Class decorator: make ``cls`` buildable as ``estimators.build(cls.name)``."""
     if not cls.name:
         raise TypeError(f"{cls.__qualname__} needs a non-empty class attribute `name`")
-    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
-        raise TypeError(f"estimator name '{cls.name}' is registered twice")
+    taken = REGISTRY.get(cls.name)
+    if taken is not None and taken is not cls:
+        raise TypeError(
+            f"estimator name '{cls.name}' of {cls.__module__}.{cls.__qualname__} is taken by "
+            f"{taken.__module__}.{taken.__qualname__}"
+        )
     REGISTRY[cls.name] = cls
     return cls

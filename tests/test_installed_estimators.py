@@ -1,0 +1,83 @@
+"""Estimators from an installed package, found through its entry points: registered when
+``estimators`` loads, and a name that another estimator has is left out with one line naming
+both."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from cli import doc_block
+
+LISTING = "import estimators; print(' '.join(estimators.names()))"
+ANTITHETIC = "# estimators/antithetic.py"  # the README's example estimator
+
+
+def install(root, entry_points: dict[str, str], modules: dict[str, str]) -> None:
+    """A package ``mine`` as pip would leave it on the path: its modules and a dist-info folder
+    whose entry points name them."""
+    (root / "mine").mkdir()
+    (root / "mine/__init__.py").write_text("")
+    for name, code in modules.items():
+        (root / f"mine/{name}.py").write_text(code)
+    info = root / "mine-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mine\nVersion: 0.1\n")
+    lines = [f"{name} = {target}" for name, target in entry_points.items()]
+    (info / "entry_points.txt").write_text("[estibench.estimators]\n" + "\n".join(lines) + "\n")
+
+
+def python(root, code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_an_installed_packages_estimators_register_by_module_or_by_class(tmp_path):
+    antithetic = doc_block(ANTITHETIC)
+    as_class = antithetic.replace("@register\n", "").replace('"antithetic"', '"mirrored"')
+    install(
+        tmp_path,
+        {"antithetic": "mine.antithetic", "mirrored": "mine.mirrored:Antithetic"},
+        {"antithetic": antithetic, "mirrored": as_class},
+    )
+    out = python(tmp_path, LISTING + "; print(estimators.build('mirrored', ).min_samples)")
+    assert out.returncode == 0, out.stderr
+    names, min_samples = out.stdout.split("\n")[:2]
+    assert {"antithetic", "mirrored", "reparam"} <= set(names.split()) and min_samples == "2"
+    assert out.stderr == ""
+
+
+def test_a_name_taken_by_a_built_in_estimator_is_left_out_with_one_line(tmp_path):
+    clash = (
+        "from estimators.base import Estimator, register\n\n\n"
+        "@register\nclass Mine(Estimator):\n    name = 'reinforce'\n"
+    )
+    install(tmp_path, {"clash": "mine.clash"}, {"clash": clash})
+    out = python(tmp_path, LISTING + "; print(estimators.REGISTRY['reinforce'].__module__)")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[1] == "estimators.reinforce"  # the built-in stays
+    (line,) = out.stderr.strip().splitlines()
+    assert "mine" in line and "estimators.reinforce.Reinforce" in line and "mine.clash.Mine" in line
+
+
+def test_the_command_line_runs_it_with_the_yaml_from_the_package(tmp_path):
+    install(tmp_path, {"antithetic": "mine.antithetic"}, {"antithetic": doc_block(ANTITHETIC)})
+    (tmp_path / "mine/conf/estimator").mkdir(parents=True)
+    (tmp_path / "mine/conf/__init__.py").write_text("")
+    yaml = doc_block("# conf/estimator/antithetic.yaml")
+    (tmp_path / "mine/conf/estimator/antithetic.yaml").write_text(yaml)
+    args = ["estimator=antithetic", "hydra.searchpath=[pkg://mine.conf]", "task.num_samples=2"]
+    args += ["task.n_estimates=2000", "task.k=[1.0]", "task.costs=[linear]"]
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", *args, f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "run/metrics.csv").exists() and "antithetic" in out.stdout
