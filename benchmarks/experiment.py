@@ -62,7 +62,7 @@ def run_config(
     """Build the configured task and estimator (or use ``make_estimator``), validate and run the
     task on ``device`` (else ``cfg.device``), and write its tables and status through ``writer``
     where one is given; the task keeps ``progress`` current (where it is, for an interrupt)."""
-    if writer is not None and writer.task is None:  # every status names the task's class
+    if writer is not None:  # every status, a failure's too, names the task's class
         writer.task = OmegaConf.select(cfg, "task._target_")
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r}: must be an integer")

@@ -79,9 +79,9 @@ class RunWriter:
     (atomic writes), and ``finish`` removes what an earlier run left in a reused folder that this
     run did not rewrite (another mode's table, an old status)."""
 
-    def __init__(self, run_dir: Path, task: str | None = None) -> None:
+    def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
-        self.task = task  # the task class's import path, which every status names
+        self.task: str | None = None  # the task class's import path, which every status names
         self.earlier = output_times(self.run_dir)
         self.details: dict = {}  # the fields of the last status written, which an interrupt keeps
 

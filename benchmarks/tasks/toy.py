@@ -60,6 +60,12 @@ def require_finite_moments(*values: float | None) -> None:
         raise OverflowError
 
 
+def leaf_copies(params: list[torch.Tensor], batch: int) -> list[torch.Tensor]:
+    """``batch`` broadcast copies of each parameter [dim], differentiable one by one: row b of a
+    gradient with respect to a copy is estimate b's, and no copy is materialized."""
+    return [p.detach().requires_grad_().expand(batch, len(p)) for p in params]
+
+
 def or_nan(value: float | None) -> float:
     """An exact answer for a table cell: NaN where there is none."""
     return math.nan if value is None else value
@@ -170,12 +176,9 @@ class Toy(Task):
         batch: int,
     ) -> list[torch.Tensor]:
         """``batch`` independent estimates of the gradient of E[f] with respect to each
-        parameter's first coordinate, at ``params`` (each [dim]), from one backward pass.
-
-        The distribution's parameters are ``batch`` broadcast copies of ``params``;
-        differentiating with respect to the copies gives every estimate its own gradient row
-        without materializing them."""
-        copies = [p.detach().requires_grad_().expand(batch, len(p)) for p in params]
+        parameter's first coordinate, at ``params`` (each [dim]), from one backward pass over
+        ``leaf_copies`` of them."""
+        copies = leaf_copies(params, batch)
         out = estimator(self.distribution(*copies), f, num_samples)
         if out.shape != (num_samples, batch):
             raise RuntimeError(
@@ -214,7 +217,7 @@ class Toy(Task):
         freeze it."""
         batch = self.cfg.cv_batch
         for _ in range(self.cfg.cv_steps):
-            copies = [p.detach().requires_grad_().expand(batch, len(p)) for p in params]
+            copies = leaf_copies(params, batch)
             loss = estimator(self.distribution(*copies), f, num_samples).sum() / num_samples
             estimator.backward(loss, *copies)
         estimator.eval()
