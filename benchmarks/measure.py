@@ -98,6 +98,130 @@ class Moments:
         return math.sqrt(max(mu4 - self.var**2 * (n - 3) / (n - 1), 0.0) / n)
 
 
+@dataclass(frozen=True)
+class CoordinateMoments:
+    """Per-coordinate count, mean and M2 of a stream of vector estimates g, merged by Chan et
+    al.'s formulas, and for the interval of the summed variance tr Cov(g) = E||g - E g||^2, the
+    moments of y = ||g - c||^2 about a fixed centre c and the sum of y (g - c)."""
+
+    n: int
+    mean: torch.Tensor
+    """float64 [D]"""
+    m2: torch.Tensor
+    """float64 [D]: sum over estimates of (g - mean)^2"""
+    centre: torch.Tensor
+    spread: Moments
+    """Moments of y = ||g - centre||^2 over the estimates."""
+    cross: torch.Tensor
+    """float64 [D]: sum over estimates of y (g - centre)."""
+
+    @classmethod
+    def of(cls, g: torch.Tensor, centre: torch.Tensor) -> CoordinateMoments:
+        """The moments of the rows of ``g`` [n, D]."""
+        g = g.detach()
+        mean = g.mean(0)
+        d = g - mean
+        u = g - centre
+        y = (u * u).sum(1)
+        return cls(
+            g.shape[0],
+            mean.double(),
+            (d * d).sum(0).double(),
+            centre,
+            Moments.of(y),
+            (y.unsqueeze(1) * u).sum(0).double(),
+        )
+
+    @classmethod
+    def about(cls, warmup: torch.Tensor) -> Callable[[torch.Tensor], CoordinateMoments]:
+        """The reduction of chunks about the mean of a separate ``warmup`` chunk (the summary
+        that ``measure_estimates`` takes)."""
+        centre = warmup.detach().mean(0)
+        return lambda g: cls.of(g, centre)
+
+    def merge(self, other: CoordinateMoments) -> CoordinateMoments:
+        """The moments of the union of the two streams (about the same centre)."""
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        return CoordinateMoments(
+            n,
+            self.mean + delta * other.n / n,
+            self.m2 + other.m2 + delta**2 * self.n * other.n / n,
+            self.centre,
+            self.spread.merge(other.spread),
+            self.cross + other.cross,
+        )
+
+    @property
+    def var(self) -> torch.Tensor:
+        """Each coordinate's unbiased sample variance."""
+        return self.m2 / (self.n - 1)
+
+    @property
+    def total_var_se(self) -> float:
+        """Standard error of the summed variances, sqrt(Var(||g - E g||^2) / n). With u = g - c
+        and e = E g - c, ||g - E g||^2 = y - 2 u.e + ||e||^2, so its variance is Var(y)
+        - 4 Cov(y, u).e up to the term 4 e'Cov(g)e, second order in the centre's miss e (the
+        centre is the mean of a warm-up chunk)."""
+        e = self.mean - self.centre.double()
+        cov = self.cross / self.n - self.spread.mean * e
+        var = self.spread.var - 4 * cov.dot(e).item()
+        return math.sqrt(max(var, 0.0) / self.n)
+
+
+Summary = Moments | CoordinateMoments
+"""A stream of one gradient's estimates, reduced."""
+
+
+def tensor_statistics(
+    m: CoordinateMoments,
+    target: torch.Tensor | None,
+    target_se: torch.Tensor | None,
+    seconds_per_estimate: float,
+) -> dict:
+    """The summary of ``m.n`` estimates of a gradient tensor (flattened) against ``target`` (the
+    exact gradient, or an estimated reference with standard errors ``target_se``; None: no bias
+    columns): its columns are ``gradient_statistics``'s for one coordinate, and for more, the
+    sum of the coordinates' variances with its interval, the norms of the mean and the bias, the
+    mean over coordinates of |mean| / sd as SNR, and ``bias_p``: the two-sided p-value of the
+    largest coordinate's |z|, Bonferroni-corrected over the coordinates (valid however they are
+    correlated, conservative where they are)."""
+    var = m.var
+    total = var.sum().item()
+    se = m.total_var_se
+    sd = var.sqrt()
+    moving = sd > 0
+    scalar = m.mean.numel() == 1
+    row = {
+        "numel": m.mean.numel(),
+        "grad_mean": m.mean.item() if scalar else math.nan,
+        "grad_mean_norm": m.mean.norm().item(),
+        "grad_var": total,
+        "grad_var_lo": total - Z_95 * se,
+        "grad_var_hi": total + Z_95 * se,
+        "snr": (m.mean.abs()[moving] / sd[moving]).mean().item() if moving.any() else math.nan,
+        "time_per_estimate_s": seconds_per_estimate,
+        "work_normalized_var": total * seconds_per_estimate,
+    }
+    if target is None:
+        return row
+    target = target.detach().double().reshape(-1)
+    bias = m.mean - target
+    z = bias / (var / m.n + (0.0 if target_se is None else target_se.double() ** 2)).sqrt()
+    # Below float32's resolution a difference is rounding, not bias (as gradient_statistics).
+    z[bias.abs() <= 1e-6 * (m.mean.abs() + target.abs())] = 0.0
+    z_max = z.abs().max().item()  # a bias where the standard error is 0: inf
+    row.update(
+        exact_grad=target.item() if scalar else math.nan,
+        bias=bias.item() if scalar else math.nan,
+        bias_norm=bias.norm().item(),
+        z_score=z.item() if scalar else math.nan,
+        bias_p=min(1.0, z.numel() * math.erfc(z_max / math.sqrt(2))),
+        mse=(bias**2).sum().item() + m.m2.sum().item() / m.n,
+    )
+    return row
+
+
 def gradient_statistics(m: Moments, exact_grad: float, seconds_per_estimate: float) -> dict:
     """The summary of ``m.n`` independent estimates of a gradient whose exact value is known."""
     var = m.var
@@ -140,17 +264,23 @@ def measure_estimates(
     chunk_size: int,
     device: torch.device,
     on_chunk: Callable[[int], None] = lambda batch: None,
-) -> tuple[dict[str, Moments], float]:
+    summary: Callable[[torch.Tensor], Callable[[torch.Tensor], Summary]] = lambda warmup: (
+        Moments.of
+    ),
+) -> tuple[dict[str, Summary], float]:
     """Streaming moments of ``n_estimates`` estimates of each named gradient, and the wall-clock
     seconds per estimate; ``estimate_chunk(b)`` returns b estimates of each, in ``names``' order,
     and ``on_chunk(b)`` hears of each measured chunk, outside the timing (progress).
 
     One untimed warm-up chunk comes first: it warms caches and the allocator and gives a
     moving-average baseline its first value, so every measured chunk sees the steady state.
+    ``summary(warmup)`` gives the reduction of a chunk of one gradient's estimates: the scalar
+    ``Moments`` by default, or ``CoordinateMoments`` about the warm-up chunk's mean.
     """
     chunk = min(chunk_size, n_estimates)
-    estimate_chunk(chunk)
-    moments = {name: Moments() for name in names}
+    warmup = estimate_chunk(chunk)
+    reduce = [summary(w) for w in warmup]
+    moments: dict[str, Summary] = {}
     seconds = 0.0
     done = 0
     while done < n_estimates:
@@ -160,8 +290,8 @@ def measure_estimates(
         grads = estimate_chunk(batch)
         synchronize(device)
         seconds += time.perf_counter() - start
-        for name, g in zip(names, grads, strict=True):
-            moments[name] = moments[name].merge(Moments.of(g))
+        for name, g, of in zip(names, grads, reduce, strict=True):
+            moments[name] = moments[name].merge(of(g)) if name in moments else of(g)
         done += batch
         on_chunk(batch)
     return moments, seconds / n_estimates
