@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -100,73 +100,94 @@ class Moments:
 
 @dataclass(frozen=True)
 class CoordinateMoments:
-    """Per-coordinate count, mean and M2 of a stream of vector estimates g, merged by Chan et
-    al.'s formulas, and for the interval of the summed variance tr Cov(g) = E||g - E g||^2, the
-    moments of y = ||g - c||^2 about a fixed centre c and the sum of y (g - c)."""
+    """Sums about a fixed centre c of a stream of vector estimates g [n, D], whose coordinates
+    fall into ``groups`` (parameter tensors, and all of them): per coordinate, those of u and u^2
+    (u = g - c); per group, those of y = ||u_group||^2, y^2 and y u. They give each coordinate's
+    mean and variance, and each group's summed variance tr Cov(g) = E||g - E g||^2 with its
+    standard error. c is the mean of a separate warm-up chunk, so that u is small and the sums
+    lose no digits to cancellation."""
 
     n: int
-    mean: torch.Tensor
-    """float64 [D]"""
-    m2: torch.Tensor
-    """float64 [D]: sum over estimates of (g - mean)^2"""
     centre: torch.Tensor
-    spread: Moments
-    """Moments of y = ||g - centre||^2 over the estimates."""
-    cross: torch.Tensor
-    """float64 [D]: sum over estimates of y (g - centre)."""
+    groups: tuple[slice, ...]
+    u: torch.Tensor
+    """float64 [D]"""
+    u2: torch.Tensor
+    """float64 [D]"""
+    y: torch.Tensor
+    """float64 [G]"""
+    y2: torch.Tensor
+    """float64 [G]"""
+    yu: torch.Tensor
+    """float64 [G, D]: the sum of y_group u for every coordinate (only the group's are used)."""
 
     @classmethod
-    def of(cls, g: torch.Tensor, centre: torch.Tensor) -> CoordinateMoments:
-        """The moments of the rows of ``g`` [n, D]."""
-        g = g.detach()
-        mean = g.mean(0)
-        d = g - mean
-        u = g - centre
-        y = (u * u).sum(1)
-        return cls(
-            g.shape[0],
-            mean.double(),
-            (d * d).sum(0).double(),
-            centre,
-            Moments.of(y),
-            (y.unsqueeze(1) * u).sum(0).double(),
-        )
+    def of(
+        cls,
+        g: torch.Tensor,
+        centre: torch.Tensor,
+        groups: tuple[slice, ...],
+        members: torch.Tensor | None = None,
+    ) -> CoordinateMoments:
+        """The sums of the rows of ``g`` [n, D]: a handful of passes over it, whatever the
+        number of groups (matrix products give every group's y and y u at once; ``members``
+        is ``membership(groups)``, passed where it is at hand)."""
+        u = g.detach() - centre
+        u2 = u * u
+        if members is None or members.dtype != u.dtype:
+            members = membership(groups, u)
+        y = u2 @ members
+        sums = (u.sum(0), u2.sum(0), y.sum(0), (y * y).sum(0), y.T @ u)
+        if not all(t.isfinite().all() for t in sums) and g.isfinite().all():
+            return cls.of(g.double(), centre.double(), groups)  # float32 powers overflowed
+        return cls(len(g), centre, groups, *(t.double() for t in sums))
 
     @classmethod
-    def about(cls, warmup: torch.Tensor) -> Callable[[torch.Tensor], CoordinateMoments]:
+    def about(cls, warmup: torch.Tensor, groups: tuple[slice, ...]):
         """The reduction of chunks about the mean of a separate ``warmup`` chunk (the summary
         that ``measure_estimates`` takes)."""
         centre = warmup.detach().mean(0)
-        return lambda g: cls.of(g, centre)
+        members = membership(groups, warmup)
+        return lambda g: cls.of(g, centre, groups, members)
 
     def merge(self, other: CoordinateMoments) -> CoordinateMoments:
-        """The moments of the union of the two streams (about the same centre)."""
-        n = self.n + other.n
-        delta = other.mean - self.mean
-        return CoordinateMoments(
-            n,
-            self.mean + delta * other.n / n,
-            self.m2 + other.m2 + delta**2 * self.n * other.n / n,
-            self.centre,
-            self.spread.merge(other.spread),
-            self.cross + other.cross,
+        """The sums of the union of the two streams (about the same centre)."""
+        return replace(
+            self,
+            n=self.n + other.n,
+            **{k: getattr(self, k) + getattr(other, k) for k in ("u", "u2", "y", "y2", "yu")},
         )
 
-    @property
-    def var(self) -> torch.Tensor:
-        """Each coordinate's unbiased sample variance."""
-        return self.m2 / (self.n - 1)
+    def mean(self, group: int) -> torch.Tensor:
+        """The mean of each coordinate of group ``group``."""
+        return self.centre[self.groups[group]].double() + self.u[self.groups[group]] / self.n
 
-    @property
-    def total_var_se(self) -> float:
-        """Standard error of the summed variances, sqrt(Var(||g - E g||^2) / n). With u = g - c
-        and e = E g - c, ||g - E g||^2 = y - 2 u.e + ||e||^2, so its variance is Var(y)
-        - 4 Cov(y, u).e up to the term 4 e'Cov(g)e, second order in the centre's miss e (the
-        centre is the mean of a warm-up chunk)."""
-        e = self.mean - self.centre.double()
-        cov = self.cross / self.n - self.spread.mean * e
-        var = self.spread.var - 4 * cov.dot(e).item()
-        return math.sqrt(max(var, 0.0) / self.n)
+    def var(self, group: int) -> torch.Tensor:
+        """The unbiased sample variance of each coordinate of group ``group``."""
+        at = self.groups[group]
+        return (self.u2[at] - self.u[at] ** 2 / self.n).clamp(min=0.0) / (self.n - 1)
+
+    def total_var_se(self, group: int) -> float:
+        """Standard error of the group's summed variance, sqrt(Var(||g - E g||^2) / n). With
+        e = E u, ||g - E g||^2 = y - 2 u.e + ||e||^2, whose variance is Var(y) - 4 Cov(y, u).e
+        + 4 e'Cov(g)e; the last term, small as the centre's miss e is, is taken at its bound
+        (sum_i |e_i| sd_i)^2: exact for one coordinate, slightly conservative for more."""
+        at, n = self.groups[group], self.n
+        e = self.u[at] / n
+        y_mean = self.y[group] / n
+        y_var = (self.y2[group] - n * y_mean**2) / (n - 1)
+        cov = self.yu[group, at] / n - y_mean * e
+        bound = e.abs().dot(self.var(group).sqrt()) ** 2
+        return math.sqrt(max((y_var - 4 * cov.dot(e) + 4 * bound).item(), 0.0) / n)
+
+
+def membership(groups: tuple[slice, ...], like: torch.Tensor) -> torch.Tensor:
+    """The [D, len(groups)] matrix of ones where a coordinate of rows ``like`` [n, D] belongs to
+    a group, in their dtype and device."""
+    matrix = like.new_zeros(like.shape[1], len(groups))
+    for column, group in enumerate(groups):
+        matrix[group, column] = 1.0
+    return matrix
 
 
 Summary = Moments | CoordinateMoments
@@ -175,41 +196,42 @@ Summary = Moments | CoordinateMoments
 
 def tensor_statistics(
     m: CoordinateMoments,
+    group: int,
     target: torch.Tensor | None,
     target_se: torch.Tensor | None,
     seconds_per_estimate: float,
 ) -> dict:
-    """The summary of ``m.n`` estimates of a gradient tensor (flattened) against ``target`` (the
-    exact gradient, or an estimated reference with standard errors ``target_se``; None: no bias
-    columns): its columns are ``gradient_statistics``'s for one coordinate, and for more, the
-    sum of the coordinates' variances with its interval, the norms of the mean and the bias, the
-    mean over coordinates of |mean| / sd as SNR, and ``bias_p``: the two-sided p-value of the
-    largest coordinate's |z|, Bonferroni-corrected over the coordinates (valid however they are
-    correlated, conservative where they are)."""
-    var = m.var
+    """The summary of ``m.n`` estimates of group ``group`` of a gradient (a parameter tensor,
+    flattened) against ``target`` (the exact gradient, or an estimated reference with standard
+    errors ``target_se``; None: no bias columns): its columns are ``gradient_statistics``'s for
+    one coordinate, and for more, the sum of the coordinates' variances with its interval, the
+    norms of the mean and the bias, the mean over coordinates of |mean| / sd as SNR, and
+    ``bias_p``: the two-sided p-value of the largest coordinate's |z|, Bonferroni-corrected over
+    the coordinates (valid however they are correlated, conservative where they are)."""
+    mean, var = m.mean(group), m.var(group)
     total = var.sum().item()
-    se = m.total_var_se
+    se = m.total_var_se(group)
     sd = var.sqrt()
     moving = sd > 0
-    scalar = m.mean.numel() == 1
+    scalar = mean.numel() == 1
     row = {
-        "numel": m.mean.numel(),
-        "grad_mean": m.mean.item() if scalar else math.nan,
-        "grad_mean_norm": m.mean.norm().item(),
+        "numel": mean.numel(),
+        "grad_mean": mean.item() if scalar else math.nan,
+        "grad_mean_norm": mean.norm().item(),
         "grad_var": total,
         "grad_var_lo": total - Z_95 * se,
         "grad_var_hi": total + Z_95 * se,
-        "snr": (m.mean.abs()[moving] / sd[moving]).mean().item() if moving.any() else math.nan,
+        "snr": (mean.abs()[moving] / sd[moving]).mean().item() if moving.any() else math.nan,
         "time_per_estimate_s": seconds_per_estimate,
         "work_normalized_var": total * seconds_per_estimate,
     }
     if target is None:
         return row
     target = target.detach().double().reshape(-1)
-    bias = m.mean - target
+    bias = mean - target
     z = bias / (var / m.n + (0.0 if target_se is None else target_se.double() ** 2)).sqrt()
     # Below float32's resolution a difference is rounding, not bias (as gradient_statistics).
-    z[bias.abs() <= 1e-6 * (m.mean.abs() + target.abs())] = 0.0
+    z[bias.abs() <= 1e-6 * (mean.abs() + target.abs())] = 0.0
     z_max = z.abs().max().item()  # a bias where the standard error is 0: inf
     row.update(
         exact_grad=target.item() if scalar else math.nan,
@@ -217,7 +239,7 @@ def tensor_statistics(
         bias_norm=bias.norm().item(),
         z_score=z.item() if scalar else math.nan,
         bias_p=min(1.0, z.numel() * math.erfc(z_max / math.sqrt(2))),
-        mse=(bias**2).sum().item() + m.m2.sum().item() / m.n,
+        mse=(bias**2).sum().item() + var.sum().item() * (m.n - 1) / m.n,
     )
     return row
 

@@ -13,10 +13,12 @@ functions broadcast over a leading batch dimension of the parameters, one pass e
 from __future__ import annotations
 
 import importlib
+import itertools
 import logging
 import math
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import torch
@@ -125,6 +127,18 @@ def broadcasts(objective: Objective, num_samples: int) -> bool:
             return False
 
 
+@contextmanager
+def unvalidated() -> Iterator[None]:
+    """Distributions built with torch's default skip their argument checks while estimates are
+    measured (validate made them once), as the built-in tasks build theirs."""
+    before = Distribution._validate_args
+    Distribution.set_default_validate_args(False)
+    try:
+        yield
+    finally:
+        Distribution.set_default_validate_args(before)
+
+
 class CustomTask(Task):
     """Estimates of the gradient of E[f] at the objective's parameters, against its exact
     gradient or a reference; ``objective`` in place of ``target`` serves ``benchmarks.api``."""
@@ -216,11 +230,22 @@ class CustomTask(Task):
 
     # Measurement.
 
+    @property
+    def names(self) -> list[str]:
+        """The rows: each parameter tensor, and ``total``."""
+        return [*self.objective.params, "total"]
+
+    @property
+    def groups(self) -> tuple[slice, ...]:
+        """Where each row's coordinates lie in an estimate of all of them, flattened."""
+        ends = [0, *itertools.accumulate(p.numel() for p in self.objective.params.values())]
+        return (*(slice(a, b) for a, b in itertools.pairwise(ends)), slice(None))
+
     def gradient_estimates(
         self, estimator: Estimator, num_samples: int, batch: int
     ) -> list[torch.Tensor]:
-        """``batch`` independent estimates [batch, numel] of each parameter's gradient, and of
-        all of them together (the last), in one backward pass or, unbatched, one each."""
+        """``batch`` independent estimates [batch, D] of the gradient with respect to every
+        parameter, flattened and side by side, in one backward pass or, unbatched, one each."""
         objective = self.objective
         if self.batched:
             grads = self.backward_pass(estimator, leaf_copies(objective.params, batch), num_samples)
@@ -230,8 +255,7 @@ class CustomTask(Task):
                 for _ in range(batch)
             ]
             grads = [torch.stack(gs) for gs in zip(*single, strict=True)]
-        flat = [g.reshape(batch, -1) for g in grads]
-        return [*flat, torch.cat(flat, 1)]
+        return [torch.cat([g.reshape(batch, -1) for g in grads], 1)]
 
     def backward_pass(
         self, estimator: Estimator, copies: Params, num_samples: int
@@ -251,20 +275,22 @@ class CustomTask(Task):
         n_estimates: int,
         device: torch.device,
         on_chunk: Callable[[int], None],
-    ) -> tuple[dict[str, CoordinateMoments], float]:
-        """Streaming per-coordinate moments of each parameter's estimates and of all together
-        (``total``), and the seconds per estimate."""
-        if estimator.trainable:
-            self.train_control_variate(estimator, num_samples)
-        return measure_estimates(
-            lambda batch: self.gradient_estimates(estimator, num_samples, batch),
-            [*self.objective.params, "total"],
-            n_estimates,
-            self.cfg.chunk_size,
-            device,
-            on_chunk,
-            summary=CoordinateMoments.about,
-        )
+    ) -> tuple[CoordinateMoments, float]:
+        """Streaming sums of the estimates (``CoordinateMoments``, grouped as ``groups``) and
+        the seconds per estimate."""
+        with unvalidated():
+            if estimator.trainable:
+                self.train_control_variate(estimator, num_samples)
+            moments, seconds = measure_estimates(
+                lambda batch: self.gradient_estimates(estimator, num_samples, batch),
+                ["all"],
+                n_estimates,
+                self.cfg.chunk_size,
+                device,
+                on_chunk,
+                summary=lambda warmup: CoordinateMoments.about(warmup, self.groups),
+            )
+        return moments["all"], seconds
 
     def train_control_variate(self, estimator: Estimator, num_samples: int) -> None:
         """``cv_steps`` steps of a learned control variate (rebar, relax) at the parameters, each
@@ -300,8 +326,8 @@ class CustomTask(Task):
                     estimator, num_samples, n, context.device, progress.update
                 )
             label = f"{estimator.name}{estimator.describe_options()} x {n}"
-            means = {name: m.mean for name, m in moments.items()}
-            ses = {name: (m.var / m.n).sqrt() for name, m in moments.items()}
+            means = {name: moments.mean(i) for i, name in enumerate(self.names)}
+            ses = {name: (moments.var(i) / n).sqrt() for i, name in enumerate(self.names)}
             self.references[key] = (label, means, ses)
         return self.references[key]
 
@@ -319,7 +345,8 @@ class CustomTask(Task):
             estimator = estimators.build(name, **options.get(name, {}))
             num_samples = max(self.cfg.num_samples or 1, estimator.min_samples)
             if len(names) > 1:
-                pilot = self.gradient_estimates(estimator, num_samples, self.cfg.chunk_size)[-1]
+                with unvalidated():
+                    (pilot,) = self.gradient_estimates(estimator, num_samples, self.cfg.chunk_size)
                 cost = pilot.var(0).sum().item() * num_samples
             else:
                 cost = 0.0
@@ -375,9 +402,10 @@ class CustomTask(Task):
             **named,
         }
         rows = []
-        for name, m in moments.items():
+        for i, name in enumerate(self.names):
             stats = tensor_statistics(
-                m,
+                moments,
+                i,
                 None if target is None else target[name],
                 None if target_se is None else target_se[name],
                 seconds,
