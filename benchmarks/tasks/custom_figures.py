@@ -29,21 +29,17 @@ COLUMNS = {
 
 
 def summary_lines(summary: pd.DataFrame) -> list[str]:
-    """Per objective, a table of every estimator's rows, ``total`` first."""
+    """Per objective, a table of every estimator's rows: ``total`` first, then each parameter,
+    each from the smallest variance up."""
     parts = []
     for target, rows in summary.groupby("target", sort=False):
         reference = ", ".join(rows["reference"].dropna().astype(str).unique())
         parts.append(f"## Custom objective {target}: summed gradient variance of one estimate\n")
         parts.append(f"Bias against: {reference}.\n")
-        rows = rows.sort_values(
-            ["param", "grad_var"], key=lambda c: c.ne("total") if c.name == "param" else c
-        )
-        parts.append(
-            markdown_table(
-                rows[[c for c in COLUMNS if c in rows]].rename(columns=COLUMNS), digits=None
-            )
-            + "\n"
-        )
+        order = ["total", *(p for p in dict.fromkeys(rows["param"]) if p != "total")]
+        rows = rows.assign(param=pd.Categorical(rows["param"], order, ordered=True))
+        table = rows.sort_values(["param", "grad_var"])[[c for c in COLUMNS if c in rows]]
+        parts.append(markdown_table(table.rename(columns=COLUMNS), digits=None) + "\n")
     return parts
 
 
