@@ -100,71 +100,84 @@ class Moments:
 
 @dataclass(frozen=True)
 class CoordinateMoments:
-    """Sums about a fixed centre c of a stream of vector estimates g [n, D], whose coordinates
-    fall into ``groups`` (parameter tensors, and all of them): per coordinate, those of u and u^2
-    (u = g - c); per group, those of y = ||u_group||^2, y^2 and y u. They give each coordinate's
-    mean and variance, and each group's summed variance tr Cov(g) = E||g - E g||^2 with its
-    standard error. c is the mean of a separate warm-up chunk, so that u is small and the sums
-    lose no digits to cancellation."""
+    """Sums about a fixed centre c of a stream of vector estimates g, whose coordinates fall into
+    ``parts`` (parameter tensors): per coordinate, those of u and u^2 (u = g - c); per part and
+    for all coordinates together (the last group), those of y = ||u_group||^2, y^2 and y u. They
+    give each coordinate's mean and variance, and each group's summed variance
+    tr Cov(g) = E||g - E g||^2 with its standard error. c is the mean of a separate warm-up
+    chunk, so that u is small and the sums lose no digits to cancellation."""
 
     n: int
     centre: torch.Tensor
-    groups: tuple[slice, ...]
+    parts: tuple[slice, ...]
     u: torch.Tensor
     """float64 [D]"""
     u2: torch.Tensor
     """float64 [D]"""
     y: torch.Tensor
-    """float64 [G]"""
+    """float64 [P + 1]: per part, then for all coordinates"""
     y2: torch.Tensor
-    """float64 [G]"""
-    yu: torch.Tensor
-    """float64 [G, D]: the sum of y_group u for every coordinate (only the group's are used)."""
+    """float64 [P + 1]"""
+    yu_part: torch.Tensor
+    """float64 [D]: each coordinate's sum of y u, y its own part's"""
+    yu_all: torch.Tensor
+    """float64 [D]: each coordinate's sum of y u, y that of all coordinates"""
 
     @classmethod
     def of(
         cls,
-        g: torch.Tensor,
+        rows: torch.Tensor,
         centre: torch.Tensor,
-        groups: tuple[slice, ...],
-        members: torch.Tensor | None = None,
+        parts: tuple[slice, ...],
+        index: torch.Tensor | None = None,
     ) -> CoordinateMoments:
-        """The sums of the rows of ``g`` [n, D]: a handful of passes over it, whatever the
-        number of groups (matrix products give every group's y and y u at once; ``members``
-        is ``membership(groups)``, passed where it is at hand)."""
-        u = g.detach() - centre
+        """The sums of a chunk of estimates laid out as ``rows`` [D, n]: row i holds coordinate
+        i of every estimate, so that every sum runs along contiguous memory, in a fixed handful
+        of operations however many parts there are (``index``: ``part_index(parts)``)."""
+        if index is None:
+            index = part_index(parts, rows.device)
+        u = rows.detach() - centre.unsqueeze(1)
         u2 = u * u
-        if members is None or members.dtype != u.dtype:
-            members = membership(groups, u)
-        y = u2 @ members
-        sums = (u.sum(0), u2.sum(0), y.sum(0), (y * y).sum(0), y.T @ u)
-        if not all(t.isfinite().all() for t in sums) and g.isfinite().all():
-            return cls.of(g.double(), centre.double(), groups)  # float32 powers overflowed
-        return cls(len(g), centre, groups, *(t.double() for t in sums))
+        if len(parts) == len(u):  # one coordinate a part: y is u^2
+            y_part, yu_part = u2, (u2 * u).sum(1)
+        else:
+            y_part = u2.new_zeros(len(parts), u.shape[1]).index_add_(0, index, u2)
+            yu_part = (y_part.index_select(0, index) * u).sum(1)
+        y_all = y_part.sum(0)
+        y = torch.cat([y_part, y_all.unsqueeze(0)])
+        sums = torch.cat([u.sum(1), u2.sum(1), y.sum(1), (y * y).sum(1), yu_part, u @ y_all])
+        if not sums.isfinite().all() and rows.isfinite().all():
+            return cls.of(rows.double(), centre.double(), parts, index)  # float32 overflowed
+        d, g = len(u), len(y)
+        return cls(rows.shape[1], centre, parts, *sums.double().split([d, d, g, g, d, d]))
 
     @classmethod
-    def about(cls, warmup: torch.Tensor, groups: tuple[slice, ...]):
+    def about(cls, warmup: torch.Tensor, parts: tuple[slice, ...]):
         """The reduction of chunks about the mean of a separate ``warmup`` chunk (the summary
         that ``measure_estimates`` takes)."""
-        centre = warmup.detach().mean(0)
-        members = membership(groups, warmup)
-        return lambda g: cls.of(g, centre, groups, members)
+        centre = warmup.detach().mean(1)
+        index = part_index(parts, warmup.device)
+        return lambda rows: cls.of(rows, centre, parts, index)
 
     def merge(self, other: CoordinateMoments) -> CoordinateMoments:
         """The sums of the union of the two streams (about the same centre)."""
+        sums = ("u", "u2", "y", "y2", "yu_part", "yu_all")
         return replace(
-            self,
-            n=self.n + other.n,
-            **{k: getattr(self, k) + getattr(other, k) for k in ("u", "u2", "y", "y2", "yu")},
+            self, n=self.n + other.n, **{k: getattr(self, k) + getattr(other, k) for k in sums}
         )
+
+    def at(self, group: int) -> slice:
+        """The coordinates of group ``group``: a part, or all of them for the last."""
+        return self.parts[group] if group < len(self.parts) else slice(None)
 
     def mean(self, group: int) -> torch.Tensor:
         """The mean of each coordinate of group ``group``."""
-        return self.centre[self.groups[group]].double() + self.u[self.groups[group]] / self.n
+        at = self.at(group)
+        return self.centre[at].double() + self.u[at] / self.n
 
     def var(self, group: int) -> torch.Tensor:
         """The unbiased sample variance of each coordinate of group ``group``."""
-        at = self.groups[group]
+        at = self.at(group)
         return (self.u2[at] - self.u[at] ** 2 / self.n).clamp(min=0.0) / (self.n - 1)
 
     def total_var_se(self, group: int) -> float:
@@ -172,22 +185,21 @@ class CoordinateMoments:
         e = E u, ||g - E g||^2 = y - 2 u.e + ||e||^2, whose variance is Var(y) - 4 Cov(y, u).e
         + 4 e'Cov(g)e; the last term, small as the centre's miss e is, is taken at its bound
         (sum_i |e_i| sd_i)^2: exact for one coordinate, slightly conservative for more."""
-        at, n = self.groups[group], self.n
+        at, n = self.at(group), self.n
         e = self.u[at] / n
         y_mean = self.y[group] / n
         y_var = (self.y2[group] - n * y_mean**2) / (n - 1)
-        cov = self.yu[group, at] / n - y_mean * e
+        yu = self.yu_all if group == len(self.parts) else self.yu_part
+        cov = yu[at] / n - y_mean * e
         bound = e.abs().dot(self.var(group).sqrt()) ** 2
         return math.sqrt(max((y_var - 4 * cov.dot(e) + 4 * bound).item(), 0.0) / n)
 
 
-def membership(groups: tuple[slice, ...], like: torch.Tensor) -> torch.Tensor:
-    """The [D, len(groups)] matrix of ones where a coordinate of rows ``like`` [n, D] belongs to
-    a group, in their dtype and device."""
-    matrix = like.new_zeros(like.shape[1], len(groups))
-    for column, group in enumerate(groups):
-        matrix[group, column] = 1.0
-    return matrix
+def part_index(parts: tuple[slice, ...], device: torch.device) -> torch.Tensor:
+    """Each coordinate's part, for ``parts`` that tile the coordinates in order."""
+    return torch.cat(
+        [torch.full((p.stop - p.start,), i, device=device) for i, p in enumerate(parts)]
+    )
 
 
 Summary = Moments | CoordinateMoments

@@ -41,13 +41,13 @@ TOY_EXACT = {"mu": torch.tensor([0.0]), "sigma": torch.tensor([2.0])}
 def test_coordinate_moments_merge_to_those_of_the_whole():
     torch.manual_seed(0)
     g = torch.distributions.Gamma(2.0, 1.0).sample((3000, 5)).double() * torch.arange(1, 6)
-    groups = (slice(0, 2), slice(2, 5), slice(None))
+    parts = (slice(0, 2), slice(2, 5))
     centre = g[:100].mean(0)
     merged = None
     for chunk in torch.split(g, [7, 993, 1000, 1000]):
-        m = CoordinateMoments.of(chunk, centre, groups)
+        m = CoordinateMoments.of(chunk.T, centre, parts)
         merged = m if merged is None else merged.merge(m)
-    for i, at in enumerate(groups):
+    for i, at in enumerate([*parts, slice(None)]):
         assert torch.allclose(merged.mean(i), g[:, at].mean(0), rtol=1e-12)
         assert torch.allclose(merged.var(i), g[:, at].var(0), rtol=1e-10)
         # The summed variance's standard error is that of the mean of ||g - E g||^2, or a
@@ -60,8 +60,8 @@ def test_coordinate_moments_merge_to_those_of_the_whole():
 
 def test_one_coordinate_gets_the_toys_statistics():
     torch.manual_seed(1)
-    g = torch.randn(5000, 1, dtype=torch.float64) * 2 + 0.1
-    m = CoordinateMoments.of(g, g[:500].mean(0), (slice(None),))
+    g = torch.randn(1, 5000, dtype=torch.float64) * 2 + 0.1
+    m = CoordinateMoments.of(g, g[:, :500].mean(1), (slice(0, 1),))
     row = tensor_statistics(m, 0, torch.tensor([0.0]), None, 1e-3)
     toy = gradient_statistics(Moments.of(g), 0.0, 1e-3)
     for key in ("grad_mean", "grad_var", "bias", "z_score", "mse", "snr", "work_normalized_var"):
@@ -70,6 +70,7 @@ def test_one_coordinate_gets_the_toys_statistics():
         toy["grad_var_hi"] - toy["grad_var"], rel=1e-3
     )
     assert row["bias_p"] == pytest.approx(math.erfc(abs(toy["z_score"]) / math.sqrt(2)), rel=1e-9)
+    assert tensor_statistics(m, 1, None, None, 1e-3)["grad_var"] == row["grad_var"]  # all = one
 
 
 def test_the_gaussian_toy_as_an_objective_measures_its_exact_variances():

@@ -236,16 +236,17 @@ class CustomTask(Task):
         return [*self.objective.params, "total"]
 
     @property
-    def groups(self) -> tuple[slice, ...]:
-        """Where each row's coordinates lie in an estimate of all of them, flattened."""
+    def parts(self) -> tuple[slice, ...]:
+        """Where each parameter's coordinates lie in an estimate of all of them, flattened."""
         ends = [0, *itertools.accumulate(p.numel() for p in self.objective.params.values())]
-        return (*(slice(a, b) for a, b in itertools.pairwise(ends)), slice(None))
+        return tuple(slice(a, b) for a, b in itertools.pairwise(ends))
 
     def gradient_estimates(
         self, estimator: Estimator, num_samples: int, batch: int
     ) -> list[torch.Tensor]:
-        """``batch`` independent estimates [batch, D] of the gradient with respect to every
-        parameter, flattened and side by side, in one backward pass or, unbatched, one each."""
+        """``batch`` independent estimates of the gradient with respect to every parameter,
+        flattened and stacked as rows [D, batch] (``CoordinateMoments``' layout), from one
+        backward pass or, unbatched, one each."""
         objective = self.objective
         if self.batched:
             grads = self.backward_pass(estimator, leaf_copies(objective.params, batch), num_samples)
@@ -255,7 +256,7 @@ class CustomTask(Task):
                 for _ in range(batch)
             ]
             grads = [torch.stack(gs) for gs in zip(*single, strict=True)]
-        return [torch.cat([g.reshape(batch, -1) for g in grads], 1)]
+        return [torch.cat([g.reshape(batch, -1).T for g in grads])]
 
     def backward_pass(
         self, estimator: Estimator, copies: Params, num_samples: int
@@ -276,8 +277,8 @@ class CustomTask(Task):
         device: torch.device,
         on_chunk: Callable[[int], None],
     ) -> tuple[CoordinateMoments, float]:
-        """Streaming sums of the estimates (``CoordinateMoments``, grouped as ``groups``) and
-        the seconds per estimate."""
+        """Streaming sums of the estimates (``CoordinateMoments``, grouped as ``parts`` and all
+        together) and the seconds per estimate."""
         with unvalidated():
             if estimator.trainable:
                 self.train_control_variate(estimator, num_samples)
@@ -288,7 +289,7 @@ class CustomTask(Task):
                 self.cfg.chunk_size,
                 device,
                 on_chunk,
-                summary=lambda warmup: CoordinateMoments.about(warmup, self.groups),
+                summary=lambda warmup: CoordinateMoments.about(warmup, self.parts),
             )
         return moments["all"], seconds
 
@@ -347,7 +348,7 @@ class CustomTask(Task):
             if len(names) > 1:
                 with unvalidated():
                     (pilot,) = self.gradient_estimates(estimator, num_samples, self.cfg.chunk_size)
-                cost = pilot.var(0).sum().item() * num_samples
+                cost = pilot.var(1).sum().item() * num_samples
             else:
                 cost = 0.0
             if best is None or cost < best[0]:
