@@ -3,7 +3,8 @@ plus a bias), prior N(0, I), a diagonal Gaussian posterior q(w) = N(loc, exp(log
 the gradient of the expected log joint E_q[log p(y | X, w) + log p(w)], the part of the ELBO that
 needs Monte Carlo (the entropy of q has a closed form).
 
-    python -m benchmarks.run task=custom task.target=examples.logistic_regression:make estimator=reparam
+    python -m benchmarks.run task=custom \
+        task.target=examples.logistic_regression:make estimator=reparam
 """
 
 from __future__ import annotations
