@@ -1,6 +1,6 @@
 """Estimators from an installed package, found through its entry points: registered when
-``estimators`` loads, and a name that another estimator has is left out with one line naming
-both."""
+``estimators`` loads, a name that another estimator has is left out with one line naming both,
+and the command line takes them with no yaml."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from cli import doc_block
+from cli import ROOT, doc_block
 
 LISTING = "import estimators; print(' '.join(estimators.names()))"
 ANTITHETIC = "# estimators/antithetic.py"  # the README's example estimator
@@ -28,8 +28,31 @@ def install(root, entry_points: dict[str, str], modules: dict[str, str]) -> None
     (info / "entry_points.txt").write_text("[estibench.estimators]\n" + "\n".join(lines) + "\n")
 
 
+SCALED = """from estimators.base import Estimator, register
+
+
+@register
+class Scaled(Estimator):
+    name = "scaled"
+
+    def __init__(self, scale: float = 1.0):
+        self.scale = scale
+
+    def options(self):
+        return {"scale": self.scale}
+
+    def estimate(self, dist, f, num_samples):
+        return self.scale * f(dist.rsample((num_samples,)))
+"""
+
+
+def path(root) -> str:
+    """PYTHONPATH: the package in ``root``, and this checkout's code (whatever pip installed)."""
+    return f"{root}{os.pathsep}{ROOT}"
+
+
 def python(root, code: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(root)}
+    env = {**os.environ, "PYTHONPATH": path(root)}
     return subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
@@ -63,6 +86,44 @@ def test_a_name_taken_by_a_built_in_estimator_is_left_out_with_one_line(tmp_path
     assert "mine" in line and "estimators.reinforce.Reinforce" in line and "mine.clash.Mine" in line
 
 
+def command_line(root, *args: str) -> subprocess.CompletedProcess:
+    """``python -m benchmarks.run args`` with the package in ``root`` installed."""
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", *args],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": path(root)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_command_line_sweeps_installed_estimators_with_no_yaml(tmp_path):
+    install(
+        tmp_path,
+        {"antithetic": "mine.antithetic", "scaled": "mine.scaled"},
+        {"antithetic": doc_block(ANTITHETIC), "scaled": SCALED},
+    )
+    args = ["task.num_samples=2", "task.n_estimates=2000", "task.k=[1.0]", "task.costs=[square]"]
+    sweep = tmp_path / "sweep"
+    out = command_line(
+        tmp_path, "-m", "estimator=reparam,antithetic", *args, f"hydra.sweep.dir={sweep}"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "| Antithetic pathwise |" in (sweep / "summary.md").read_text()
+    assert (sweep / "plots/toy_variance_vs_k.png").exists()
+    # Its default options are keys of its config, overridden as estimator.KEY=value.
+    out = command_line(tmp_path, "estimator=scaled", "estimator.scale=2.5", "--cfg", "job")
+    assert out.returncode == 0, out.stderr
+    assert "estimator:\n  _target_: estimators.build\n  name: scaled\n  scale: 2.5\n" in out.stdout
+    out = command_line(tmp_path, "estimator=nosuch")
+    assert out.returncode == 2
+    assert out.stderr.startswith(
+        "error: estimator='nosuch': accepted estimators are antithetic, arm"
+    )
+    assert out.stderr.strip().endswith("reparam, scaled, straight_through")
+
+
 def test_the_command_line_runs_it_with_the_yaml_from_the_package(tmp_path):
     install(tmp_path, {"antithetic": "mine.antithetic"}, {"antithetic": doc_block(ANTITHETIC)})
     (tmp_path / "mine/conf/estimator").mkdir(parents=True)
@@ -71,13 +132,6 @@ def test_the_command_line_runs_it_with_the_yaml_from_the_package(tmp_path):
     (tmp_path / "mine/conf/estimator/antithetic.yaml").write_text(yaml)
     args = ["estimator=antithetic", "hydra.searchpath=[pkg://mine.conf]", "task.num_samples=2"]
     args += ["task.n_estimates=2000", "task.k=[1.0]", "task.costs=[linear]"]
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", *args, f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
+    out = command_line(tmp_path, *args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert out.returncode == 0 and out.stderr == "", out.stderr
     assert (tmp_path / "run/metrics.csv").exists() and "antithetic" in out.stdout
