@@ -135,3 +135,25 @@ def test_the_command_line_runs_it_with_the_yaml_from_the_package(tmp_path):
     out = command_line(tmp_path, *args, f"hydra.run.dir={tmp_path / 'run'}")
     assert out.returncode == 0 and out.stderr == "", out.stderr
     assert (tmp_path / "run/metrics.csv").exists() and "antithetic" in out.stdout
+
+
+def test_the_example_package_is_the_readmes_estimator_and_passes_its_tests(tmp_path):
+    example = ROOT / "examples/estibench-antithetic"
+    code = (example / "estibench_antithetic/antithetic.py").read_text()
+    assert code.partition("\n")[2] == doc_block(ANTITHETIC).partition("\n")[2]  # but the path
+    entry = 'antithetic = "estibench_antithetic.antithetic"'
+    assert entry in (example / "pyproject.toml").read_text()
+    info = tmp_path / "estibench_antithetic-0.1.0.dist-info"  # as pip would install it
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: estibench-antithetic\n")
+    (info / "entry_points.txt").write_text("[estibench.estimators]\n" + entry.replace('"', ""))
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(example / "tests")],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([path(tmp_path), str(example)])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "3 passed" in out.stdout
