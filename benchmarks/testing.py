@@ -29,7 +29,7 @@ import estimators
 from benchmarks.experiment import compose_config, run_config
 from estimators.base import ConfigError, Estimator
 
-# Two-sided 1e-6 per comparison: the project's tests make about 300 of them (every estimator,
+# Two-sided 1e-6 per comparison: the project's tests make about 140 of them (every estimator,
 # toy, cost and coordinate), a family-wise false-alarm rate under 1e-3 whatever the seeds.
 Z_CRIT = NormalDist().inv_cdf(1 - 0.5e-6)
 DIM = 3  # event size of every distribution here
