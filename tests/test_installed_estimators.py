@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from cli import ROOT, doc_block
 
 LISTING = "import estimators; print(' '.join(estimators.names()))"
@@ -98,20 +99,17 @@ def command_line(root, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_command_line_sweeps_installed_estimators_with_no_yaml(tmp_path):
+def install_both(root) -> None:
+    """The package ``mine`` with the README's antithetic estimator and ``scaled``."""
     install(
-        tmp_path,
+        root,
         {"antithetic": "mine.antithetic", "scaled": "mine.scaled"},
         {"antithetic": doc_block(ANTITHETIC), "scaled": SCALED},
     )
-    args = ["task.num_samples=2", "task.n_estimates=2000", "task.k=[1.0]", "task.costs=[square]"]
-    sweep = tmp_path / "sweep"
-    out = command_line(
-        tmp_path, "-m", "estimator=reparam,antithetic", *args, f"hydra.sweep.dir={sweep}"
-    )
-    assert out.returncode == 0, out.stderr
-    assert "| Antithetic pathwise |" in (sweep / "summary.md").read_text()
-    assert (sweep / "plots/toy_variance_vs_k.png").exists()
+
+
+def test_the_command_line_takes_an_installed_estimator_with_no_yaml(tmp_path):
+    install_both(tmp_path)
     # Its default options are keys of its config, overridden as estimator.KEY=value.
     out = command_line(tmp_path, "estimator=scaled", "estimator.scale=2.5", "--cfg", "job")
     assert out.returncode == 0, out.stderr
@@ -122,6 +120,19 @@ def test_the_command_line_sweeps_installed_estimators_with_no_yaml(tmp_path):
         "error: estimator='nosuch': accepted estimators are antithetic, arm"
     )
     assert out.stderr.strip().endswith("reparam, scaled, straight_through")
+
+
+@pytest.mark.slow
+def test_a_sweep_over_an_installed_estimator_draws_it_in_its_figures(tmp_path):
+    install_both(tmp_path)
+    args = ["task.num_samples=2", "task.n_estimates=2000", "task.k=[1.0]", "task.costs=[square]"]
+    sweep = tmp_path / "sweep"
+    out = command_line(
+        tmp_path, "-m", "estimator=reparam,antithetic", *args, f"hydra.sweep.dir={sweep}"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "| Antithetic pathwise |" in (sweep / "summary.md").read_text()
+    assert (sweep / "plots/toy_variance_vs_k.png").exists()
 
 
 def test_the_command_line_runs_it_with_the_yaml_from_the_package(tmp_path):
@@ -137,20 +148,26 @@ def test_the_command_line_runs_it_with_the_yaml_from_the_package(tmp_path):
     assert (tmp_path / "run/metrics.csv").exists() and "antithetic" in out.stdout
 
 
-def test_the_example_package_is_the_readmes_estimator_and_passes_its_tests(tmp_path):
-    example = ROOT / "examples/estibench-antithetic"
-    code = (example / "estibench_antithetic/antithetic.py").read_text()
+EXAMPLE = ROOT / "examples/estibench-antithetic"
+ENTRY = 'antithetic = "estibench_antithetic.antithetic"'  # its pyproject.toml's entry point
+
+
+def test_the_example_package_is_the_readmes_estimator_behind_an_entry_point():
+    code = (EXAMPLE / "estibench_antithetic/antithetic.py").read_text()
     assert code.partition("\n")[2] == doc_block(ANTITHETIC).partition("\n")[2]  # but the path
-    entry = 'antithetic = "estibench_antithetic.antithetic"'
-    assert entry in (example / "pyproject.toml").read_text()
+    assert ENTRY in (EXAMPLE / "pyproject.toml").read_text()
+
+
+@pytest.mark.slow
+def test_the_example_package_passes_its_tests(tmp_path):
     info = tmp_path / "estibench_antithetic-0.1.0.dist-info"  # as pip would install it
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: estibench-antithetic\n")
-    (info / "entry_points.txt").write_text("[estibench.estimators]\n" + entry.replace('"', ""))
+    (info / "entry_points.txt").write_text("[estibench.estimators]\n" + ENTRY.replace('"', ""))
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(example / "tests")],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([path(tmp_path), str(example)])},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([path(tmp_path), str(EXAMPLE)])},
         capture_output=True,
         text=True,
         timeout=300,
