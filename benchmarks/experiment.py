@@ -12,7 +12,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from benchmarks.config import CONF_DIR
+from benchmarks.config import CONF_DIR, store_estimator_configs
 from benchmarks.results import RunWriter
 from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, build, run_task
 from estimators.base import ConfigError, Estimator, require_int
@@ -85,6 +85,7 @@ def run_config(
 
 def compose_config(overrides: list[str]) -> DictConfig:
     """``conf/config.yaml`` with ``overrides``, composed as the command line composes it."""
+    store_estimator_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("config", overrides=overrides)
 

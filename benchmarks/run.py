@@ -30,7 +30,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from benchmarks.callbacks import end_interrupted_sweep
-from benchmarks.config import CONF_DIR
+from benchmarks.config import CONF_DIR, store_estimator_configs
 from benchmarks.experiment import run_config
 from benchmarks.results import RunWriter
 from benchmarks.tasks.base import Task
@@ -249,6 +249,7 @@ def entry() -> None:
     """Check the command line, then run it: bad input and Ctrl-C end in one line, a Ctrl-C in
     a sweep after the summary of the jobs that finished."""
     try:
+        store_estimator_configs()
         check_overrides(sys.argv[1:])
         main()
     except ConfigError as error:

@@ -37,6 +37,7 @@ class Estimator:
     name: str = ""
     title: str = ""  # the name readers know, for figures and summaries ("REINFORCE")
     variants: tuple[dict, ...] = ()  # option sets the label tells apart (none: the defaults')
+    unbiased: bool = True  # False for a biased one (a relaxation): its mean is not checked
     trainable: bool = False  # True if ``backward`` trains parameters of the estimator's own
     training: bool = True  # as in torch.nn.Module: ``eval()`` freezes those parameters
 

@@ -1,4 +1,5 @@
-"""The estimator contract, unbiasedness with variance-derived tolerances, and bad options."""
+"""The estimator contract, unbiasedness with variance-derived tolerances, and bad options: the
+checks of ``benchmarks.testing`` on every registered estimator, shown to fail on wrong ones."""
 
 from __future__ import annotations
 
@@ -7,84 +8,37 @@ import math
 import pytest
 import torch
 from scipy import stats
-from torch.distributions import Bernoulli, Independent, Normal
+from torch.distributions import Bernoulli, Normal
 
 import estimators
+from benchmarks.testing import check_contract, check_run, check_unbiased
 from estimators.base import Estimator, score_surrogate
 from estimators.baselines import Supplied
 
 # Every registered estimator, with every baseline that needs no caller: a new estimator is tested
 # by registering it.
-NORMAL = Normal(torch.zeros(2), torch.ones(2))
 CONFIGS = [
     pytest.param(name, opts, id=name + "".join(f"-{v}" for v in opts.values()))
     for name in estimators.names()
     for opts in (
         [{"baseline": "loo"}, {"baseline": "ema"}] if name == "reinforce_baseline" else [{}]
     )
-    if estimators.build(name, **opts).supports(NORMAL)  # discrete ones: test_discrete_estimators
 ]
-# Bonferroni: about 200 comparisons in this module, each at two-sided 1e-6, keep the family-wise
-# false-alarm rate under 1e-3 even if the seeds change.
-Z_CRIT = stats.norm.isf(0.5e-6)
-DIM = 3
-B = 40_000  # independent estimates per test
 
 
-def batched_normal(batch: int, mu0: torch.Tensor, log_sigma0: torch.Tensor):
-    """``batch`` independent copies of N(mu0, exp(log_sigma0)^2) with leaf parameters per copy."""
-    mu = mu0.expand(batch, DIM).clone().requires_grad_()
-    log_sigma = log_sigma0.expand(batch, DIM).clone().requires_grad_()
-    return mu, log_sigma, Independent(Normal(mu, log_sigma.exp()), 1)
-
-
-MU0 = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
-LOG_SIGMA0 = torch.tensor([0.0, -0.5, 0.3], dtype=torch.float64)
-A = torch.tensor([1.5, -2.0, 0.7], dtype=torch.float64)
-C = torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64)
-SIGMA0 = LOG_SIGMA0.exp()
-
-# f and the exact gradients of E[f] with respect to (mu, log sigma).
-FUNCTIONS = {
-    "constant": (lambda x: 0.0 * x.sum(-1) + 3.0, 0 * MU0, 0 * MU0),
-    "linear": (lambda x: (A * x).sum(-1), A, 0 * MU0),
-    # E[sum a (x - c)^2] = sum a ((mu - c)^2 + sigma^2)
-    "quadratic": (
-        lambda x: (A * (x - C) ** 2).sum(-1),
-        2 * A * (MU0 - C),
-        2 * A * SIGMA0**2,
-    ),
-}
-
-
-def per_estimate_gradients(est: Estimator, f, num_samples: int, batch: int = B):
-    mu, log_sigma, dist = batched_normal(batch, MU0, LOG_SIGMA0)
-    out = est(dist, f, num_samples)
-    return torch.autograd.grad(out.mean(0).sum(), (mu, log_sigma), materialize_grads=True)
-
-
-def assert_unbiased(grads: torch.Tensor, exact: torch.Tensor) -> None:
-    """Each coordinate's mean lies within Z_CRIT standard errors of the exact gradient."""
-    mean, var = grads.mean(0), grads.var(0)
-    se = (var / grads.shape[0]).sqrt()
-    # An exact estimator (zero variance) may still scatter by float rounding; hold it to the
-    # exact value instead of dividing by a rounding-sized standard error.
-    exact_zero_var = var.sqrt() <= 1e-9 * (mean.abs() + exact.abs() + 1)
-    assert torch.allclose(mean[exact_zero_var], exact[exact_zero_var], atol=1e-12)
-    z = ((mean - exact) / se)[~exact_zero_var]
-    assert (z.abs() < Z_CRIT).all(), f"z-scores {z.tolist()} exceed {Z_CRIT:.2f}"
-
-
-@pytest.mark.parametrize("function", FUNCTIONS)
 @pytest.mark.parametrize("name, opts", CONFIGS)
-def test_unbiased_on_polynomials(name, opts, function):
-    torch.manual_seed(0)
-    est = estimators.build(name, **opts)
-    f, grad_mu, grad_log_sigma = FUNCTIONS[function]
-    est(batched_normal(10, MU0, LOG_SIGMA0)[2], f, 2)  # a moving average gets its first value
-    g_mu, g_log_sigma = per_estimate_gradients(est, f, num_samples=2)
-    assert_unbiased(g_mu, grad_mu)
-    assert_unbiased(g_log_sigma, grad_log_sigma)
+def test_the_contract(name, opts):
+    check_contract(name, **opts)
+
+
+@pytest.mark.parametrize("name, opts", CONFIGS)
+def test_unbiased_where_it_claims_to_be(name, opts):
+    check_unbiased(name, **opts)
+
+
+@pytest.mark.parametrize("name, opts", CONFIGS)
+def test_a_short_run_from_its_config(name, opts):
+    check_run(name, **opts)
 
 
 class SelfInclusiveBaseline(Estimator):
@@ -98,34 +52,60 @@ class SelfInclusiveBaseline(Estimator):
         return score_surrogate(fz, dist.log_prob(z), fz.detach().mean(0))
 
 
-def test_unbiasedness_check_catches_a_biased_estimator():
-    torch.manual_seed(0)
-    f, grad_mu, _ = FUNCTIONS["quadratic"]
-    g_mu, _ = per_estimate_gradients(SelfInclusiveBaseline(), f, num_samples=2)
-    with pytest.raises(AssertionError, match="z-scores"):
-        assert_unbiased(g_mu, grad_mu)
+class Averaged(Estimator):
+    """A wrong estimator: the mean over the draws, of shape [*batch_shape]."""
+
+    name = "averaged"
+
+    def estimate(self, dist, f, num_samples):
+        return f(dist.rsample((num_samples,))).mean(0)
 
 
-@pytest.mark.parametrize("name, opts", CONFIGS)
-def test_values_equal_f_and_shapes_follow_the_contract(name, opts):
-    torch.manual_seed(1)
-    seen = []
-    w = torch.tensor([2.0, -1.0, 0.5], requires_grad=True)  # a "decoder" parameter of f
+class Forgetful(Estimator):
+    """A wrong estimator: a moving-average baseline that its state_dict leaves out."""
 
-    def f(x):
-        seen.append(x.detach())
-        return (w * x).sum(-1)
+    name = "forgetful"
 
-    mu = torch.zeros(5, DIM, requires_grad=True)
-    dist = Independent(Normal(mu, torch.ones(5, DIM)), 1)
-    out = estimators.build(name, **opts)(dist, f, 4)
-    assert out.shape == (4, 5)
-    (z,) = seen
-    assert z.shape == (4, 5, DIM)
-    torch.testing.assert_close(out.detach(), (w.detach() * z).sum(-1))
-    # Parameters of f get the pathwise gradient: d mean(w . z) / dw = mean z.
-    (grad_w,) = torch.autograd.grad(out.mean(), w)
-    torch.testing.assert_close(grad_w, z.mean((0, 1)))
+    def __init__(self):
+        self.average = 0.0
+
+    def estimate(self, dist, f, num_samples):
+        z = dist.sample((num_samples,))
+        fz = f(z)
+        out = score_surrogate(fz, dist.log_prob(z), self.average)
+        self.average = 0.5 * self.average + 0.5 * fz.detach().mean().item()
+        return out
+
+
+class Unrefusing(SelfInclusiveBaseline):
+    """A wrong estimator: it says it serves only a Normal but never checks."""
+
+    name = "unrefusing"
+
+    def supports(self, dist):
+        return isinstance(dist.base_dist, Normal)
+
+    def __call__(self, dist, f, num_samples):
+        return self.estimate(dist, f, num_samples)
+
+
+@pytest.mark.parametrize(
+    "wrong, check, match",
+    [
+        (SelfInclusiveBaseline, check_unbiased, "Normal toy, linear cost, d/dmu: z-scores"),
+        (Averaged, check_contract, r"on Normal: result of shape \[5\]; .* = \[4, 5\]"),
+        (Forgetful, check_contract, "on Normal: a copy loaded from its state_dict differs"),
+        (
+            Unrefusing,
+            check_contract,
+            r"on Bernoulli \(not supported\): ran with num_samples=4 instead",
+        ),
+    ],
+)
+def test_the_checks_fail_a_wrong_estimator(wrong, check, match, monkeypatch):
+    monkeypatch.setitem(estimators.REGISTRY, wrong.name, wrong)
+    with pytest.raises(AssertionError, match=match):
+        check(wrong.name)
 
 
 def test_reparam_samples_follow_the_normal_and_carry_the_gradient():

@@ -1,5 +1,6 @@
 """Both gates work: an unchanged tree passes; a 3x slowdown, a disabled baseline, a gradient
-scaled by 1.1 and a DisARM weight off by 10% each fail."""
+scaled by 1.1 and a DisARM weight off by 10% each fail; a registered estimator of one's own
+(an installed package's) is gated by name against its own baseline."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import pandas as pd
 import pytest
 
+import estimators
 from benchmarks.regression import stat_gate, timing
 from estimators import disarm, reinforce_baseline
 from estimators.base import score_surrogate
@@ -67,6 +69,49 @@ def test_the_statistical_gate_fails_a_disarm_weight_off_by_10_percent(baselines,
     failures, _ = stat_gate.check(toy, empty, baselines[0], empty)
     assert any("vs exact expectation" in line for line in failures)
     assert all(line.startswith("bernoulli:disarm") for line in failures)
+
+
+class Copied(Reparam):
+    """reparam under a name of its own, as an installed package's estimator."""
+
+    name = "copied"
+
+
+@pytest.mark.slow
+def test_the_statistical_gate_takes_an_estimator_by_name_with_its_own_baseline(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setitem(estimators.REGISTRY, "copied", Copied)
+    args = ["--estimators", "copied", "--baseline", str(tmp_path / "mine.csv")]
+    assert stat_gate.main([*args, "--update"]) == 0
+    assert stat_gate.main(args) == 0
+    original = Copied.estimate
+
+    def scaled(self, dist, f, num_samples):
+        out = original(self, dist, f, num_samples)
+        return out + 0.1 * (out - out.detach())  # the same values, 1.1 times the gradient
+
+    monkeypatch.setattr(Copied, "estimate", scaled)
+    assert stat_gate.main(args) == 1
+    failures = capsys.readouterr().err.splitlines()
+    assert any("copied square k=1 d/dsigma: mean" in line for line in failures)
+    assert all(line.startswith("statistical gate: copied ") for line in failures)
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (["--baseline", "mine.csv"], "--estimators NAME ... and --baseline FILE go together"),
+        (["--estimators", "reparam", "--baseline", "none.csv"], "none.csv: no such file;"),
+        (["--estimators", "nosuch", "--baseline", "x.csv", "--update"], "'nosuch' is unknown;"),
+    ],
+)
+def test_the_statistical_gate_names_a_bad_argument_in_one_line(args, line, tmp_path, capsys):
+    paths = [str(tmp_path / a) if a.endswith(".csv") else a for a in args]
+    assert stat_gate.main(paths) == 2
+    (printed,) = capsys.readouterr().err.splitlines()
+    assert printed.startswith("statistical gate: error: ") and line in printed
+    assert not (tmp_path / "x.csv").exists()
 
 
 def test_compare_flags_growth_beyond_the_threshold_and_missing_benchmarks():

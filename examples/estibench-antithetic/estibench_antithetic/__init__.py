@@ -1,0 +1,1 @@
+"""The README's antithetic estimator as an installed package (see ``antithetic``)."""
