@@ -39,6 +39,8 @@ class Estimator:
     variants: tuple[dict, ...] = ()  # option sets the label tells apart (none: the defaults')
     trainable: bool = False  # True if ``backward`` trains parameters of the estimator's own
     training: bool = True  # as in torch.nn.Module: ``eval()`` freezes those parameters
+    differentiates_f: bool = False  # True if its estimate differentiates f (a pathwise or relaxed
+    # sample): a cost without a derivative is refused
 
     @property
     def min_samples(self) -> int:
