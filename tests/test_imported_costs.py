@@ -49,6 +49,10 @@ def step(x, k):
     return (x > k).to(x.dtype)
 
 
+def exponential(x, k):
+    return torch.exp(k * x)
+
+
 class Squared(torch.autograd.Function):
     """x^2 whose backward claims 3x: a wrong derivative."""
 
@@ -154,6 +158,16 @@ def test_a_run_with_an_imported_copy_matches_the_built_in(name, opts, num_sample
     for column in ("exact_grad", "exact_var"):
         assert imported[column].values == pytest.approx(built_in[column].values, abs=1e-9)
     assert capsys.readouterr().err == ""  # the self-check passed
+
+
+@pytest.mark.parametrize("k", [0.5, 3.0])
+def test_a_cost_that_overflows_far_in_the_tails_has_its_exact_gradient(k):
+    # exp(k x) is inf at quadrature's farthest nodes, where the Gaussian weight is 0: the
+    # integrand is 0 there, not inf * 0. E[exp(k x)] = exp(k mu + k^2 sigma^2 / 2).
+    mu, sigma = 1.0, 0.7
+    value = math.exp(k * mu + k * k * sigma * sigma / 2)
+    grads = [gx.exact_gradient(f"{MODULE}:exponential", k, mu, sigma, p) for p in gx.PARAMS]
+    assert grads == pytest.approx([k * value, k * k * sigma * value], rel=1e-9)
 
 
 @pytest.mark.slow

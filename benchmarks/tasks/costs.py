@@ -137,9 +137,10 @@ def float64(k: float) -> torch.Tensor:
 
 
 def as_numpy(t: torch.Tensor) -> Scalars:
-    """A float64 array, or a float for a scalar (as quadrature asks for one value at a time)."""
+    """A float64 array, or a numpy float for a scalar (quadrature asks for one value at a time):
+    numpy's arithmetic, where an overflow is inf, not Python's OverflowError."""
     out = t.detach().to(torch.float64).cpu().numpy()
-    return out if out.ndim else float(out)
+    return out if out.ndim else out[()]
 
 
 def one_line(error: Exception) -> str:

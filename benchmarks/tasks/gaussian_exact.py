@@ -159,7 +159,12 @@ def gaussian_expectation(h: Callable[[np.ndarray], np.ndarray]) -> float:
     or 1e-13 of the integrand's largest value on a grid (so tiny integrands keep their digits)."""
     from scipy import integrate  # here, not at the top: a bad input answers without scipy
 
-    density = lambda e: h(e) * np.exp(-0.5 * e * e) / math.sqrt(2 * math.pi)  # noqa: E731
+    def density(e: np.ndarray) -> np.ndarray:
+        # Zero where the weight underflows (|eps| > 38), as the integral is: quadrature's far
+        # nodes must not turn a cost that overflows there (exp(k x)) into inf * 0 = NaN.
+        weight = np.exp(-0.5 * e * e)
+        return np.where(weight > 0, h(e) * weight / math.sqrt(2 * math.pi), 0.0)
+
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", integrate.IntegrationWarning)  # see require_resolved
         peak = np.nanmax(np.abs(density(np.linspace(-12.0, 12.0, 4801))))
