@@ -64,8 +64,7 @@ def imported(path: str) -> Cost:
     """The cost of the function ``path`` names, checked on a probe x of shape [2, 3] (see
     ``load``); without a derivative where autograd fails on it or its output has no grad_fn."""
     fn = load(path)
-    x = torch.linspace(-2.0, 2.0, 6, dtype=torch.float64).reshape(2, 3)
-    k = torch.tensor(1.0, dtype=torch.float64)
+    x, k = probe(), float64(1.0)
     where = f"task.costs: cost {path!r}"
     try:
         out = fn(x, k)
@@ -124,12 +123,17 @@ def load(path: str) -> Callable:
 
 def differentiable(fn: Callable) -> bool:
     """Whether autograd differentiates ``fn(x, k)`` in x on a probe."""
-    x = torch.linspace(-2.0, 2.0, 6, dtype=torch.float64).reshape(2, 3).requires_grad_()
+    x = probe().requires_grad_()
     try:
         out = fn(x, float64(1.0))
         return out.requires_grad and torch.autograd.grad(out.sum(), x)[0] is not None
     except Exception:
         return False
+
+
+def probe() -> torch.Tensor:
+    """The x on which an imported cost is checked: [2, 3], float64, on both sides of 0."""
+    return torch.linspace(-2.0, 2.0, 6, dtype=torch.float64).reshape(2, 3)
 
 
 def float64(k: float) -> torch.Tensor:

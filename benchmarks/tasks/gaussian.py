@@ -107,9 +107,10 @@ class GaussianToy(Toy):
         if cfg.sigma <= 0:
             raise ConfigError(f"task.sigma={cfg.sigma!r}: must be > 0")
         for cost in cfg.costs:
+            require_derivative(cost, cost_of(cost), estimator)
+        for cost in cfg.costs:
             for k in map(float, cfg.k):
                 check_cost(cost, k, cfg.sigma)
-                require_derivative(cost, cost_of(cost), estimator)
                 if cfg.mode != "estimate":
                     continue
                 with overflow_names_k(cost, k):  # the exact variances: quadrature checks itself
