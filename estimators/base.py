@@ -40,6 +40,8 @@ class Estimator:
     unbiased: bool = True  # False for a biased one (a relaxation): its mean is not checked
     trainable: bool = False  # True if ``backward`` trains parameters of the estimator's own
     training: bool = True  # as in torch.nn.Module: ``eval()`` freezes those parameters
+    differentiates_f: bool = False  # True if its estimate differentiates f (a pathwise or relaxed
+    # sample): a cost without a derivative is refused
 
     @property
     def min_samples(self) -> int:

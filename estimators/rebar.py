@@ -58,6 +58,7 @@ class Rebar(Estimator):
     name = "rebar"
     title = "REBAR"
     trainable = True
+    differentiates_f = True  # its control variate is f at relaxed samples
 
     def __init__(self, temperature: float = 0.5, eta: float = 1.0, lr: float = 1e-3) -> None:
         self.temperature = positive_number(temperature, "temperature")

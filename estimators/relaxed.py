@@ -44,6 +44,7 @@ def hard(z: torch.Tensor, dist: Distribution) -> torch.Tensor:
 
 class _Relaxation(Estimator):
     unbiased = False
+    differentiates_f = True
 
     def __init__(self, temperature: float = 0.5) -> None:
         self.temperature = positive_number(temperature, "temperature")

@@ -14,6 +14,7 @@ class Reparam(Estimator):
 
     name = "reparam"
     title = "Reparameterization"
+    differentiates_f = True
 
     def supports(self, dist: Distribution) -> bool:
         """Distributions with a reparameterized sampler (``rsample``)."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch.distributions import Bernoulli, Independent
 
-from benchmarks.tasks.bernoulli_exact import COSTS, check_cost, exact_gradient, exact_moments
+from benchmarks.tasks.bernoulli_exact import COSTS, cost_of, exact_gradient, exact_moments
+from benchmarks.tasks.costs import require_derivative
 from benchmarks.tasks.toy import CostFn, Toy
 from estimators.base import Estimator
 
@@ -22,7 +23,8 @@ def bernoulli(logits: torch.Tensor) -> Independent:
 
 
 def total_cost(cost: str, k: float) -> CostFn:
-    c = COSTS[cost][0]
+    """f(b) = sum_j c(b_j; k) over the last axis."""
+    c = cost_of(cost).torch_fn
     return lambda b: c(b, k).sum(-1)
 
 
@@ -47,7 +49,7 @@ class BernoulliToy(Toy):
 
     def objective(self, cost: str, k: float, params: list[torch.Tensor]) -> float:
         """The exact E[f] = sum_j p_j c(1) + (1 - p_j) c(0)."""
-        c = COSTS[cost][0]
+        c = cost_of(cost).np_fn
         p = torch.sigmoid(params[0].detach().double())
         return float((p * c(1.0, k) + (1 - p) * c(0.0, k)).sum())
 
@@ -63,4 +65,4 @@ class BernoulliToy(Toy):
 
     def check_options(self, estimator: Estimator, num_samples: int) -> None:
         for cost in self.cfg.costs:
-            check_cost(cost)
+            require_derivative(cost, cost_of(cost), estimator)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from benchmarks.tasks import costs
 from benchmarks.tasks.score_variance import DrawMoments, score_function_variance
 from estimators.base import ConfigError
 
@@ -25,18 +26,21 @@ PARAMS = ("mu", "sigma")
 
 
 @dataclass(frozen=True)
-class Cost:
-    """A per-coordinate cost c(x; k) in torch (for sampling) and numpy (for quadrature)."""
+class Cost(costs.Cost):
+    """A per-coordinate cost with its closed forms; an imported cost has none, and quadrature
+    gives its expectation and gradient (``quadrature_gradient``)."""
 
-    torch_fn: Callable[[torch.Tensor, float], torch.Tensor]
-    np_fn: Callable[[np.ndarray, float], np.ndarray]
-    np_derivative: Callable[[np.ndarray, float], np.ndarray]
-    expectation: Callable[[float, float, float], float]
+    expectation: Callable[[float, float, float], float] | None = None
     """E[c(x; k)] for x ~ N(mu, sigma^2), as a function of (k, mu, sigma)."""
-    gradient: Callable[[float, float, float], tuple[float, float]]
+    gradient: Callable[[float, float, float], tuple[float, float]] | None = None
     """(d/dmu, d/dsigma) of that expectation."""
-    second_moment: Callable[[float, float, float], float]
+    second_moment: Callable[[float, float, float], float] | None = None
     """E[c(x; k)^2], against which the quadrature checks itself."""
+
+
+class Unresolved(Exception):
+    """An imported cost whose gradient by quadrature differs in score-function and pathwise
+    form: a wrong derivative, or a cost quadrature cannot follow. Its exact answers are unknown."""
 
 
 def _exp_expectation(k: float, mu: float, s: float) -> float:
@@ -91,10 +95,15 @@ COSTS: dict[str, Cost] = {
 }
 
 
+def cost_of(name: str) -> Cost:
+    """The built-in cost ``name``, or the function it imports (without closed forms)."""
+    c = costs.find(name, COSTS)
+    return c if isinstance(c, Cost) else Cost(c.torch_fn, c.np_fn, c.np_derivative)
+
+
 def check_cost(name: str, k: float, sigma: float) -> None:
     """Raise ConfigError for an unknown cost, or a k whose expectation or variance is infinite."""
-    if name not in COSTS:
-        raise ConfigError(f"task.costs: cost {name!r} is unknown; known costs: {', '.join(COSTS)}")
+    cost_of(name)
     if name == "exp" and 1.0 + 4.0 * k * sigma**2 <= 0:
         raise ConfigError(
             f"task.k={k}: cost 'exp' needs 1 + 4 k sigma^2 > 0 (k > {-1 / (4 * sigma**2):g}) "
@@ -102,9 +111,47 @@ def check_cost(name: str, k: float, sigma: float) -> None:
         )
 
 
+def expectation(cost: str, k: float, mu: float, sigma: float) -> float:
+    """E[c(x; k)] per coordinate: in closed form, or by quadrature for an imported cost."""
+    c = cost_of(cost)
+    if c.expectation is not None:
+        return c.expectation(k, mu, sigma)
+    return gaussian_expectation(lambda e: c.np_fn(mu + sigma * e, k))
+
+
 def exact_gradient(cost: str, k: float, mu: float, sigma: float, param: str) -> float:
-    """d/dtheta E[c(x; k)], per coordinate, in closed form."""
-    return COSTS[cost].gradient(k, mu, sigma)[PARAMS.index(param)]
+    """d/dtheta E[c(x; k)], per coordinate: in closed form, or by quadrature for an imported
+    cost (``quadrature_gradient``)."""
+    c = cost_of(cost)
+    if c.gradient is None:
+        return quadrature_gradient(c, cost, k, mu, sigma, param)
+    return c.gradient(k, mu, sigma)[PARAMS.index(param)]
+
+
+def quadrature_gradient(c: Cost, cost: str, k: float, mu: float, sigma: float, param: str) -> float:
+    """d/dtheta E[c] in score-function form, E[c s]; with a derivative, checked against the
+    pathwise form E[c' dx/dtheta] to 1e-8 of the larger integrand's root mean square (as
+    ``require_resolved`` checks closed forms): ``Unresolved`` where they differ."""
+    score, path = _score(param, sigma), _path(param)
+    cs = lambda e: c.np_fn(mu + sigma * e, k) * score(e)  # noqa: E731
+    by_score = gaussian_expectation(cs)
+    if c.np_derivative is None:  # nothing to check it against
+        require_finite(by_score, cost=cost, k=k)
+        return by_score
+    g = lambda e: c.np_derivative(mu + sigma * e, k) * path(e)  # noqa: E731
+    by_path = gaussian_expectation(g)
+    mean_squares = (
+        gaussian_expectation(lambda e: cs(e) ** 2),
+        gaussian_expectation(lambda e: g(e) ** 2),
+    )
+    require_finite(by_score, by_path, *mean_squares, cost=cost, k=k)
+    if not abs(by_score - by_path) <= 1e-8 * math.sqrt(max(mean_squares)):
+        raise Unresolved(
+            f"cost {cost!r} at k={k:g}: its gradient w.r.t. {param} by quadrature is "
+            f"{by_score:.10g} as E[c s] and {by_path:.10g} as E[c' dx/d{param}]; the derivative "
+            "autograd gives may be wrong, or quadrature cannot follow the cost"
+        )
+    return by_score
 
 
 def gaussian_expectation(h: Callable[[np.ndarray], np.ndarray]) -> float:
@@ -112,7 +159,12 @@ def gaussian_expectation(h: Callable[[np.ndarray], np.ndarray]) -> float:
     or 1e-13 of the integrand's largest value on a grid (so tiny integrands keep their digits)."""
     from scipy import integrate  # here, not at the top: a bad input answers without scipy
 
-    density = lambda e: h(e) * np.exp(-0.5 * e * e) / math.sqrt(2 * math.pi)  # noqa: E731
+    def density(e: np.ndarray) -> np.ndarray:
+        # Zero where the weight underflows (|eps| > 38), as the integral is: quadrature's far
+        # nodes must not turn a cost that overflows there (exp(k x)) into inf * 0 = NaN.
+        weight = np.exp(-0.5 * e * e)
+        return np.where(weight > 0, h(e) * weight / math.sqrt(2 * math.pi), 0.0)
+
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", integrate.IntegrationWarning)  # see require_resolved
         peak = np.nanmax(np.abs(density(np.linspace(-12.0, 12.0, 4801))))
@@ -148,13 +200,13 @@ def pathwise_variance(
 ) -> float:
     """reparam: c'(x) dx/dtheta, one draw's variance over num_samples (the other coordinates do
     not enter a pathwise gradient of the first)."""
-    c = COSTS[cost]
+    c = cost_of(cost)
     path = _path(param)
     g = lambda e: c.np_derivative(mu + sigma * e, k) * path(e)  # noqa: E731
     g1, g2 = gaussian_expectation(g), gaussian_expectation(lambda e: g(e) ** 2)
-    require_resolved(
-        g1, exact_gradient(cost, k, mu, sigma, param), math.sqrt(g2), cost, k, mu, sigma
-    )
+    if c.gradient is not None:  # an imported cost's gradient is checked against g1 where made
+        gradient = exact_gradient(cost, k, mu, sigma, param)
+        require_resolved(g1, gradient, math.sqrt(g2), cost, k, mu, sigma)
     return max(g2 - g1**2, 0.0) / num_samples
 
 
@@ -173,15 +225,18 @@ def score_variance(
     baseline = options.get("baseline", "none")
     if baseline not in ("none", "loo"):
         return None
-    c = COSTS[cost]
+    c = cost_of(cost)
     cx = lambda e: c.np_fn(mu + sigma * e, k)  # noqa: E731
     moments = DrawMoments.of(gaussian_expectation, cx, _score(param, sigma))
-    gradient = exact_gradient(cost, k, mu, sigma, param)
-    require_resolved(
-        moments.c, c.expectation(k, mu, sigma), math.sqrt(moments.c2), cost, k, mu, sigma
-    )
-    require_resolved(moments.c2, c.second_moment(k, mu, sigma), moments.c2, cost, k, mu, sigma)
-    require_resolved(moments.cs, gradient, math.sqrt(moments.c2 * moments.s2), cost, k, mu, sigma)
+    if c.expectation is not None:  # closed forms to check the quadrature against
+        gradient = exact_gradient(cost, k, mu, sigma, param)
+        require_resolved(
+            moments.c, c.expectation(k, mu, sigma), math.sqrt(moments.c2), cost, k, mu, sigma
+        )
+        require_resolved(moments.c2, c.second_moment(k, mu, sigma), moments.c2, cost, k, mu, sigma)
+        require_resolved(
+            moments.cs, gradient, math.sqrt(moments.c2 * moments.s2), cost, k, mu, sigma
+        )
     return score_function_variance(moments, dim, num_samples, loo=baseline == "loo")
 
 
@@ -225,10 +280,15 @@ def require_resolved(
     and exp narrows faster than adaptive quadrature can follow, and its variances would be wrong.
     This check decides, not scipy's warnings, which also flag harmless roundoff on integrals
     near zero."""
-    if not all(map(math.isfinite, (quadrature, closed_form, scale))):
-        raise OverflowError(f"cost {cost!r} at k={k:g} overflows float64")
+    require_finite(quadrature, closed_form, scale, cost=cost, k=k)
     if not abs(quadrature - closed_form) <= 1e-8 * scale:
         raise ConfigError(
             f"task.k={k:g}: quadrature cannot resolve cost {cost!r} at this k (mu={mu:g}, "
             f"sigma={sigma:g}) as its exact variance needs; choose a smaller |k|"
         )
+
+
+def require_finite(*values: float, cost: str, k: float) -> None:
+    """OverflowError unless every exact moment is finite (the toy names k in one line)."""
+    if not all(map(math.isfinite, values)):
+        raise OverflowError(f"cost {cost!r} at k={k:g} overflows float64")

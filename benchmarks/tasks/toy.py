@@ -139,9 +139,9 @@ class Toy(Task):
 
     def exact(
         self, estimator: Estimator, cost: str, k: float, num_samples: int
-    ) -> dict[str, tuple[float, float | None, float | None]]:
+    ) -> dict[str, tuple[float | None, float | None, float | None]]:
         """Per parameter at the starting point: the exact gradient, and the estimator's exact
-        expectation and variance of one estimate (None where the toy knows none for it)."""
+        expectation and variance of one estimate (None where the toy knows none)."""
         raise NotImplementedError
 
     def start(self) -> dict[str, float]:
@@ -280,7 +280,7 @@ class Toy(Task):
                     exact = self.exact(estimator, cost, k, num_samples)
                     for param in self.params:
                         exact_grad, exact_mean, exact_var = exact[param]
-                        stats = gradient_statistics(moments[param], exact_grad, seconds)
+                        stats = gradient_statistics(moments[param], or_nan(exact_grad), seconds)
                         require_finite_moments(
                             stats["grad_mean"], stats["grad_var"], exact_grad, exact_mean, exact_var
                         )
