@@ -188,6 +188,16 @@ def test_a_bad_objective_is_named_in_one_line(objective, match):
         task.validate(estimators.build("reinforce"), context())
 
 
+def test_reparam_refuses_an_f_without_a_gradient():
+    def step(x):
+        return (x > 1.0).float().sum(-1)
+
+    with pytest.raises(ConfigError, match="estimator 'reparam' needs a differentiable f"):
+        api.compare(["reparam"], TOY, gaussian, step, exact=TOY_EXACT)
+    table = api.compare(["reinforce"], TOY, gaussian, step, 2000, reference_estimates=20_000)
+    assert table["reference"].iloc[0] == "reinforce_baseline (baseline=loo) x 20000"
+
+
 def test_an_estimator_that_does_not_apply_is_refused():
     params, policy, reward, exact = bandit.make()
     with pytest.raises(ConfigError, match="does not apply to Independent\\(Categorical\\)"):

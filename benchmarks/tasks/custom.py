@@ -127,6 +127,16 @@ def broadcasts(objective: Objective, num_samples: int) -> bool:
             return False
 
 
+def differentiable(f: Callable[[torch.Tensor], torch.Tensor], dist: Distribution) -> bool:
+    """Whether autograd finds a gradient of f with respect to draws of ``dist`` (as floats)."""
+    z = dist.sample((2,))
+    z = (z if z.is_floating_point() else z.float()).requires_grad_()
+    try:
+        return f(z).requires_grad
+    except Exception:  # an f that takes only integer draws (indices)
+        return False
+
+
 @contextmanager
 def unvalidated() -> Iterator[None]:
     """Distributions built with torch's default skip their argument checks while estimates are
@@ -212,6 +222,11 @@ class CustomTask(Task):
                 f"torch.distributions.Distribution, not {type(dist).__name__}"
             )
         estimator.check(dist, num_samples)
+        if estimator.differentiates_f and not differentiable(objective.f, dist):
+            raise ConfigError(
+                f"task.target={cfg.target}: f has no gradient with respect to the draws "
+                f"(autograd finds none); estimator '{estimator.name}' needs a differentiable f"
+            )
         with torch.no_grad():
             values = objective.f(dist.sample((num_samples,)))
         wanted = (num_samples, *dist.batch_shape)
@@ -356,16 +371,14 @@ class CustomTask(Task):
         return best[1], best[2]
 
     def serves(self, name: str, options: dict) -> bool:
-        """Whether estimator ``name`` applies here: its distribution, and for reparam an f that
-        is differentiable in the draws."""
+        """Whether estimator ``name`` applies here: its distribution, and an f differentiable in
+        the draws where the estimator differentiates f (reparam)."""
         objective = self.objective
         dist = objective.dist(objective.params)
-        if not estimators.build(name, **options).supports(dist):
-            return False
-        if name != "reparam":
-            return True
-        z = dist.rsample((2,)).detach().requires_grad_()
-        return objective.f(z).requires_grad
+        estimator = estimators.build(name, **options)
+        return estimator.supports(dist) and (
+            not estimator.differentiates_f or differentiable(objective.f, dist)
+        )
 
     def run(self, make_estimator: EstimatorFactory, context: Context) -> Result:
         """One ``metrics`` row per parameter tensor and a ``total`` row."""
