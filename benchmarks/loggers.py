@@ -133,24 +133,27 @@ class MLflow(TableLogger):
 
     def open(self, params: dict[str, bool | int | float | str]) -> None:
         from mlflow.entities import Param
-        from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(self.tracking_uri)
-        found = self.client.get_experiment_by_name(self.experiment_name)
-        if found is None:
-            try:
-                experiment_id = self.client.create_experiment(self.experiment_name)
-            except MlflowException:  # another job of the sweep made it meanwhile
-                found = self.client.get_experiment_by_name(self.experiment_name)
-        if found is not None:
-            experiment_id = found.experiment_id
         tags = {"run_dir": str(self.run_dir.resolve())}
-        run = self.client.create_run(experiment_id, run_name=self.run_name, tags=tags)
+        run = self.client.create_run(self.experiment_id(), run_name=self.run_name, tags=tags)
         self.run_id = run.info.run_id
         logged = [Param(key, str(value)) for key, value in params.items()]
         for i in range(0, len(logged), 100):  # MLflow's limit per batch
             self.client.log_batch(self.run_id, params=logged[i : i + 100])
+
+    def experiment_id(self) -> str:
+        """The experiment's id, the experiment made where there is none yet."""
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(self.experiment_name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(self.experiment_name)
+        except MlflowException:  # another job of the sweep made it meanwhile
+            return self.client.get_experiment_by_name(self.experiment_name).experiment_id
 
     def write(self, points: list[Point]) -> None:
         from mlflow.entities import Metric
