@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -98,6 +98,164 @@ class Moments:
         return math.sqrt(max(mu4 - self.var**2 * (n - 3) / (n - 1), 0.0) / n)
 
 
+@dataclass(frozen=True)
+class CoordinateMoments:
+    """Sums about a fixed centre c of a stream of vector estimates g, whose coordinates fall into
+    ``parts`` (parameter tensors): per coordinate, those of u and u^2 (u = g - c); per part and
+    for all coordinates together (the last group), those of y = ||u_group||^2, y^2 and y u. They
+    give each coordinate's mean and variance, and each group's summed variance
+    tr Cov(g) = E||g - E g||^2 with its standard error. c is the mean of a separate warm-up
+    chunk, so that u is small and the sums lose no digits to cancellation."""
+
+    n: int
+    centre: torch.Tensor
+    parts: tuple[slice, ...]
+    u: torch.Tensor
+    """float64 [D]"""
+    u2: torch.Tensor
+    """float64 [D]"""
+    y: torch.Tensor
+    """float64 [P + 1]: per part, then for all coordinates"""
+    y2: torch.Tensor
+    """float64 [P + 1]"""
+    yu_part: torch.Tensor
+    """float64 [D]: each coordinate's sum of y u, y its own part's"""
+    yu_all: torch.Tensor
+    """float64 [D]: each coordinate's sum of y u, y that of all coordinates"""
+
+    @classmethod
+    def of(
+        cls,
+        rows: torch.Tensor,
+        centre: torch.Tensor,
+        parts: tuple[slice, ...],
+        index: torch.Tensor | None = None,
+    ) -> CoordinateMoments:
+        """The sums of a chunk of estimates laid out as ``rows`` [D, n]: row i holds coordinate
+        i of every estimate, so that every sum runs along contiguous memory, in a fixed handful
+        of operations however many parts there are (``index``: ``part_index(parts)``)."""
+        if index is None:
+            index = part_index(parts, rows.device)
+        u = rows.detach() - centre.unsqueeze(1)
+        u2 = u * u
+        if len(parts) == len(u):  # one coordinate a part: y is u^2
+            y_part, yu_part = u2, (u2 * u).sum(1)
+        else:
+            y_part = u2.new_zeros(len(parts), u.shape[1]).index_add_(0, index, u2)
+            yu_part = (y_part.index_select(0, index) * u).sum(1)
+        y_all = y_part.sum(0)
+        y = torch.cat([y_part, y_all.unsqueeze(0)])
+        sums = torch.cat([u.sum(1), u2.sum(1), y.sum(1), (y * y).sum(1), yu_part, u @ y_all])
+        if not sums.isfinite().all() and rows.isfinite().all():
+            return cls.of(rows.double(), centre.double(), parts, index)  # float32 overflowed
+        d, g = len(u), len(y)
+        return cls(rows.shape[1], centre, parts, *sums.double().split([d, d, g, g, d, d]))
+
+    @classmethod
+    def about(cls, warmup: torch.Tensor, parts: tuple[slice, ...]):
+        """The reduction of chunks about the mean of a separate ``warmup`` chunk (the summary
+        that ``measure_estimates`` takes)."""
+        centre = warmup.detach().mean(1)
+        index = part_index(parts, warmup.device)
+        return lambda rows: cls.of(rows, centre, parts, index)
+
+    def merge(self, other: CoordinateMoments) -> CoordinateMoments:
+        """The sums of the union of the two streams (about the same centre)."""
+        sums = ("u", "u2", "y", "y2", "yu_part", "yu_all")
+        return replace(
+            self, n=self.n + other.n, **{k: getattr(self, k) + getattr(other, k) for k in sums}
+        )
+
+    def at(self, group: int) -> slice:
+        """The coordinates of group ``group``: a part, or all of them for the last."""
+        return self.parts[group] if group < len(self.parts) else slice(None)
+
+    def mean(self, group: int) -> torch.Tensor:
+        """The mean of each coordinate of group ``group``."""
+        at = self.at(group)
+        return self.centre[at].double() + self.u[at] / self.n
+
+    def var(self, group: int) -> torch.Tensor:
+        """The unbiased sample variance of each coordinate of group ``group``."""
+        at = self.at(group)
+        return (self.u2[at] - self.u[at] ** 2 / self.n).clamp(min=0.0) / (self.n - 1)
+
+    def total_var_se(self, group: int) -> float:
+        """Standard error of the group's summed variance, sqrt(Var(||g - E g||^2) / n). With
+        e = E u, ||g - E g||^2 = y - 2 u.e + ||e||^2, whose variance is Var(y) - 4 Cov(y, u).e
+        + 4 e'Cov(g)e; the last term, small as the centre's miss e is, is taken at its bound
+        (sum_i |e_i| sd_i)^2: exact for one coordinate, slightly conservative for more."""
+        at, n = self.at(group), self.n
+        e = self.u[at] / n
+        y_mean = self.y[group] / n
+        y_var = (self.y2[group] - n * y_mean**2) / (n - 1)
+        yu = self.yu_all if group == len(self.parts) else self.yu_part
+        cov = yu[at] / n - y_mean * e
+        bound = e.abs().dot(self.var(group).sqrt()) ** 2
+        return math.sqrt(max((y_var - 4 * cov.dot(e) + 4 * bound).item(), 0.0) / n)
+
+
+def part_index(parts: tuple[slice, ...], device: torch.device) -> torch.Tensor:
+    """Each coordinate's part, for ``parts`` that tile the coordinates in order."""
+    return torch.cat(
+        [torch.full((p.stop - p.start,), i, device=device) for i, p in enumerate(parts)]
+    )
+
+
+Summary = Moments | CoordinateMoments
+"""A stream of one gradient's estimates, reduced."""
+
+
+def tensor_statistics(
+    m: CoordinateMoments,
+    group: int,
+    target: torch.Tensor | None,
+    target_se: torch.Tensor | None,
+    seconds_per_estimate: float,
+) -> dict:
+    """The summary of ``m.n`` estimates of group ``group`` of a gradient (a parameter tensor,
+    flattened) against ``target`` (the exact gradient, or an estimated reference with standard
+    errors ``target_se``; None: no bias columns): its columns are ``gradient_statistics``'s for
+    one coordinate, and for more, the sum of the coordinates' variances with its interval, the
+    norms of the mean and the bias, the mean over coordinates of |mean| / sd as SNR, and
+    ``bias_p``: the two-sided p-value of the largest coordinate's |z|, Bonferroni-corrected over
+    the coordinates (valid however they are correlated, conservative where they are)."""
+    mean, var = m.mean(group), m.var(group)
+    total = var.sum().item()
+    se = m.total_var_se(group)
+    sd = var.sqrt()
+    moving = sd > 0
+    scalar = mean.numel() == 1
+    row = {
+        "numel": mean.numel(),
+        "grad_mean": mean.item() if scalar else math.nan,
+        "grad_mean_norm": mean.norm().item(),
+        "grad_var": total,
+        "grad_var_lo": total - Z_95 * se,
+        "grad_var_hi": total + Z_95 * se,
+        "snr": (mean.abs()[moving] / sd[moving]).mean().item() if moving.any() else math.nan,
+        "time_per_estimate_s": seconds_per_estimate,
+        "work_normalized_var": total * seconds_per_estimate,
+    }
+    if target is None:
+        return row
+    target = target.detach().double().reshape(-1)
+    bias = mean - target
+    z = bias / (var / m.n + (0.0 if target_se is None else target_se.double() ** 2)).sqrt()
+    # Below float32's resolution a difference is rounding, not bias (as gradient_statistics).
+    z[bias.abs() <= 1e-6 * (mean.abs() + target.abs())] = 0.0
+    z_max = z.abs().max().item()  # a bias where the standard error is 0: inf
+    row.update(
+        exact_grad=target.item() if scalar else math.nan,
+        bias=bias.item() if scalar else math.nan,
+        bias_norm=bias.norm().item(),
+        z_score=z.item() if scalar else math.nan,
+        bias_p=min(1.0, z.numel() * math.erfc(z_max / math.sqrt(2))),
+        mse=(bias**2).sum().item() + var.sum().item() * (m.n - 1) / m.n,
+    )
+    return row
+
+
 def gradient_statistics(m: Moments, exact_grad: float, seconds_per_estimate: float) -> dict:
     """The summary of ``m.n`` independent estimates of a gradient whose exact value is known."""
     var = m.var
@@ -140,17 +298,23 @@ def measure_estimates(
     chunk_size: int,
     device: torch.device,
     on_chunk: Callable[[int], None] = lambda batch: None,
-) -> tuple[dict[str, Moments], float]:
+    summary: Callable[[torch.Tensor], Callable[[torch.Tensor], Summary]] = lambda warmup: (
+        Moments.of
+    ),
+) -> tuple[dict[str, Summary], float]:
     """Streaming moments of ``n_estimates`` estimates of each named gradient, and the wall-clock
     seconds per estimate; ``estimate_chunk(b)`` returns b estimates of each, in ``names``' order,
     and ``on_chunk(b)`` hears of each measured chunk, outside the timing (progress).
 
     One untimed warm-up chunk comes first: it warms caches and the allocator and gives a
     moving-average baseline its first value, so every measured chunk sees the steady state.
+    ``summary(warmup)`` gives the reduction of a chunk of one gradient's estimates: the scalar
+    ``Moments`` by default, or ``CoordinateMoments`` about the warm-up chunk's mean.
     """
     chunk = min(chunk_size, n_estimates)
-    estimate_chunk(chunk)
-    moments = {name: Moments() for name in names}
+    warmup = estimate_chunk(chunk)
+    reduce = [summary(w) for w in warmup]
+    moments: dict[str, Summary] = {}
     seconds = 0.0
     done = 0
     while done < n_estimates:
@@ -160,8 +324,8 @@ def measure_estimates(
         grads = estimate_chunk(batch)
         synchronize(device)
         seconds += time.perf_counter() - start
-        for name, g in zip(names, grads, strict=True):
-            moments[name] = moments[name].merge(Moments.of(g))
+        for name, g, of in zip(names, grads, reduce, strict=True):
+            moments[name] = moments[name].merge(of(g)) if name in moments else of(g)
         done += batch
         on_chunk(batch)
     return moments, seconds / n_estimates

@@ -12,7 +12,9 @@ Runs these sweeps through the normal command line, each ending with its summary 
 - ``relaxations``: the relaxations' bias against temperature on the Bernoulli toy;
 - ``toy_optimize``: the toy optimization mode on two costs;
 - ``vae``: the digits VAE for 30 epochs with four estimators over three seeds;
-- ``vae_bernoulli``: the Bernoulli-latent digits VAE for 30 epochs, six estimators, three seeds.
+- ``vae_bernoulli``: the Bernoulli-latent digits VAE for 30 epochs, six estimators, three seeds;
+- ``custom_logistic_regression``, ``custom_bandit``: the two examples of your own objective
+  (``examples/``), at 8 and 4 draws per estimate.
 
 Each sweep's folder is replaced as a whole; checkpoints are not written, so it stays small.
 """
@@ -95,6 +97,19 @@ SWEEPS = {
         "task.epochs=30",
         "task.checkpoint=false",
         "task.grad_var_every=20",
+    ],
+    # The examples of docs/own-objective.md: your own objective through task=custom.
+    "custom_logistic_regression": [
+        "task=custom",
+        "task.target=examples.logistic_regression:make",
+        ESTIMATORS,
+        "task.num_samples=8",
+    ],
+    "custom_bandit": [
+        "task=custom",
+        "task.target=examples.bandit:make",
+        "estimator=reinforce,reinforce_baseline",
+        "task.num_samples=4",
     ],
 }
 

@@ -121,7 +121,7 @@ def main(cfg: DictConfig) -> None:
         log_to_file_only("the run failed")
         choices = hydra_cfg.runtime.choices
         print(
-            f"error: estimator '{choices.estimator}' failed on task={choices.task}: {reason} "
+            f"error: task={choices.task} with estimator '{choices.estimator}' failed: {reason} "
             f"(traceback in {log_file})",
             file=sys.stderr,
         )

@@ -134,7 +134,7 @@ def test_a_run_into_a_used_folder_replaces_the_earlier_runs_outputs(tmp_path):
         (["estimator=nvil"], "estimator=nvil works with task=vae only"),
         (["threads=0"], "threads=0: must be a positive integer or null"),
         (["estimator=nope"], "estimator='nope': accepted estimators are arm, disarm,"),
-        (["task=nope"], "task='nope': accepted tasks are bernoulli, gaussian, vae"),
+        (["task=nope"], "task='nope': accepted tasks are bernoulli, custom, gaussian, vae"),
         (["task=vae", "dataset=mnst"], "dataset='mnst': accepted datasets are digits,"),
         (["logger=wandb"], "logger='wandb': accepted loggers are mlflow, none, tensorboard"),
         (
@@ -280,7 +280,7 @@ def test_an_estimator_that_raises_on_a_distribution_it_claims_stops_with_one_lin
     out = run_with_estimator(tmp_path, "broken", BROKEN, "task.k=[1.0]", f"hydra.run.dir={run_dir}")
     assert out.returncode == 1
     assert out.stderr.strip() == (
-        "error: estimator 'broken' failed on task=gaussian: NotImplementedError: no sampler for "
+        "error: task=gaussian with estimator 'broken' failed: NotImplementedError: no sampler for "
         f"this one (traceback in {run_dir / 'run.log'})"
     )
     status = json.loads((run_dir / "status.json").read_text())

@@ -1,0 +1,134 @@
+"""Speed of the custom task and the Python API, each against what it should cost, in one process.
+
+``python -m benchmarks.bench_custom`` times, interleaved, with medians:
+
+- ``benchmarks.api.compare`` measuring single-sample ``reparam`` estimates of the Gaussian toy's
+  square cost (mu = sigma = k = 1, one dimension, its exact gradient given) against
+  ``task=gaussian``'s measurement of the same estimates (``Toy.measure``, the same chunk size);
+- ``task=custom``'s measurement of ``reparam`` on the logistic-regression example
+  (``examples/logistic_regression.py``: 31 weights, 569 data points) against a hand-written
+  vectorized torch computation of the same per-sample gradients, with and without their
+  per-coordinate mean and variance.
+
+Writes ``results/perf/custom_speed.csv`` with the machine it ran on and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import torch
+from omegaconf import OmegaConf
+from torch.distributions import Independent, Normal
+
+import estimators
+from benchmarks import api
+from benchmarks.config import CONF_DIR
+from benchmarks.perf import interleaved_medians, write_report
+from benchmarks.tasks.base import Context, build
+from benchmarks.tasks.custom import CustomTask, Objective
+from examples import logistic_regression
+
+CPU = torch.device("cpu")
+
+
+def gaussian_pair(n: int, chunk: int) -> dict:
+    """The toy's measurement and api.compare, of n estimates each."""
+    cfg = OmegaConf.load(CONF_DIR / "task/gaussian.yaml")
+    toy = build(OmegaConf.merge(cfg, {"dim": 1, "n_estimates": n, "chunk_size": chunk}))
+    est, f, params = estimators.build("reparam"), toy.cost("square", 1.0), toy.initial(CPU)
+    objective = (
+        {"mu": torch.ones(1), "sigma": torch.ones(1)},
+        lambda p: Independent(Normal(p["mu"], p["sigma"]), 1),
+        lambda x: ((x - 1.0) ** 2).sum(-1),
+        {"mu": torch.zeros(1), "sigma": torch.full((1,), 2.0)},
+    )
+    return {
+        "task=gaussian measurement": lambda: toy.measure(est, f, params, 1, CPU),
+        "api.compare": lambda: api.compare(
+            ["reparam"], *objective[:3], n, exact=objective[3], chunk_size=chunk
+        ),
+    }
+
+
+def regression_task(n: int) -> CustomTask:
+    """``task=custom`` on the example, validated, with its defaults but ``n`` estimates."""
+    options = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "task/custom.yaml"))
+    options.pop("_target_")
+    task = CustomTask(Objective(*logistic_regression.make()), **{**options, "n_estimates": n})
+    task.validate(estimators.build("reparam"), Context(0, CPU))
+    return task
+
+
+def hand_written(n: int, chunk: int, statistics: bool) -> None:
+    """Per-sample gradients of E[log joint] with respect to loc and log_scale: one graph and one
+    backward pass over ``chunk`` broadcast copies of the parameters, chunk after chunk; with
+    ``statistics``, each coordinate's mean and variance over the chunks as well."""
+    params, posterior, log_joint = logistic_regression.make()
+    sums = None
+    for lo in range(0, n, chunk):
+        batch = min(chunk, n - lo)
+        loc = params["loc"].detach().requires_grad_().expand(batch, -1)
+        log_scale = params["log_scale"].detach().requires_grad_().expand(batch, -1)
+        z = loc + log_scale.exp() * torch.randn_like(loc)
+        g = torch.cat(torch.autograd.grad(log_joint(z).sum(), (loc, log_scale)), 1)
+        if statistics:
+            moments = torch.stack([g.sum(0), (g * g).sum(0)])
+            sums = moments if sums is None else sums + moments
+    if statistics:
+        mean = sums[0] / n
+        (sums[1] / n - mean**2).sum()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200_000, help="estimates of the Gaussian toy")
+    parser.add_argument("--n-regression", type=int, default=20_000, help="estimates of the example")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=Path("results/perf/custom_speed.csv"))
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    gaussian = gaussian_pair(args.n, chunk=65536)
+    task = regression_task(args.n_regression)
+    chunk, reparam = task.cfg.chunk_size, estimators.build("reparam")
+    regression = {
+        "task=custom measurement": lambda: task.measure(
+            reparam, 1, args.n_regression, CPU, lambda b: None
+        ),
+        "hand-written vectorized torch (gradients + mean, variance)": lambda: hand_written(
+            args.n_regression, chunk, statistics=True
+        ),
+        "hand-written vectorized torch (gradients)": lambda: hand_written(
+            args.n_regression, chunk, statistics=False
+        ),
+    }
+    medians = interleaved_medians({**gaussian, **regression}, args.repeats, warmup=1)
+    rows = []
+    for objective, group, n, against in (
+        ("gaussian toy, square, k=1", gaussian, args.n, "task=gaussian measurement"),
+        (
+            "logistic regression example",
+            regression,
+            args.n_regression,
+            "hand-written vectorized torch (gradients)",
+        ),
+    ):
+        for method in group:
+            rows.append(
+                {
+                    "objective": objective,
+                    "method": method,
+                    "estimates": n,
+                    "seconds": medians[method],
+                    "ratio": medians[method] / medians[against],
+                    "ratio_to": against,
+                }
+            )
+    write_report(pd.DataFrame(rows), args.out)
+
+
+if __name__ == "__main__":
+    main()
