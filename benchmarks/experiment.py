@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from benchmarks.config import CONF_DIR, store_estimator_configs
+from benchmarks.loggers import build_logger
 from benchmarks.results import RunWriter
 from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, build, run_task
 from estimators.base import ConfigError, Estimator, require_int
@@ -61,7 +62,8 @@ def run_config(
 ) -> tuple[Task, Result]:
     """Build the configured task and estimator (or use ``make_estimator``), validate and run the
     task on ``device`` (else ``cfg.device``), and write its tables and status through ``writer``
-    where one is given; the task keeps ``progress`` current (where it is, for an interrupt)."""
+    where one is given (which hands the tables on to the configured logger); the task keeps
+    ``progress`` current (where it is, for an interrupt)."""
     if writer is not None:  # every status, a failure's too, names the task's class
         writer.task = OmegaConf.select(cfg, "task._target_")
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
@@ -72,6 +74,8 @@ def run_config(
     device = device or resolve_device(cfg.device)
     make_estimator = make_estimator or estimator_factory(cfg.estimator)
     task = build(cfg.task)
+    if writer is not None:
+        writer.logger = build_logger(cfg, writer.run_dir, task.name, make_estimator().name)
     np.random.seed(cfg.seed % 2**32)
     context = Context(cfg.seed, device, writer, cfg, {} if progress is None else progress)
     result = run_task(task, make_estimator, context)

@@ -11,8 +11,12 @@ from typing import IO, TYPE_CHECKING
 
 import torch
 
+from estimators.base import ConfigError
+
 if TYPE_CHECKING:
     import pandas as pd  # only annotations: a bad input answers without pandas
+
+    from benchmarks.loggers import Logger
 
 
 def new_file_mode() -> int:
@@ -77,20 +81,26 @@ def markdown_table(table: pd.DataFrame, digits: int | None = 2) -> str:
 class RunWriter:
     """The one writer of a run's files, handed to the task: each file appears whole or not at all
     (atomic writes), and ``finish`` removes what an earlier run left in a reused folder that this
-    run did not rewrite (another mode's table, an old status)."""
+    run did not rewrite (another mode's table, an old status). Each table it writes goes on to
+    the run's logger (``benchmarks.loggers``), which ``finish`` closes with the last status."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
         self.task: str | None = None  # the task class's import path, which every status names
         self.earlier = output_times(self.run_dir)
         self.details: dict = {}  # the fields of the last status written, which an interrupt keeps
+        self.last_status: str | None = None
+        self.logger: Logger | None = None  # set by run_config from the config's logger group
 
     def path(self, name: str) -> Path:
         return self.run_dir / name
 
     def table(self, name: str, frame: pd.DataFrame) -> Path:
-        """``NAME.csv``, a tidy table."""
-        return write_table(frame, self.path(f"{name}.csv"))
+        """``NAME.csv``, a tidy table, then its new rows to the logger."""
+        path = write_table(frame, self.path(f"{name}.csv"))
+        if self.logger is not None:
+            self.logger.log_table(name, frame)
+        return path
 
     def json(self, name: str, data: dict) -> Path:
         """``NAME.json``."""
@@ -98,7 +108,7 @@ class RunWriter:
 
     def status(self, status: str, **fields) -> Path:
         """``status.json``: completed, running, diverged, interrupted or failed, with details."""
-        self.details = fields
+        self.details, self.last_status = fields, status
         return self.json("status", {"status": status, "task": self.task, **fields})
 
     def checkpoint(self, state: dict) -> Path:
@@ -113,8 +123,28 @@ class RunWriter:
         return torch.load(path, map_location=device, weights_only=False)
 
     def finish(self) -> None:
-        """Remove the earlier run's tables and status that this run did not rewrite."""
+        """Remove the earlier run's tables and status that this run did not rewrite, and close the
+        logger (flushing it) with the last status."""
         remove_unchanged(self.earlier)
+        if self.logger is not None:
+            self.logger.close(self.last_status or "completed")
+
+
+def check_writable(folder: Path, key: str) -> None:
+    """ConfigError naming ``key`` unless ``folder`` can be made and written, tried with a
+    temporary folder made and removed in its nearest existing parent: before Hydra makes the
+    folder, whose failure would be a traceback, and leaving nothing behind."""
+    parent = folder
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # a path under a regular file does not exist either
+    if not parent.is_dir():
+        raise ConfigError(f"{key}={folder}: cannot make the folder, {parent} is a file")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=parent))
+    except OSError as error:
+        raise ConfigError(
+            f"{key}={folder}: cannot write into {parent} ({error.strerror})"
+        ) from None
 
 
 def output_times(run_dir: Path) -> dict[Path, int]:

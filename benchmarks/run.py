@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from benchmarks.callbacks import end_interrupted_sweep
 from benchmarks.config import CONF_DIR, store_estimator_configs
 from benchmarks.experiment import run_config
-from benchmarks.results import RunWriter
+from benchmarks.results import RunWriter, check_writable
 from benchmarks.tasks.base import Task
 from estimators.base import ConfigError
 
@@ -40,7 +38,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
-GROUPS = ("dataset", "task", "estimator")
+GROUPS = ("dataset", "task", "estimator", "logger")
 GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
 
 
@@ -226,23 +224,6 @@ def check_overrides(args: list[str]) -> None:
             except Exception:
                 return  # a folder that only Hydra's own resolution can name: Hydra checks it
             check_writable(Path(folder), key)
-
-
-def check_writable(folder: Path, key: str) -> None:
-    """ConfigError naming ``key`` unless ``folder`` can be made and written, tried with a
-    temporary folder made and removed in its nearest existing parent: before Hydra makes the
-    folder, whose failure would be a traceback, and leaving nothing behind."""
-    parent = folder
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent  # a path under a regular file does not exist either
-    if not parent.is_dir():
-        raise ConfigError(f"{key}={folder}: cannot make the folder, {parent} is a file")
-    try:
-        os.rmdir(tempfile.mkdtemp(dir=parent))
-    except OSError as error:
-        raise ConfigError(
-            f"{key}={folder}: cannot write into {parent} ({error.strerror})"
-        ) from None
 
 
 def entry() -> None:

@@ -136,6 +136,11 @@ def test_a_run_into_a_used_folder_replaces_the_earlier_runs_outputs(tmp_path):
         (["estimator=nope"], "estimator='nope': accepted estimators are arm, disarm,"),
         (["task=nope"], "task='nope': accepted tasks are bernoulli, custom, gaussian, vae"),
         (["task=vae", "dataset=mnst"], "dataset='mnst': accepted datasets are digits,"),
+        (["logger=wandb"], "logger='wandb': accepted loggers are mlflow, none, tensorboard"),
+        (
+            ["logger=tensorboard", "logger.log_dir=/sys/x"],
+            "logger.log_dir=/sys/x: cannot write into /sys (",
+        ),
         (["seeds=1"], "seeds=1: no such key; the keys of the config are task, estimator, seed,"),
         (
             ["task=vae", "task.epoch=1"],
