@@ -2,9 +2,10 @@
 
 ``python -m benchmarks.bench_custom`` times, interleaved, with medians:
 
-- ``benchmarks.api.compare`` measuring single-sample ``reparam`` estimates of the Gaussian toy's
-  square cost (mu = sigma = k = 1, one dimension, its exact gradient given) against
-  ``task=gaussian``'s measurement of the same estimates (``Toy.measure``, the same chunk size);
+- ``benchmarks.api.compare`` measuring 10^7 single-sample ``reparam`` estimates of the Gaussian
+  toy's square cost (mu = sigma = k = 1, one dimension, its exact gradient given) against a
+  ``task=gaussian`` run of the same estimates (``run_task``: validation, the measurement loop,
+  the exact answers, the table) and against that loop alone, with the same chunk size;
 - ``task=custom``'s measurement of ``reparam`` on the logistic-regression example
   (``examples/logistic_regression.py``: 31 weights, 569 data points) against a hand-written
   vectorized torch computation of the same per-sample gradients, with and without their
@@ -16,6 +17,7 @@ Writes ``results/perf/custom_speed.csv`` with the machine it ran on and prints t
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -27,17 +29,23 @@ import estimators
 from benchmarks import api
 from benchmarks.config import CONF_DIR
 from benchmarks.perf import interleaved_medians, write_report
-from benchmarks.tasks.base import Context, build
+from benchmarks.tasks.base import Context, build, run_task
 from benchmarks.tasks.custom import CustomTask, Objective
 from examples import logistic_regression
 
 CPU = torch.device("cpu")
+TOY_RUN = "task=gaussian run (validation, loop, exact answers, table)"
 
 
-def gaussian_pair(n: int, chunk: int) -> dict:
-    """The toy's measurement and api.compare, of n estimates each."""
+def gaussian_contenders(n: int, chunk: int) -> dict:
+    """n single-sample reparam estimates of the square cost at mu = sigma = k = 1: the toy's
+    measurement loop alone, a whole ``task=gaussian`` run of them (validation, the loop, the
+    exact answers by quadrature, about 20 ms, and the table), and api.compare (given the exact
+    gradient: its validation and table cost about 4 ms)."""
     cfg = OmegaConf.load(CONF_DIR / "task/gaussian.yaml")
-    toy = build(OmegaConf.merge(cfg, {"dim": 1, "n_estimates": n, "chunk_size": chunk}))
+    cfg = OmegaConf.merge(cfg, {"dim": 1, "n_estimates": n, "chunk_size": chunk})
+    cfg.costs, cfg.k = ["square"], [1.0]
+    toy = build(cfg)
     est, f, params = estimators.build("reparam"), toy.cost("square", 1.0), toy.initial(CPU)
     objective = (
         {"mu": torch.ones(1), "sigma": torch.ones(1)},
@@ -46,7 +54,8 @@ def gaussian_pair(n: int, chunk: int) -> dict:
         {"mu": torch.zeros(1), "sigma": torch.full((1,), 2.0)},
     )
     return {
-        "task=gaussian measurement": lambda: toy.measure(est, f, params, 1, CPU),
+        "task=gaussian measurement loop": lambda: toy.measure(est, f, params, 1, CPU),
+        TOY_RUN: lambda: run_task(toy, lambda: estimators.build("reparam"), Context(0, CPU)),
         "api.compare": lambda: api.compare(
             ["reparam"], *objective[:3], n, exact=objective[3], chunk_size=chunk
         ),
@@ -62,53 +71,59 @@ def regression_task(n: int) -> CustomTask:
     return task
 
 
-def hand_written(n: int, chunk: int, statistics: bool) -> None:
+def hand_written(n: int, chunk: int, statistics: bool) -> Callable[[], None]:
     """Per-sample gradients of E[log joint] with respect to loc and log_scale: one graph and one
     backward pass over ``chunk`` broadcast copies of the parameters, chunk after chunk; with
     ``statistics``, each coordinate's mean and variance over the chunks as well."""
-    params, posterior, log_joint = logistic_regression.make()
-    sums = None
-    for lo in range(0, n, chunk):
-        batch = min(chunk, n - lo)
-        loc = params["loc"].detach().requires_grad_().expand(batch, -1)
-        log_scale = params["log_scale"].detach().requires_grad_().expand(batch, -1)
-        z = loc + log_scale.exp() * torch.randn_like(loc)
-        g = torch.cat(torch.autograd.grad(log_joint(z).sum(), (loc, log_scale)), 1)
+    params, _, log_joint = logistic_regression.make()
+
+    def run() -> None:
+        sums = None
+        for lo in range(0, n, chunk):
+            batch = min(chunk, n - lo)
+            loc = params["loc"].detach().requires_grad_().expand(batch, -1)
+            log_scale = params["log_scale"].detach().requires_grad_().expand(batch, -1)
+            z = loc + log_scale.exp() * torch.randn_like(loc)
+            g = torch.cat(torch.autograd.grad(log_joint(z).sum(), (loc, log_scale)), 1)
+            if statistics:
+                moments = torch.stack([g.sum(0), (g * g).sum(0)])
+                sums = moments if sums is None else sums + moments
         if statistics:
-            moments = torch.stack([g.sum(0), (g * g).sum(0)])
-            sums = moments if sums is None else sums + moments
-    if statistics:
-        mean = sums[0] / n
-        (sums[1] / n - mean**2).sum()
+            mean = sums[0] / n
+            (sums[1] / n - mean**2).sum()
+
+    return run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=200_000, help="estimates of the Gaussian toy")
+    parser.add_argument("--n", type=int, default=10_000_000, help="estimates of the Gaussian toy")
     parser.add_argument("--n-regression", type=int, default=20_000, help="estimates of the example")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier)")
     parser.add_argument("--out", type=Path, default=Path("results/perf/custom_speed.csv"))
     args = parser.parse_args()
 
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    gaussian = gaussian_pair(args.n, chunk=65536)
+    gaussian = gaussian_contenders(args.n, chunk=65536)
     task = regression_task(args.n_regression)
     chunk, reparam = task.cfg.chunk_size, estimators.build("reparam")
     regression = {
         "task=custom measurement": lambda: task.measure(
             reparam, 1, args.n_regression, CPU, lambda b: None
         ),
-        "hand-written vectorized torch (gradients + mean, variance)": lambda: hand_written(
+        "hand-written vectorized torch (gradients + mean, variance)": hand_written(
             args.n_regression, chunk, statistics=True
         ),
-        "hand-written vectorized torch (gradients)": lambda: hand_written(
+        "hand-written vectorized torch (gradients)": hand_written(
             args.n_regression, chunk, statistics=False
         ),
     }
     medians = interleaved_medians({**gaussian, **regression}, args.repeats, warmup=1)
     rows = []
     for objective, group, n, against in (
-        ("gaussian toy, square, k=1", gaussian, args.n, "task=gaussian measurement"),
+        ("gaussian toy, square, k=1", gaussian, args.n, "task=gaussian measurement loop"),
         (
             "logistic regression example",
             regression,

@@ -101,27 +101,20 @@ class Moments:
 @dataclass(frozen=True)
 class CoordinateMoments:
     """Sums about a fixed centre c of a stream of vector estimates g, whose coordinates fall into
-    ``parts`` (parameter tensors): per coordinate, those of u and u^2 (u = g - c); per part and
-    for all coordinates together (the last group), those of y = ||u_group||^2, y^2 and y u. They
-    give each coordinate's mean and variance, and each group's summed variance
-    tr Cov(g) = E||g - E g||^2 with its standard error. c is the mean of a separate warm-up
-    chunk, so that u is small and the sums lose no digits to cancellation."""
+    ``parts`` (parameter tensors). With u = g - c, y_p = ||u_p||^2 per part and y = ||u||^2, one
+    matrix of sums S = X Y' holds everything, X's rows being 1, y and each y_p and Y's u and u^2
+    (coordinate by coordinate): each coordinate's mean and variance, and each group's (a part,
+    or all coordinates) summed variance tr Cov(g) = E||g - E g||^2 with its standard error. c is
+    the mean of a separate warm-up chunk, so that u is small and the sums lose no digits to
+    cancellation."""
 
     n: int
     centre: torch.Tensor
     parts: tuple[slice, ...]
-    u: torch.Tensor
-    """float64 [D]"""
-    u2: torch.Tensor
-    """float64 [D]"""
-    y: torch.Tensor
-    """float64 [P + 1]: per part, then for all coordinates"""
-    y2: torch.Tensor
-    """float64 [P + 1]"""
-    yu_part: torch.Tensor
-    """float64 [D]: each coordinate's sum of y u, y its own part's"""
-    yu_all: torch.Tensor
-    """float64 [D]: each coordinate's sum of y u, y that of all coordinates"""
+    index: torch.Tensor
+    """Each coordinate's part (``part_index``)."""
+    sums: torch.Tensor
+    """float64 [P + 2, 2 D]: S = X Y' summed over the estimates."""
 
     @classmethod
     def of(
@@ -131,25 +124,26 @@ class CoordinateMoments:
         parts: tuple[slice, ...],
         index: torch.Tensor | None = None,
     ) -> CoordinateMoments:
-        """The sums of a chunk of estimates laid out as ``rows`` [D, n]: row i holds coordinate
-        i of every estimate, so that every sum runs along contiguous memory, in a fixed handful
-        of operations however many parts there are (``index``: ``part_index(parts)``)."""
+        """The sums of a chunk of estimates laid out as ``rows`` [D, n], row i holding coordinate
+        i of every estimate: a few passes over it and one matrix product, however many parts
+        (``index``: ``part_index(parts)``, passed where it is at hand)."""
         if index is None:
             index = part_index(parts, rows.device)
-        u = rows.detach() - centre.unsqueeze(1)
-        u2 = u * u
-        if len(parts) == len(u):  # one coordinate a part: y is u^2
-            y_part, yu_part = u2, (u2 * u).sum(1)
+        d, n = rows.shape
+        y = rows.new_empty(2 * d, n)
+        torch.sub(rows.detach(), centre.unsqueeze(1), out=y[:d])
+        torch.mul(y[:d], y[:d], out=y[d:])
+        x = rows.new_empty(len(parts) + 2, n)
+        x[0] = 1.0
+        if len(parts) == d:  # a coordinate a part: each y_p is its u^2
+            x[2:].copy_(y[d:])
         else:
-            y_part = u2.new_zeros(len(parts), u.shape[1]).index_add_(0, index, u2)
-            yu_part = (y_part.index_select(0, index) * u).sum(1)
-        y_all = y_part.sum(0)
-        y = torch.cat([y_part, y_all.unsqueeze(0)])
-        sums = torch.cat([u.sum(1), u2.sum(1), y.sum(1), (y * y).sum(1), yu_part, u @ y_all])
+            x[2:].zero_().index_add_(0, index, y[d:])
+        torch.sum(x[2:], 0, out=x[1])
+        sums = x @ y.T
         if not sums.isfinite().all() and rows.isfinite().all():
             return cls.of(rows.double(), centre.double(), parts, index)  # float32 overflowed
-        d, g = len(u), len(y)
-        return cls(rows.shape[1], centre, parts, *sums.double().split([d, d, g, g, d, d]))
+        return cls(n, centre, parts, index, sums.double())
 
     @classmethod
     def about(cls, warmup: torch.Tensor, parts: tuple[slice, ...]):
@@ -161,10 +155,7 @@ class CoordinateMoments:
 
     def merge(self, other: CoordinateMoments) -> CoordinateMoments:
         """The sums of the union of the two streams (about the same centre)."""
-        sums = ("u", "u2", "y", "y2", "yu_part", "yu_all")
-        return replace(
-            self, n=self.n + other.n, **{k: getattr(self, k) + getattr(other, k) for k in sums}
-        )
+        return replace(self, n=self.n + other.n, sums=self.sums + other.sums)
 
     def at(self, group: int) -> slice:
         """The coordinates of group ``group``: a part, or all of them for the last."""
@@ -172,25 +163,26 @@ class CoordinateMoments:
 
     def mean(self, group: int) -> torch.Tensor:
         """The mean of each coordinate of group ``group``."""
-        at = self.at(group)
-        return self.centre[at].double() + self.u[at] / self.n
+        d = len(self.centre)
+        return (self.centre.double() + self.sums[0, :d] / self.n)[self.at(group)]
 
     def var(self, group: int) -> torch.Tensor:
         """The unbiased sample variance of each coordinate of group ``group``."""
-        at = self.at(group)
-        return (self.u2[at] - self.u[at] ** 2 / self.n).clamp(min=0.0) / (self.n - 1)
+        d = len(self.centre)
+        u, u2 = self.sums[0, :d][self.at(group)], self.sums[0, d:][self.at(group)]
+        return (u2 - u**2 / self.n).clamp(min=0.0) / (self.n - 1)
 
     def total_var_se(self, group: int) -> float:
         """Standard error of the group's summed variance, sqrt(Var(||g - E g||^2) / n). With
         e = E u, ||g - E g||^2 = y - 2 u.e + ||e||^2, whose variance is Var(y) - 4 Cov(y, u).e
         + 4 e'Cov(g)e; the last term, small as the centre's miss e is, is taken at its bound
         (sum_i |e_i| sd_i)^2: exact for one coordinate, slightly conservative for more."""
-        at, n = self.at(group), self.n
-        e = self.u[at] / n
-        y_mean = self.y[group] / n
-        y_var = (self.y2[group] - n * y_mean**2) / (n - 1)
-        yu = self.yu_all if group == len(self.parts) else self.yu_part
-        cov = yu[at] / n - y_mean * e
+        at, n, d = self.at(group), self.n, len(self.centre)
+        row = self.sums[1] if group == len(self.parts) else self.sums[2 + group]  # y's X row
+        e = self.sums[0, :d][at] / n
+        y_mean = self.sums[0, d:][at].sum() / n  # sum y = sum over the group of sum u^2
+        y_var = (row[d:][at].sum() - n * y_mean**2) / (n - 1)  # sum y^2 = sum y u^2
+        cov = row[:d][at] / n - y_mean * e
         bound = e.abs().dot(self.var(group).sqrt()) ** 2
         return math.sqrt(max((y_var - 4 * cov.dot(e) + 4 * bound).item(), 0.0) / n)
 
