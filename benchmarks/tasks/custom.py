@@ -181,19 +181,18 @@ class CustomTask(Task):
         self.batched = True
         self.references: dict[tuple, tuple[str, Params | None, Params | None]] = {}
 
+    @property
+    def where(self) -> str:
+        """How messages name the objective: the key that made it, or the API's argument."""
+        return "objective" if self.given is not None else f"task.target={self.cfg.target}"
+
     def load(self, device: torch.device) -> Objective:
         """The objective, made once under ``device`` (tensors ``make`` creates land there) with
         its parameters moved there, and checked."""
         if self.objective is None:
             with device:
-                if self.given is None:
-                    made, where = (
-                        load_target(self.cfg.target)(self.cfg),
-                        f"task.target={self.cfg.target}",
-                    )
-                else:
-                    made, where = self.given, "objective"
-            objective = checked(made, where)
+                made = self.given or load_target(self.cfg.target)(self.cfg)
+            objective = checked(made, self.where)
             params = {n: p.detach().to(device) for n, p in objective.params.items()}
             exact = objective.exact and {n: g.to(device) for n, g in objective.exact.items()}
             self.objective = objective._replace(params=params, exact=exact)
@@ -218,13 +217,13 @@ class CustomTask(Task):
         dist = objective.dist(objective.params)
         if not isinstance(dist, Distribution):
             raise ConfigError(
-                f"task.target={cfg.target}: dist(params) must return a "
+                f"{self.where}: dist(params) must return a "
                 f"torch.distributions.Distribution, not {type(dist).__name__}"
             )
         estimator.check(dist, num_samples)
         if estimator.differentiates_f and not differentiable(objective.f, dist):
             raise ConfigError(
-                f"task.target={cfg.target}: f has no gradient with respect to the draws "
+                f"{self.where}: f has no gradient with respect to the draws "
                 f"(autograd finds none); estimator '{estimator.name}' needs a differentiable f"
             )
         with torch.no_grad():
@@ -233,7 +232,7 @@ class CustomTask(Task):
         if not isinstance(values, torch.Tensor) or values.shape != wanted:
             shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values)
             raise ConfigError(
-                f"task.target={cfg.target}: f(z) must return [num_samples, *batch_shape] = "
+                f"{self.where}: f(z) must return [num_samples, *batch_shape] = "
                 f"{list(wanted)}, not {shape}"
             )
         self.batched = broadcasts(objective, num_samples)
