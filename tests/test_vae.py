@@ -480,6 +480,7 @@ def test_discrete_estimates_match_the_enumerated_elbo_gradient(monkeypatch, late
         assert z.abs().max() > z_crit
 
 
+@pytest.mark.slow  # the Gaussian resume test keeps the fast suite's check of resuming
 @pytest.mark.parametrize(
     "args",
     [("task.latent=bernoulli", "estimator=disarm"), ("task.latent=bernoulli", "estimator=relax")],
