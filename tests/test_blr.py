@@ -22,7 +22,7 @@ SHORT = [
     "task.eval_every=10",
     "task.eval_samples=100",
     "task.grad_var_estimates=50",
-    "threads=1",
+    "threads=1",  # 50 x 32 logits: a second thread only waits (3x slower beside other jobs)
 ]
 ESTIMATORS = [
     "reparam",
@@ -30,6 +30,14 @@ ESTIMATORS = [
     "reinforce_baseline",
     "reinforce_baseline estimator.baseline=ema",
 ]
+
+
+@pytest.fixture(autouse=True)
+def torch_threads():
+    """``threads=1`` sets torch's threads for the process: put them back for other tests."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
 
 
 def train(run_dir, *overrides: str):
