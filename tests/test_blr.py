@@ -4,6 +4,7 @@ one line, the gradient variance against a direct computation, and a sweep's figu
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ import estimators
 from benchmarks.experiment import compose_config, run_config
 from benchmarks.results import RunWriter
 from benchmarks.tasks import blr
-from estimators.base import ConfigError
+from estimators.base import ConfigError, Estimator
 
 SHORT = [
     "task=blr",
@@ -108,6 +109,31 @@ def test_a_bad_key_is_one_line_on_the_command_line():
 def test_leave_one_out_needs_two_draws_per_variance_estimate(tmp_path):
     with pytest.raises(ConfigError, match="task.grad_var_samples=1: estimator"):
         train(tmp_path, "estimator=reinforce_baseline", "task.grad_var_samples=1")
+
+
+class Diverging(Estimator):
+    """reparam's values from the fifth call on times NaN: a loss that is not finite."""
+
+    name = "diverging"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def estimate(self, dist, f, num_samples):
+        self.calls += 1
+        values = f(dist.rsample((num_samples,)))
+        return values * math.nan if self.calls >= 5 else values
+
+
+def test_a_step_that_is_not_finite_stops_the_run_as_diverged(tmp_path):
+    estimator = Diverging()  # one object, whose fifth call is step 5 (the variance takes copies)
+    cfg = compose_config([*SHORT, "task.eval_every=2"])
+    _, result = run_config(cfg, RunWriter(tmp_path), make_estimator=lambda: estimator)
+    assert result.status == "diverged"
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "diverged"
+    table = result.tables["train"]
+    assert table.step.tolist() == [0, 2, 4] and table.elbo.notna().all()
+    assert "diverged at step 5" in result.details["message"]
 
 
 def recorded(f, draws: list):

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from benchmarks.tasks.base import Style
 
 DATA = ("breast_cancer",)
+DIM = 31  # breast_cancer's 30 features and the bias
 GROUPS = ("loc", "log_scale")
 
 
@@ -160,7 +161,7 @@ class BLRTask(Task):
         estimator.check_num_samples(cfg.num_samples, "task.num_samples")
         if cfg.grad_var_samples is not None:
             estimator.check_num_samples(cfg.grad_var_samples, "task.grad_var_samples")
-        estimator.check(posterior(torch.zeros(31), torch.zeros(31)), cfg.num_samples)
+        estimator.check(posterior(torch.zeros(DIM), torch.zeros(DIM)), cfg.num_samples)
 
     def summary_rows(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
         """The printed row: the last evaluation."""
