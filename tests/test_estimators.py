@@ -21,7 +21,9 @@ CONFIGS = [
     pytest.param(name, opts, id=name + "".join(f"-{v}" for v in opts.values()))
     for name in estimators.names()
     for opts in (
-        [{"baseline": "loo"}, {"baseline": "ema"}] if name == "reinforce_baseline" else [{}]
+        [{"baseline": b} for b in ("loo", "ema", "optimal")]
+        if name == "reinforce_baseline"
+        else [{}]
     )
 ]
 
