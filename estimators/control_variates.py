@@ -217,3 +217,45 @@ def estimated_coefficient(jac_f: torch.Tensor, jac_h: torch.Tensor, n: int) -> t
     cov = sum_event((cf * ch).mean(0), n)
     var = sum_event((ch * ch).mean(0), n)
     return (cov / (var + EPS)).detach()
+
+
+class TakesControlVariate:
+    """Mixin for an estimator with the options ``control_variate`` (none | delta) and
+    ``cv_coefficient`` (a number, 1.0 by default, or ``estimated``). Without a control variate
+    the estimator, its options and its tables are as before."""
+
+    title: str
+    name: str
+
+    def __init__(self, control_variate: str = "none", cv_coefficient: float | str = 1.0) -> None:
+        self.control_variate = from_name(control_variate)
+        self.cv_coefficient = coefficient(cv_coefficient)
+        if self.control_variate is not None:
+            self.differentiates_f = True  # the expansion differentiates f twice
+
+    def options(self) -> dict:
+        if self.control_variate is None:
+            return {}
+        return {"control_variate": "delta", "cv_coefficient": self.cv_coefficient}
+
+    @classmethod
+    def label(cls, options: dict) -> str:
+        if options.get("control_variate", "none") == "none":
+            return cls.title
+        which = " (estimated coefficient)" if options.get("cv_coefficient") == ESTIMATED else ""
+        return f"{cls.title} + delta-method CV{which}"
+
+    def supports(self, dist: Distribution) -> bool:
+        return self.control_variate is None or is_normal(dist)
+
+    def check(self, dist: Distribution, num_samples: int) -> None:
+        if self.control_variate is not None:
+            self.control_variate.check(dist, "control_variate")
+        super().check(dist, num_samples)
+
+    def coefficients(self, estimate_jacobians) -> dict[str, torch.Tensor | float]:
+        """Per parameter, beta: the fixed number, or ``estimated_coefficient`` of the per-draw
+        gradients ``estimate_jacobians()`` returns from separate draws."""
+        if self.cv_coefficient != ESTIMATED:
+            return dict.fromkeys(PARAMETERS, self.cv_coefficient)
+        return estimate_jacobians()
