@@ -134,7 +134,9 @@ class DeltaMethod:
         n = event_dims(dist)
         with torch.enable_grad():
             value = f(m.unsqueeze(0))[0]
-            (grad,) = torch.autograd.grad(value.sum(), m, create_graph=True, allow_unused=True)
+            grad = None
+            if value.requires_grad:
+                (grad,) = torch.autograd.grad(value.sum(), m, create_graph=True, allow_unused=True)
             if grad is None:
                 raise ConfigError(
                     "control_variate=delta: the cost has no gradient at the mean (autograd finds "
@@ -201,8 +203,10 @@ def coefficient(value: float | str, key: str = "cv_coefficient") -> float | str:
     )
 
 
-def from_name(name: str, key: str = "control_variate") -> DeltaMethod | None:
-    """The control variate a config names: ``none`` or ``delta``."""
+def from_name(name: str | DeltaMethod, key: str = "control_variate") -> DeltaMethod | None:
+    """The control variate a config names, ``none`` or ``delta``, or the piece itself."""
+    if isinstance(name, DeltaMethod):
+        return name
     if name not in CONTROL_VARIATES:
         raise ConfigError(
             f"{key}={name!r} is unknown; known control variates: {', '.join(CONTROL_VARIATES)}"
@@ -227,7 +231,9 @@ class TakesControlVariate:
     title: str
     name: str
 
-    def __init__(self, control_variate: str = "none", cv_coefficient: float | str = 1.0) -> None:
+    def __init__(
+        self, control_variate: str | DeltaMethod = "none", cv_coefficient: float | str = 1.0
+    ) -> None:
         self.control_variate = from_name(control_variate)
         self.cv_coefficient = coefficient(cv_coefficient)
         if self.control_variate is not None:
