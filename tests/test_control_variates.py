@@ -171,3 +171,20 @@ def test_the_delta_method_refuses_what_it_cannot_expand():
     normal = Independent(Normal(torch.zeros(2, 3), torch.ones(2, 3)), 1)
     with pytest.raises(ConfigError, match="the cost has no gradient at the mean"):
         est(normal, lambda z: (z > 0).double().sum(-1), 4)
+
+
+def test_a_toy_refuses_a_cost_without_a_derivative_to_the_delta_method():
+    with pytest.raises(ConfigError, match="'reinforce' needs a differentiable cost \\(its control"):
+        run_toy("reinforce", DELTA, costs=["torch:heaviside"])
+
+
+@pytest.mark.parametrize("name", ["reparam", "reinforce"])
+def test_without_a_control_variate_options_and_labels_are_as_before(name):
+    # Tables, labels and the regression gates' baselines key on these.
+    cls = estimators.REGISTRY[name]
+    assert estimators.build(name).options() == {}
+    assert estimators.build(name, control_variate="none", cv_coefficient=1.0).options() == {}
+    assert cls.known_labels() == [cls.title]
+    opts = estimators.build(name, **DELTA, cv_coefficient="estimated").options()
+    assert opts == {"control_variate": "delta", "cv_coefficient": "estimated"}
+    assert cls.label(opts) == f"{cls.title} + delta-method CV (estimated coefficient)"
