@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import torch
 
 from estimators.base import ConfigError
+from estimators.control_variates import event_dims, expand_event, scores
 
 SUPPLIED = "hook"
 """The option value that asks the caller (a task) for the baseline: ``baseline=hook``."""
@@ -103,13 +104,52 @@ class Supplied(Baseline):
         return {"baseline": SUPPLIED}
 
 
-BASELINES = ("loo", "ema", SUPPLIED)
+class OptimalConstant(Baseline):
+    """The variance-minimizing constant per parameter coordinate of a Normal, b*_p = E[f s_p^2] /
+    E[s_p^2] with s_p the score of parameter p (loc or scale), estimated for draw i from the
+    other draws of the same call: b_i = sum_{j != i} f_j s_j^2 / sum_{j != i} s_j^2, a weighted
+    mean of their f, so unbiased; needs at least two draws and costs no extra evaluation. Being
+    per parameter, it is ``per_parameter``: the estimator asks ``values(dist, z, fz)`` for one
+    baseline per parameter instead of calling it."""
+
+    min_samples = 2
+    per_parameter = True
+
+    def __call__(self, fz: torch.Tensor) -> torch.Tensor:
+        raise TypeError("OptimalConstant gives one baseline per parameter: call values()")
+
+    def values(self, dist, z: torch.Tensor, fz: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per parameter, the baselines of each draw and coordinate, of the shape of ``z``."""
+        signal = expand_event(fz.detach(), event_dims(dist))
+        out = {}
+        for p, s in scores(dist, z).items():
+            w = s * s
+            num = signal * w
+            out[p] = others_sum(num) / others_sum(w.expand_as(num))
+        return out
+
+    def options(self) -> dict:
+        return {"baseline": "optimal"}
+
+
+def others_sum(x: torch.Tensor) -> torch.Tensor:
+    """sum_{j != i} x_j along the first axis, from the sums before and after i: no cancellation
+    (the total minus x_i would lose the digits of a small sum beside a large x_i)."""
+    zero = torch.zeros_like(x[:1])
+    before = torch.cat([zero, x[:-1].cumsum(0)])
+    after = torch.cat([x[1:].flip(0).cumsum(0).flip(0), zero])
+    return before + after
+
+
+BASELINES = ("loo", "ema", SUPPLIED, "optimal")
 
 
 def from_name(name: str, decay: float = 0.9) -> Baseline | None:
-    """The baseline a config names: ``loo``, ``ema`` (with ``decay``), or ``hook``, which gives
+    """The baseline a config names: ``loo``, ``ema`` (with ``decay``), ``optimal`` (Normal
+    distributions only), or ``hook``, which gives
     None: the task passes its own ``Supplied`` baseline in (``make_estimator(baseline=...)``)."""
     if name not in BASELINES:
         raise ConfigError(f"baseline={name!r} is unknown; known baselines: {', '.join(BASELINES)}")
     average = MovingAverage(decay)  # checks decay whichever is named, as the yaml always gives one
-    return {"loo": LeaveOneOut(), "ema": average, SUPPLIED: None}[name]
+    known = {"loo": LeaveOneOut(), "ema": average, "optimal": OptimalConstant(), SUPPLIED: None}
+    return known[name]

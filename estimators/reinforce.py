@@ -1,4 +1,9 @@
-"""REINFORCE, the score-function estimator: E[f(z) grad log p(z)], no gradient through z."""
+"""REINFORCE, the score-function estimator: E[f(z) grad log p(z)], no gradient through z.
+
+With ``control_variate=delta`` (Normal distributions), the delta-method control variate h of
+``estimators.control_variates`` corrects it: per parameter p, (f - beta_p h) grad_p log p +
+beta_p grad_p E[h], with beta fixed (``cv_coefficient``, 1.0) or ``estimated`` from separate draws.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,50 @@ import torch
 from torch.distributions import Distribution
 
 from estimators.base import CostFn, Estimator, register, score_surrogate
+from estimators.control_variates import (
+    COEFFICIENT_DRAWS,
+    TakesControlVariate,
+    by_parameter,
+    estimated_coefficient,
+    event_dims,
+    expand_event,
+    score_terms,
+    scores,
+)
 
 
 @register
-class Reinforce(Estimator):
-    """The plain score-function estimator, without a baseline."""
+class Reinforce(TakesControlVariate, Estimator):
+    """The plain score-function estimator, without a baseline; optionally with the delta-method
+    control variate."""
 
     name = "reinforce"
     title = "REINFORCE"
 
     def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
         z = dist.sample((num_samples,))
-        return score_surrogate(f(z), dist.log_prob(z))
+        fz = f(z)
+        cv = self.control_variate
+        if cv is None:
+            return score_surrogate(fz, dist.log_prob(z))
+        n = event_dims(dist)
+        e = cv.expand(dist, f)
+        hz = cv.h(e, z)
+
+        def jacobians() -> dict[str, torch.Tensor]:
+            # Per-draw score-function gradients of f and of h on draws apart from z, so that
+            # beta is independent of the estimate's draws and the estimate stays unbiased.
+            z2 = dist.sample((COEFFICIENT_DRAWS,))
+            with torch.no_grad():
+                f2, h2 = expand_event(f(z2), n), expand_event(cv.h(e, z2), n)
+            return {
+                p: estimated_coefficient(f2 * s, h2 * s, n) for p, s in scores(dist, z2).items()
+            }
+
+        beta = self.coefficients(jacobians)
+        signal = {p: expand_event(fz.detach() - b * hz, n) for p, b in beta.items()}
+        out = fz + score_terms(dist, z, signal)
+        for p, part in by_parameter(dist).items():
+            expected = cv.expectation(e, part)
+            out = out + beta[p] * (expected - expected.detach())
+        return out

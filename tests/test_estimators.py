@@ -15,13 +15,22 @@ from benchmarks.testing import check_contract, check_run, check_unbiased
 from estimators.base import Estimator, score_surrogate
 from estimators.baselines import Supplied
 
-# Every registered estimator, with every baseline that needs no caller: a new estimator is tested
-# by registering it.
+CONTROL_VARIATES = [
+    {"control_variate": "delta"},
+    {"control_variate": "delta", "cv_coefficient": "estimated"},
+]
+
+# Every registered estimator, with every control variate or baseline that needs no caller: a new
+# estimator is tested by registering it.
 CONFIGS = [
     pytest.param(name, opts, id=name + "".join(f"-{v}" for v in opts.values()))
     for name in estimators.names()
     for opts in (
-        [{"baseline": "loo"}, {"baseline": "ema"}] if name == "reinforce_baseline" else [{}]
+        [{"baseline": b} for b in ("loo", "ema", "optimal")]
+        if name == "reinforce_baseline"
+        else [{}, *CONTROL_VARIATES]
+        if name in ("reinforce", "reparam")
+        else [{}]
     )
 ]
 

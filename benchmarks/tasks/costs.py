@@ -56,6 +56,11 @@ def require_derivative(name: str, cost: Cost, estimator: Estimator) -> None:
         raise ConfigError(
             f"task.costs: cost {name!r} has no derivative (autograd finds none); estimator "
             f"'{estimator.name}' needs a differentiable cost"
+            + (
+                " (its control variate expands it)"
+                if getattr(estimator, "control_variate", None)
+                else ""
+            )
         )
 
 

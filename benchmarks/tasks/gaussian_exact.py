@@ -240,9 +240,116 @@ def score_variance(
     return score_function_variance(moments, dim, num_samples, loo=baseline == "loo")
 
 
+def taylor_at(cost: str, k: float, m: float) -> tuple[float, float, float]:
+    """c(m), c'(m) and c''(m) by autograd in float64: the delta method's expansion point."""
+    x = torch.tensor(m, dtype=torch.float64, requires_grad=True)
+    value = cost_of(cost).torch_fn(x, torch.tensor(k, dtype=torch.float64))
+    (first,) = torch.autograd.grad(value, x, create_graph=True)
+    second = torch.autograd.grad(first, x)[0] if first.requires_grad else torch.zeros(())
+    return value.item(), first.item(), second.item()
+
+
+def delta_coefficient(options: dict) -> float | None:
+    """The fixed coefficient of the delta-method control variate, or None where there is none
+    or it is estimated (its variance then depends on the separate draws: not one integral)."""
+    if options.get("control_variate", "none") != "delta":
+        return None
+    beta = options.get("cv_coefficient", 1.0)
+    return None if beta == "estimated" else float(beta)
+
+
+def delta_pathwise_variance(
+    options: dict,
+    cost: str,
+    k: float,
+    mu: float,
+    sigma: float,
+    param: str,
+    dim: int = 1,
+    num_samples: int = 1,
+) -> float | None:
+    """reparam with the delta method and a fixed beta. As f is a sum over coordinates, its Hessian
+    is diagonal and h = sum_j [c(mu) + c'(mu)(x_j - mu) + c''(mu)(x_j - mu)^2 / 2]; the corrected
+    draw for the first coordinate is c'(x) - beta c''(mu) sigma eps (for mu) and
+    [c'(x) - beta (c'(mu) + c''(mu) sigma eps)] eps plus a constant (for sigma), functions of eps
+    alone whatever dim."""
+    beta = delta_coefficient(options)
+    if beta is None:
+        return None
+    c = cost_of(cost)
+    _, c1, c2 = taylor_at(cost, k, mu)
+    if param == "mu":
+        g = lambda e: c.np_derivative(mu + sigma * e, k) - beta * c2 * sigma * e  # noqa: E731
+    else:
+        g = lambda e: (c.np_derivative(mu + sigma * e, k) - beta * (c1 + c2 * sigma * e)) * e  # noqa: E731
+    g1, g2 = gaussian_expectation(g), gaussian_expectation(lambda e: g(e) ** 2)
+    require_finite(g1, g2, cost=cost, k=k)
+    return max(g2 - g1**2, 0.0) / num_samples
+
+
+def delta_score_variance(
+    options: dict,
+    cost: str,
+    k: float,
+    mu: float,
+    sigma: float,
+    param: str,
+    dim: int = 1,
+    num_samples: int = 1,
+) -> float | None:
+    """reinforce with the delta method and a fixed beta: per draw (f - beta h) s + beta
+    dE[h]/dtheta, where f - beta h = sum_j d(x_j) with d = c - beta h_1 per coordinate:
+    REINFORCE's variance with the cost d in place of c (the added gradient of E[h] is a
+    constant)."""
+    beta = delta_coefficient(options)
+    if beta is None:
+        return None
+    c = cost_of(cost)
+    c0, c1, c2 = taylor_at(cost, k, mu)
+
+    def d(e: np.ndarray) -> np.ndarray:
+        return c.np_fn(mu + sigma * e, k) - beta * (
+            c0 + c1 * sigma * e + 0.5 * c2 * (sigma * e) ** 2
+        )
+
+    moments = DrawMoments.of(gaussian_expectation, d, _score(param, sigma))
+    require_finite(moments.c2s2, cost=cost, k=k)
+    return score_function_variance(moments, dim, num_samples, loo=False)
+
+
+def optimal_baseline_variance(
+    cost: str, k: float, mu: float, sigma: float, param: str, dim: int = 1, num_samples: int = 1
+) -> float:
+    """The score-function estimator with the oracle optimal constant baseline b* = E[f s^2] /
+    E[s^2] (Figures 2-3's curve): Var[(f - b*) s] = E[f^2 s^2] - E[f s^2]^2 / E[s^2] - E[f s]^2,
+    per draw, over num_samples. ``baseline=optimal`` estimates b* leave-one-out from the call's
+    other draws, which adds O(1/num_samples) to this: its own variance is not registered."""
+    c = cost_of(cost)
+    m = DrawMoments.of(
+        gaussian_expectation, lambda e: c.np_fn(mu + sigma * e, k), _score(param, sigma)
+    )
+    r1 = (dim - 1) * m.c
+    r2 = (dim - 1) * (m.c2 - m.c**2) + r1**2
+    fs2 = m.cs2 + r1 * m.s2
+    f2s2 = m.c2s2 + 2 * r1 * m.cs2 + r2 * m.s2
+    return max(f2s2 - fs2**2 / m.s2 - m.cs**2, 0.0) / num_samples
+
+
+def with_control_variate(plain: Callable[..., float | None], delta: Callable[..., float | None]):
+    """``plain`` without a control variate, ``delta`` with the delta method."""
+
+    def variance(options: dict, *args, **kwargs) -> float | None:
+        if options.get("control_variate", "none") == "none":
+            return plain(options, *args, **kwargs)
+        return delta(options, *args, **kwargs)
+
+    variance.__doc__ = f"{plain.__name__}, or {delta.__name__} with control_variate=delta."
+    return variance
+
+
 EXACT_VARIANCE: dict[str, Callable[..., float | None]] = {
-    "reparam": pathwise_variance,
-    "reinforce": score_variance,
+    "reparam": with_control_variate(pathwise_variance, delta_pathwise_variance),
+    "reinforce": with_control_variate(score_variance, delta_score_variance),
     "reinforce_baseline": score_variance,
 }
 """The estimators whose exact variance the Gaussian toy knows (all unbiased), keyed by name."""
