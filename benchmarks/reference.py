@@ -16,7 +16,7 @@ Runs these sweeps through the normal command line, each ending with its summary 
 - ``custom_logistic_regression``, ``custom_bandit``: the two examples of your own objective
   (``examples/``), at 8 and 4 draws per estimate;
 - ``blr``: Bayesian logistic regression as in Mohamed et al. (2020), 5000 SGD steps, for
-  reparam, reinforce and both baselines.
+  reparam, reinforce, both baselines and the delta-method control variate.
 
 A sweep is one Hydra sweep (a list of arguments) or several into the same folder (a list of
 such lists: options that only some estimators take, the moving-average baseline); the later
@@ -122,6 +122,14 @@ SWEEPS = {
     "blr": [
         ["task=blr", ESTIMATORS],
         ["task=blr", "estimator=reinforce_baseline", "estimator.baseline=ema"],
+        # The delta method with a coefficient of 1 diverges here within 10 steps (the quadratic
+        # expansion at the posterior mean is poor far from the mode): estimated, as mc_gradients.
+        [
+            "task=blr",
+            "estimator=reinforce",
+            "estimator.control_variate=delta",
+            "estimator.cv_coefficient=estimated",
+        ],
     ],
 }
 
