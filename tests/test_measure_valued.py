@@ -3,13 +3,20 @@ tolerances from the measured standard error, coupling's lower variance, refusals
 
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
+from scipy import stats
 from torch.distributions import Bernoulli, Categorical, Gamma, Independent, Normal
 
 import estimators
+from benchmarks.config import CONF_DIR
+from benchmarks.tasks import base
+from benchmarks.tasks.gaussian_exact import exact_variance
 from benchmarks.testing import enumerated_gradient
 from estimators.base import ConfigError
 
@@ -200,3 +207,109 @@ def test_evaluations_per_estimate():
     assert estimators.build("reparam").evaluations(normal, 7) == 7
     assert estimators.build("arm").evaluations(bits, 8) == 8
     assert estimators.build("disarm").evaluations(bits, 8) == 8
+
+
+# Exact answers on the toys.
+
+Z_CRIT = stats.norm.isf(0.5e-5)  # as tests/test_gaussian_task.py's interval checks
+PI = math.pi
+
+
+def closed_form_variance(cost, coupling, k, mu, sigma, param):
+    """One draw's variance for the polynomial costs, by hand: with delta = mu - k, Rayleigh
+    moments E[w] = sqrt(pi/2), E[w^2] = 2, E[w^4] = 8, Maxwell's E[m^2] = 3, E[m^4] = 15.
+
+    linear (k x): mu: coupled k^2 (4/pi - 1), uncoupled k^2 (2 - pi/2)/pi; sigma: k^2, 4 k^2.
+    square ((x - k)^2): mu: coupled 4 delta^2 (4/pi - 1), uncoupled (4 delta^2 (4 - pi) + 8
+    sigma^2) / (2 pi); sigma: coupled 4 delta^2 + 4 sigma^2, uncoupled 16 delta^2 + 8 sigma^2."""
+    delta = mu - k
+    table = {
+        ("linear", "mu"): (k**2 * (4 / PI - 1), k**2 * (2 - PI / 2) / PI),
+        ("linear", "sigma"): (k**2, 4 * k**2),
+        ("square", "mu"): (
+            4 * delta**2 * (4 / PI - 1),
+            (4 * delta**2 * (4 - PI) + 8 * sigma**2) / (2 * PI),
+        ),
+        ("square", "sigma"): (4 * delta**2 + 4 * sigma**2, 16 * delta**2 + 8 * sigma**2),
+    }
+    return table[cost, param][0 if coupling else 1]
+
+
+@pytest.mark.parametrize("cost", ["linear", "square"])
+@pytest.mark.parametrize("coupling", [True, False])
+@pytest.mark.parametrize("mu, sigma, k", [(1.0, 1.0, 1.0), (1.0, 1.0, 0.5), (-0.3, 0.6, 2.0)])
+def test_quadrature_variance_matches_the_closed_forms(cost, coupling, mu, sigma, k):
+    for param in ("mu", "sigma"):
+        quadrature = exact_variance(
+            "measure_valued", {"coupling": coupling}, cost, k, mu, sigma, param, 3, 2
+        )
+        expected = closed_form_variance(cost, coupling, k, mu, sigma, param) / 2
+        assert quadrature == pytest.approx(expected, rel=1e-8, abs=1e-12), param
+
+
+def toy(task="gaussian", **overrides):
+    cfg = OmegaConf.load(CONF_DIR / f"task/{task}.yaml")
+    cfg.n_estimates = 40_000
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value)
+    return cfg
+
+
+def toy_metrics(cfg, **options):
+    make = functools.partial(estimators.build, "measure_valued", **options)
+    return base.run_task(base.build(cfg), make, base.Context(seed=0)).tables["metrics"]
+
+
+def variance_z(table, exact_var):
+    se = (table.grad_var_hi - table.grad_var_lo) / (2 * stats.norm.isf(0.025))
+    return (table.grad_var - exact_var) / se.where(se > 0, 1.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("coupling, dim", [(True, 1), (False, 1), (True, 3), (False, 3)])
+def test_measured_statistics_agree_with_the_exact_ones(coupling, dim):
+    cfg = toy(k=[0.5, 2.0], dim=dim)
+    table = toy_metrics(cfg, coupling=coupling)
+    assert len(table) == len(cfg.costs) * len(cfg.k) * 2
+    assert table.exact_var.notna().all() and table.exact_mean.equals(table.exact_grad)
+    assert (table.z_score.abs() < Z_CRIT).all(), table[["cost", "k", "param", "z_score"]]
+    z = variance_z(table, table.exact_var)
+    assert (z.abs() < Z_CRIT).all(), table[["cost", "k", "param", "grad_var", "exact_var"]]
+
+
+def test_the_interval_check_tells_the_couplings_apart():
+    """In three dimensions, the measured coupled variances agree with their exact ones and reject
+    the uncoupled exact ones (the check has power)."""
+    cfg = toy(k=[0.5], costs=["square", "cos"], dim=3)
+    table = toy_metrics(cfg, coupling=True)
+    assert (variance_z(table, table.exact_var).abs() < Z_CRIT).all()
+    wrong = [
+        exact_variance("measure_valued", {"coupling": False}, r.cost, r.k, 1.0, 1.0, r.param)
+        for r in table.itertuples()
+    ]
+    assert (variance_z(table, wrong).abs() > Z_CRIT).all()
+
+
+@pytest.mark.parametrize("cost, k", [("square", 0.5), ("cos", 1.0), ("exp", 1.0), ("linear", 2.0)])
+def test_coupling_lowers_the_exact_variance_of_the_scale_gradient(cost, k):
+    coupled, uncoupled = (
+        exact_variance("measure_valued", {"coupling": c}, cost, k, 1.0, 1.0, "sigma")
+        for c in (True, False)
+    )
+    assert coupled < 0.8 * uncoupled
+
+
+def test_coupling_raises_the_mean_gradients_variance_of_a_linear_cost():
+    """Not a free lunch: with w' = w the mean gradient of k x is k w sqrt(2/pi), variance
+    k^2 (4/pi - 1), above the uncoupled k^2 (2 - pi/2)/pi; the measurement agrees."""
+    cfg = toy(k=[2.0], costs=["linear"])
+    coupled, uncoupled = (toy_metrics(cfg, coupling=c).set_index("param") for c in (True, False))
+    assert coupled.exact_var["mu"] > 1.9 * uncoupled.exact_var["mu"]
+    assert coupled.grad_var_lo["mu"] > uncoupled.grad_var_hi["mu"]
+
+
+def test_the_bernoulli_toy_estimate_is_the_gradient_itself():
+    table = toy_metrics(toy("bernoulli", dim=3, n_estimates=1000))
+    assert (table.exact_var == 0).all() and table.exact_mean.equals(table.exact_grad)
+    assert np.allclose(table.grad_mean, table.exact_grad, rtol=1e-12)
+    assert (table.grad_var <= 1e-24).all()
