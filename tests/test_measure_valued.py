@@ -14,6 +14,7 @@ from scipy import stats
 from torch.distributions import Bernoulli, Categorical, Gamma, Independent, Normal
 
 import estimators
+from benchmarks import api
 from benchmarks.config import CONF_DIR
 from benchmarks.tasks import base
 from benchmarks.tasks.gaussian_exact import exact_variance
@@ -313,3 +314,43 @@ def test_the_bernoulli_toy_estimate_is_the_gradient_itself():
     assert (table.exact_var == 0).all() and table.exact_mean.equals(table.exact_grad)
     assert np.allclose(table.grad_mean, table.exact_grad, rtol=1e-12)
     assert (table.grad_var <= 1e-24).all()
+
+
+@pytest.mark.parametrize(
+    "task, name, options, per_estimate",
+    [
+        ("gaussian", "reparam", {}, lambda dim, n: n),
+        ("gaussian", "reinforce", {}, lambda dim, n: n),
+        ("gaussian", "measure_valued", {}, lambda dim, n: 4 * dim * n),
+        ("bernoulli", "measure_valued", {"coupling": False}, lambda dim, n: 2 * dim * n),
+        ("bernoulli", "arm", {}, lambda dim, n: n),
+        ("bernoulli", "disarm", {}, lambda dim, n: n),
+        ("bernoulli", "rebar", {}, lambda dim, n: 3 * n),
+    ],
+)
+def test_the_toys_metrics_count_evaluations_of_f(task, name, options, per_estimate):
+    n = 4
+    cfg = toy(task, dim=3, n_estimates=10, num_samples=n, costs=["square"], k=[0.45], cv_steps=1)
+    make = functools.partial(estimators.build, name, **options)
+    table = base.run_task(base.build(cfg), make, base.Context(seed=0)).tables["metrics"]
+    assert (table.evaluations == per_estimate(3, n)).all()
+
+
+def test_the_custom_task_counts_evaluations_and_measures_the_exact_variance():
+    """A 2-d Normal objective through ``benchmarks.api.compare``: 4 D = 8 evaluations per draw,
+    and the measured variance per coordinate is the toy's exact one (square cost at mu = k)."""
+    params = {"mu": torch.ones(2), "sigma": torch.ones(2)}
+    table = api.compare(
+        ["measure_valued", "reparam"],
+        params,
+        lambda p: Independent(Normal(p["mu"], p["sigma"]), 1),
+        lambda x: ((x - 1.0) ** 2).sum(-1),
+        20_000,
+        exact={"mu": torch.zeros(2), "sigma": torch.full((2,), 2.0)},
+    ).set_index(["estimator", "param"])
+    assert table.loc[("measure_valued", "mu"), "evaluations"] == 8
+    assert table.loc[("reparam", "mu"), "evaluations"] == 1
+    row = table.loc[("measure_valued", "sigma")]
+    want = 2 * exact_variance("measure_valued", {}, "square", 1.0, 1.0, 1.0, "sigma")
+    se = (row.grad_var_hi - row.grad_var_lo) / (2 * stats.norm.isf(0.025))
+    assert abs(row.grad_var - want) < Z_CRIT * se
