@@ -6,7 +6,9 @@ from __future__ import annotations
 import functools
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -14,9 +16,9 @@ from scipy import stats
 from torch.distributions import Bernoulli, Categorical, Gamma, Independent, Normal
 
 import estimators
-from benchmarks import api
+from benchmarks import api, plot
 from benchmarks.config import CONF_DIR
-from benchmarks.tasks import base
+from benchmarks.tasks import base, toy_figures, toy_summary
 from benchmarks.tasks.gaussian_exact import exact_variance
 from benchmarks.testing import enumerated_gradient
 from estimators.base import ConfigError
@@ -354,3 +356,27 @@ def test_the_custom_task_counts_evaluations_and_measures_the_exact_variance():
     want = 2 * exact_variance("measure_valued", {}, "square", 1.0, 1.0, 1.0, "sigma")
     se = (row.grad_var_hi - row.grad_var_lo) / (2 * stats.norm.isf(0.025))
     assert abs(row.grad_var - want) < Z_CRIT * se
+
+
+def test_the_toys_summary_and_figures_compare_at_equal_evaluations_of_f():
+    cfg = toy(n_estimates=2000, costs=["square"], k=[1.0])
+    tables = [
+        base.run_task(base.build(cfg), functools.partial(estimators.build, name), base.Context())
+        .tables["metrics"]
+        .assign(run=name)
+        for name in ("measure_valued", "reparam")
+    ]
+    summary = pd.concat(tables, ignore_index=True).assign(table="metrics")
+    summary["label"] = plot.estimator_labels(summary)
+    text = "\n".join(toy_summary.summary_lines(summary))
+    assert "## Toy: variance × evaluations of f per estimate at k = 1" in text
+    sigma = summary.set_index(["estimator", "param"]).loc[("measure_valued", "sigma")]
+    assert f"{sigma.grad_var * 4:.4g}" in text  # 4 evaluations per draw in one dimension
+    stems = [stem for stem, fig in toy_figures.figures(summary, plot.style_for(summary["label"]))]
+    assert "toy_evaluation_normalized_variance" in stems and "toy_work_normalized_variance" in stems
+    # A table from before the column: the figures and sections it always had, and no new one.
+    old = summary.drop(columns="evaluations")
+    assert "evaluations of f" not in "\n".join(toy_summary.summary_lines(old))
+    stems = [stem for stem, fig in toy_figures.figures(old, plot.style_for(old["label"]))]
+    assert "toy_evaluation_normalized_variance" not in stems
+    plt.close("all")
