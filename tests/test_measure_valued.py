@@ -380,3 +380,15 @@ def test_the_toys_summary_and_figures_compare_at_equal_evaluations_of_f():
     stems = [stem for stem, fig in toy_figures.figures(old, plot.style_for(old["label"]))]
     assert "toy_evaluation_normalized_variance" not in stems
     plt.close("all")
+
+
+def test_a_step_cost_that_reparam_refuses_is_measured_against_its_exact_answers():
+    """torch.heaviside(x, k) has no derivative: reparam is refused in one line, measure_valued
+    measures it, unbiased and with its exact variance (quadrature for an imported cost)."""
+    cfg = toy(costs=["torch:heaviside"], k=[0.5], n_estimates=40_000)
+    with pytest.raises(ConfigError, match="has no derivative.*'reparam' needs a differentiable"):
+        base.run_task(base.build(cfg), lambda: estimators.build("reparam"), base.Context())
+    table = toy_metrics(cfg, coupling=False)
+    assert table.exact_var.notna().all() and (table.exact_grad.abs() > 0.1).all()
+    assert (table.z_score.abs() < Z_CRIT).all()
+    assert (variance_z(table, table.exact_var).abs() < Z_CRIT).all()
