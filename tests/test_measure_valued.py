@@ -18,6 +18,8 @@ from torch.distributions import Bernoulli, Categorical, Gamma, Independent, Norm
 import estimators
 from benchmarks import api, plot
 from benchmarks.config import CONF_DIR
+from benchmarks.experiment import compose_config, run_config
+from benchmarks.results import RunWriter
 from benchmarks.tasks import base, toy_figures, toy_summary
 from benchmarks.tasks.gaussian_exact import exact_variance
 from benchmarks.testing import enumerated_gradient
@@ -392,3 +394,16 @@ def test_a_step_cost_that_reparam_refuses_is_measured_against_its_exact_answers(
     assert table.exact_var.notna().all() and (table.exact_grad.abs() > 0.1).all()
     assert (table.z_score.abs() < Z_CRIT).all()
     assert (variance_z(table, table.exact_var).abs() < Z_CRIT).all()
+
+
+@pytest.mark.parametrize(
+    "latent, name, per_example",
+    [("bernoulli", "measure_valued", 2 * 4 * 2), ("gaussian", "reinforce_baseline", 2)],
+)
+def test_the_vae_tables_count_evaluations_of_the_decoder(tmp_path, latent, name, per_example):
+    short = ["task=vae", "task.epochs=1", "task.max_steps=2", "task.hidden=16"]
+    short += ["task.latent_dim=4", "task.iwae_k=2", "task.grad_var_every=1"]
+    short += ["task.grad_var_samples=4", "task.num_samples=2", f"task.latent={latent}"]
+    _, result = run_config(compose_config([*short, f"estimator={name}"]), RunWriter(tmp_path))
+    for table in result.tables.values():
+        assert (table.evaluations == per_example).all()
