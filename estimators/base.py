@@ -74,6 +74,12 @@ class Estimator:
                 f"needs an integer num_samples >= {self.min_samples}"
             )
 
+    def evaluations(self, dist: Distribution, num_samples: int) -> int:
+        """How many evaluations of f one call's gradient estimate takes (``num_samples`` by
+        default; an estimator that evaluates f elsewhere too says so), for work-normalized
+        comparisons."""
+        return num_samples
+
     def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
         raise NotImplementedError
 

@@ -73,6 +73,10 @@ class Rebar(Estimator):
     def options(self) -> dict:
         return {"temperature": self.temperature, "eta": self.eta, "lr": self.lr}
 
+    def evaluations(self, dist: Distribution, num_samples: int) -> int:
+        """3 num_samples: f at b and at the two relaxed samples of each draw (relax too)."""
+        return 3 * num_samples
+
     def supports(self, dist: Distribution) -> bool:
         """Bernoulli distributions, Independent-wrapped or not."""
         return isinstance(base_distribution(dist), Bernoulli)

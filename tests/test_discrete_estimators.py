@@ -81,15 +81,15 @@ def test_relaxations_serve_one_hot_categoricals(name):
         (
             "arm",
             Normal(torch.zeros(2), 1.0),
-            "estimator 'arm' does not apply to Normal; estimators that do: reinforce, "
-            "reinforce_baseline, reparam",
+            "estimator 'arm' does not apply to Normal; estimators that do: measure_valued, "
+            "reinforce, reinforce_baseline, reparam",
         ),
         (
             "reparam",
             Independent(Bernoulli(logits=torch.zeros(2, 3)), 1),
             "estimator 'reparam' does not apply to Independent(Bernoulli); estimators that do: "
-            "arm, disarm, gumbel_softmax, rebar, reinforce, reinforce_baseline, relax, "
-            "straight_through",
+            "arm, disarm, gumbel_softmax, measure_valued, rebar, reinforce, reinforce_baseline, "
+            "relax, straight_through",
         ),
         ("disarm", Categorical(logits=torch.zeros(2, 3)), "does not apply to Categorical"),
     ],

@@ -133,6 +133,16 @@ def relaxed_moments(
     return mean, zero_below_resolution(second - mean**2, mean) / num_samples
 
 
+def measure_valued_moments(
+    estimator: str, options: dict, cost: str, k: float, theta: float, dim: int, num_samples: int
+) -> Moments:
+    """measure_valued, exactly: the estimate for the first logit is p (1 - p) [f(b with b_1 = 1)
+    - f(b with b_1 = 0)], and since f is a sum over coordinates the other bits, shared by both
+    evaluations, cancel: it is p (1 - p) (c(1) - c(0)) at every draw, the gradient itself, with
+    variance 0 whatever ``dim`` and ``num_samples``."""
+    return exact_gradient(cost, k, theta), 0.0
+
+
 EXACT_MOMENTS: dict[str, Callable[..., Moments]] = {
     "reinforce": score_moments,
     "reinforce_baseline": score_moments,
@@ -140,6 +150,7 @@ EXACT_MOMENTS: dict[str, Callable[..., Moments]] = {
     "disarm": antithetic_moments,
     "gumbel_softmax": relaxed_moments,
     "straight_through": relaxed_moments,
+    "measure_valued": measure_valued_moments,
 }
 """The estimators whose exact expectation and variance the Bernoulli toy knows, keyed by name."""
 

@@ -362,7 +362,8 @@ class CustomTask(Task):
             if len(names) > 1:
                 with unvalidated():
                     (pilot,) = self.gradient_estimates(estimator, num_samples, self.cfg.chunk_size)
-                cost = pilot.var(1).sum().item() * num_samples
+                dist = self.objective.dist(self.objective.params)
+                cost = pilot.var(1).sum().item() * estimator.evaluations(dist, num_samples)
             else:
                 cost = 0.0
             if best is None or cost < best[0]:
@@ -404,6 +405,7 @@ class CustomTask(Task):
             moments, seconds = self.measure(
                 estimator, num_samples, cfg.n_estimates, context.device, done
             )
+        evaluations = estimator.evaluations(objective.dist(objective.params), num_samples)
         named = estimator_columns(estimator)
         columns = {
             "estimator": named.pop("estimator"),
@@ -428,6 +430,7 @@ class CustomTask(Task):
                     **columns,
                     "param": name,
                     "num_samples": num_samples,
+                    "evaluations": evaluations,
                     "n_estimates": cfg.n_estimates,
                     **stats,
                     "reference": reference,

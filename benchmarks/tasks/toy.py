@@ -209,6 +209,11 @@ class Toy(Task):
             on_chunk,
         )
 
+    def evaluations(self, estimator: Estimator, num_samples: int, device: torch.device) -> int:
+        """Evaluations of f per estimate (``Estimator.evaluations``) at the toy's ``dim``."""
+        probe = [p.expand(1, self.cfg.dim) for p in self.initial(device)]
+        return estimator.evaluations(self.distribution(*probe), num_samples)
+
     def train_control_variate(
         self, estimator: Estimator, f: CostFn, params: list[torch.Tensor], num_samples: int
     ) -> None:
@@ -278,6 +283,7 @@ class Toy(Task):
                         estimator, f, params, num_samples, context.device, done
                     )
                     exact = self.exact(estimator, cost, k, num_samples)
+                    evaluations = self.evaluations(estimator, num_samples, context.device)
                     for param in self.params:
                         exact_grad, exact_mean, exact_var = exact[param]
                         stats = gradient_statistics(moments[param], or_nan(exact_grad), seconds)
@@ -294,6 +300,7 @@ class Toy(Task):
                                 "mu": point["mu"],
                                 "sigma": point["sigma"],
                                 "num_samples": num_samples,
+                                "evaluations": evaluations,
                                 "n_estimates": cfg.n_estimates,
                                 **stats,
                                 "theta": point["theta"],

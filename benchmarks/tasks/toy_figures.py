@@ -169,6 +169,40 @@ def work_normalized_figure(metrics: pd.DataFrame, style: Style) -> plt.Figure:
     )
 
 
+def with_evaluations(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The rows that count evaluations of f per estimate (tables from before the column have
+    none), with the variance times that count: ``evaluation_normalized_var``."""
+    if "evaluations" not in metrics:
+        return metrics.iloc[:0]
+    rows = metrics.dropna(subset=["evaluations"])
+    return rows.assign(evaluation_normalized_var=rows["grad_var"] * rows["evaluations"])
+
+
+def evaluation_normalized_figure(metrics: pd.DataFrame, style: Style) -> plt.Figure:
+    """Variance times evaluations of f per estimate: the comparison at equal calls of f, where an
+    estimator evaluates f more than once per draw (measure_valued: 4 D; rebar, relax: 3)."""
+
+    def draw(ax, rows, color, marker):
+        zero = measured_zero(rows)
+        ax.plot(
+            rows["k"],
+            rows["evaluation_normalized_var"].mask(zero),
+            marker + "-",
+            color=color,
+            ms=3.5,
+        )
+        mark_zero_variance(ax, rows.loc[zero, "k"], color)
+
+    return facet_by_cost_and_param(
+        metrics,
+        style,
+        draw,
+        "variance × evaluations of f",
+        "Evaluation-normalized variance\nvariance times the evaluations of f in one estimate",
+        note_draws=False,
+    )
+
+
 def num_samples_figure(metrics: pd.DataFrame, style: Style) -> plt.Figure:
     """Variance against draws per estimate, at the k nearest 1."""
     k = metrics["k"].iloc[(metrics["k"] - 1.0).abs().argmin()]
@@ -419,6 +453,9 @@ def figures(summary: pd.DataFrame, style: Style) -> Iterator[tuple[str, plt.Figu
         default = fewest_draws(metrics)
         yield "toy_variance_vs_k", toy_variance_figure(default, style)
         yield "toy_work_normalized_variance", work_normalized_figure(default, style)
+        counted = with_evaluations(default)
+        if not counted.empty:
+            yield "toy_evaluation_normalized_variance", evaluation_normalized_figure(counted, style)
         relaxed = metrics[metrics["options"].astype(object).fillna("").str.contains("temperature=")]
         if relaxed.groupby("estimator")["options"].nunique().gt(1).any():
             yield "relaxation_bias_vs_temperature", relaxation_bias_figure(relaxed, style)

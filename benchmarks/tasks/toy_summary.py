@@ -10,8 +10,10 @@ from benchmarks.tasks.toy_figures import (
     PARAM_LABELS,
     at_one_theta,
     bernoulli_optimize,
+    fewest_draws,
     sigmoid,
     theta_sweep,
+    with_evaluations,
 )
 
 
@@ -90,6 +92,21 @@ def summary_lines(summary: pd.DataFrame) -> list[str]:
             markdown_table(pivot.reset_index().rename(columns={"label": "estimator"}), digits=None)
         )
         parts.append(z_score_line(sweep))
+        counted = with_evaluations(fewest_draws(rows))
+        if not counted.empty:
+            pivot = counted.pivot_table(
+                index="label", columns=["cost", "param"], values="evaluation_normalized_var"
+            )
+            pivot.columns = [f"{c} {PARAM_LABELS.get(p, p)}" for c, p in pivot.columns]
+            parts.append(
+                f"\n## Toy: variance × evaluations of f per estimate at k = {k:g}{at}\n\n"
+                "At each estimator's fewest draws: the variance at equal calls of f.\n"
+            )
+            parts.append(
+                markdown_table(
+                    pivot.reset_index().rename(columns={"label": "estimator"}), digits=None
+                )
+            )
     parts += theta_headline(theta_sweep(sweep))
     optimize = summary[summary["table"] == "optimize"]
     parts += optimize_headline(bernoulli_optimize(optimize))

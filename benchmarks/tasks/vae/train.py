@@ -18,7 +18,14 @@ from benchmarks import data
 from benchmarks.progress import Progress
 from benchmarks.tasks.base import Context, Result, estimator_columns
 from benchmarks.tasks.vae.evaluate import evaluation_row, fixed_train_set
-from benchmarks.tasks.vae.models import VAE, LearnedBaseline, elbo_terms, make_model
+from benchmarks.tasks.vae.models import (
+    VAE,
+    LearnedBaseline,
+    elbo_terms,
+    encoder_size,
+    make_model,
+    posterior,
+)
 from benchmarks.tasks.vae.probe import probe_rows
 from benchmarks.tasks.vae.settings import OPTIMIZERS
 from estimators.base import Estimator
@@ -80,6 +87,10 @@ class Trainer:
     ) -> None:
         self.task, self.dataset, self.estimator = task, dataset, estimator
         self.num_samples, self.context = num_samples, context
+        # Evaluations of f (the decoder's likelihood) per example and step, on q of one example.
+        h = torch.zeros(1, encoder_size(task.latent, task.latent_dim, task.categories))
+        q = posterior(h, task.latent, task.categories)
+        self.evaluations = estimator.evaluations(q, num_samples)
         self.device, self.seed, self.writer = context.device, context.seed, context.writer
         torch.manual_seed(self.seed)
         self.model = make_model(dataset, task).to(self.device)
@@ -276,6 +287,7 @@ class Trainer:
             "seed": self.seed,
             "device": self.device.type,
             "num_samples": self.num_samples,
+            "evaluations": self.evaluations,
             "latent": self.task.latent,
             **named,
         }
