@@ -16,7 +16,7 @@ Runs these sweeps through the normal command line, each ending with its summary 
 - ``custom_logistic_regression``, ``custom_bandit``: the two examples of your own objective
   (``examples/``), at 8 and 4 draws per estimate;
 - ``blr``: Bayesian logistic regression as in Mohamed et al. (2020), 5000 SGD steps, for
-  reparam, reinforce, both baselines and the delta-method control variate.
+  reparam, reinforce, both baselines, the delta-method control variate and measure_valued.
 
 A sweep is one Hydra sweep (a list of arguments) or several into the same folder (a list of
 such lists: options that only some estimators take, the moving-average baseline); the later
@@ -130,6 +130,7 @@ SWEEPS = {
             "estimator.control_variate=delta",
             "estimator.cv_coefficient=estimated",
         ],
+        ["task=blr", "estimator=measure_valued"],
     ],
 }
 
