@@ -154,9 +154,12 @@ def style_for(labels: pd.Series) -> Style:
     """Colour, marker and dashes per label: the known labels in their fixed places, any other
     (another temperature, an estimator from elsewhere) after them in sorted order."""
     names = list(dict.fromkeys([*known_labels(), *sorted(labels.dropna().unique())]))
-    colors = sns.color_palette("colorblind", 10)
+    # Ten colour-blind-safe colours, then ten darker ones in an order that keeps the hues apart
+    # from the first ten at the same places of the known labels.
+    dark = sns.color_palette("dark", 10)
+    colors = sns.color_palette("colorblind", 10) + [dark[i] for i in (0, 2, 4, 9, 6, 5, 8, 3, 7, 1)]
     return Style(
-        colors={n: colors[i % 10] for i, n in enumerate(names)},
+        colors={n: colors[i % len(colors)] for i, n in enumerate(names)},
         markers={n: MARKERS[i % len(MARKERS)] for i, n in enumerate(names)},
         dashes={n: DASHES[i // 10 % len(DASHES)] for i, n in enumerate(names)},
     )

@@ -4,8 +4,9 @@ default; named ones alone replace only their folders).
 Runs these sweeps through the normal command line, each ending with its summary and figures
 (the plot callback), into ``results/reference/``:
 
-- ``toy_figure2``, ``toy_figure3``: the Gaussian toy for reparam, reinforce and the
-  leave-one-out baseline over the k ranges of Mohamed et al. (2020), Figures 2 and 3;
+- ``toy_figure2``, ``toy_figure3``: the Gaussian toy over the k ranges of Mohamed et al. (2020),
+  Figures 2 and 3, with their four estimators: reinforce, reinforce with the optimal constant
+  baseline, reparam and the coupled measure_valued;
 - ``bernoulli``: the Bernoulli toy at theta = 0 for every discrete estimator, up to k = 0.499;
 - ``bernoulli_theta``: the same estimators, REBAR and RELAX too, against theta at k = 0.45, 0.499;
 - ``bernoulli_optimize``: the RELAX paper's toy optimization, with the gradient variance by step;
@@ -35,16 +36,35 @@ from pathlib import Path
 
 OUT = Path("results/reference")
 ESTIMATORS = "estimator=reparam,reinforce,reinforce_baseline"
+
+
+def mohamed_figure(cost: str, k: str) -> list[list[str]]:
+    """The sweep parts of one cost of Mohamed et al.'s Figures 2-3: score function, pathwise and
+    coupled measure-valued at one draw; the optimal constant baseline at 512 draws."""
+    grid = [f"task.costs=[{cost}]", f"task.k={k}"]
+    return [
+        ["estimator=reinforce,reparam,measure_valued", *grid],
+        [
+            "estimator=reinforce_baseline",
+            "estimator.baseline=optimal",
+            "task.num_samples=512",
+            "task.n_estimates=20000",
+            *grid,
+        ],
+    ]
+
+
 DISCRETE = "estimator=reinforce,reinforce_baseline,disarm,rebar,relax"
 SWEEPS = {
-    # Mohamed et al. (2020) at mu = sigma = 1: Figure 2, (x-k)^2 over k in [-3, 3]; Figure 3,
-    # exp(-k x^2) and cos(kx) over k from 0.1 to 10.
-    "toy_figure2": [
-        ESTIMATORS,
-        "task.costs=[square]",
-        "task.k=[-3,-2.5,-2,-1.5,-1,-0.5,0,0.5,1,1.5,2,2.5,3]",
+    # Mohamed et al. (2020) at mu = sigma = 1, their four curves: Figure 2, (x-k)^2 over k in
+    # [-3, 3]; Figure 3, exp(-k x^2) for k from 0.1 to 10 and cos(kx) from 0.5 to 5, log-spaced.
+    # The optimal baseline estimates b* leave-one-out from 511 other draws, where its variance per
+    # draw is within a few percent of the oracle b*'s (the paper's curve).
+    "toy_figure2": mohamed_figure("square", "[-3,-2.5,-2,-1.5,-1,-0.5,0,0.5,1,1.5,2,2.5,3]"),
+    "toy_figure3": [
+        *mohamed_figure("exp", "[0.1,0.178,0.316,0.562,1,1.78,3.16,5.62,10]"),
+        *mohamed_figure("cos", "[0.5,0.681,0.928,1.26,1.72,2.34,3.19,4.34,5]"),
     ],
-    "toy_figure3": [ESTIMATORS, "task.costs=[exp,cos]", "task.k=[0.1,0.2,0.5,1,2,5,10]"],
     # The Bernoulli toy of REBAR, RELAX and DisARM at theta = 0, up to the hard case k = 0.499.
     "bernoulli": [
         "task=bernoulli",

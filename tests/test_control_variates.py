@@ -188,3 +188,33 @@ def test_without_a_control_variate_options_and_labels_are_as_before(name):
     opts = estimators.build(name, **DELTA, cv_coefficient="estimated").options()
     assert opts == {"control_variate": "delta", "cv_coefficient": "estimated"}
     assert cls.label(opts) == f"{cls.title} + delta-method CV (estimated coefficient)"
+
+
+def test_the_per_draw_figure_draws_the_oracle_baseline_and_scales_by_draws():
+    """Figures 2-3's quantity: the variance of one draw. The optimal baseline's line is the
+    oracle b*'s exact variance of one draw; its points are the measured variance times draws."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from benchmarks import plot
+    from benchmarks.tasks import toy_figures
+
+    runs = [("reinforce", {}, 1), ("reinforce_baseline", {"baseline": "optimal"}, 8)]
+    summary = pd.concat(
+        [
+            run_toy(name, opts, costs=["cos"], k=[0.5, 2.0], num_samples=n, n_estimates=2000)
+            for name, opts, n in runs
+        ],
+        ignore_index=True,
+    ).assign(table="metrics")
+    summary["label"] = plot.estimator_labels(summary)
+    style = plot.style_for(summary["label"])
+    figures = dict(toy_figures.figures(summary, style))
+    mu_axis = figures["toy_variance_per_draw_vs_k"].axes[0]
+    optimal = summary[(summary.estimator == "reinforce_baseline") & (summary.param == "mu")]
+    color = style.colors[optimal.label.iloc[0]]
+    lines = [line for line in mu_axis.get_lines() if line.get_color() == color]
+    oracle = [gx.optimal_baseline_variance("cos", k, 1.0, 1.0, "mu") for k in (0.5, 2.0)]
+    assert any(np.allclose(line.get_ydata(), oracle) for line in lines)
+    assert any(np.allclose(line.get_ydata(), optimal.grad_var * 8) for line in lines)
+    plt.close("all")

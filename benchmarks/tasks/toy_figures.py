@@ -67,8 +67,11 @@ def facet_by_cost_and_param(
                 draw(ax, rows.sort_values(x), style.colors[label], style.markers[label])
             ax.set_yscale("log")
             xs = panel[x]
-            if x == "k" and (xs > 0).all() and xs.max() >= 20 * xs.min():
-                ax.set_xscale("log")  # a k grid spanning decades, as in Mohamed et al.'s Figure 3
+            if x == "k" and (xs > 0).all() and xs.max() >= 10 * xs.min():
+                ax.set_xscale("log")  # a k grid spanning a decade or more, as in Figure 3
+                ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+                ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             what = (
                 f"gradient w.r.t. {PARAM_LABELS.get(value, value)}"
                 if row == "param"
@@ -148,6 +151,52 @@ def toy_variance_figure(metrics: pd.DataFrame, style: Style) -> plt.Figure:
         draw,
         "variance of one estimate",
         "Gradient variance against k\nexact (lines), measured with 95% intervals (points),"
+        + toy_distribution(metrics),
+    )
+
+
+def optimal_baseline_rows(rows: pd.DataFrame) -> pd.Series:
+    """Rows of the score function with the optimal constant baseline (``baseline=optimal``)."""
+    return rows["options"].astype(object).fillna("").str.contains("baseline=optimal")
+
+
+def oracle_baseline_variance(rows: pd.DataFrame) -> pd.Series:
+    """Per row, the exact variance of one draw with the oracle b* = E[f s^2] / E[s^2]: the
+    paper's curve, which ``baseline=optimal`` approaches as its leave-one-out b* gets more draws."""
+    from benchmarks.tasks.gaussian_exact import optimal_baseline_variance
+
+    return rows.apply(
+        lambda r: optimal_baseline_variance(
+            r["cost"], r["k"], r["mu"], r["sigma"], r["param"], int(r["dim"])
+        ),
+        axis=1,
+    )
+
+
+def per_draw_figure(metrics: pd.DataFrame, style: Style) -> plt.Figure:
+    """Variance of one draw (variance of an estimate times its draws) against k, the quantity of
+    Mohamed et al.'s Figures 2 and 3: exact lines (for ``baseline=optimal``, the oracle b*'s),
+    measured points with 95% intervals."""
+
+    def draw(ax, rows, color, marker):
+        n = rows["num_samples"]
+        exact = rows["exact_var"] * n
+        if optimal_baseline_rows(rows).all():
+            exact = oracle_baseline_variance(rows)
+        ax.plot(rows["k"], exact.where(exact > 0), color=color, lw=1.5)
+        mark_zero_variance(ax, rows.loc[exact == 0, "k"], color)
+        rows = rows[~((exact == 0) & (rows["grad_var"] < 1e-10))]  # rounding where exactly 0
+        n = rows["num_samples"]
+        scaled = rows.assign(**{c: rows[c] * n for c in ("grad_var", "grad_var_lo", "grad_var_hi")})
+        measured_variance(ax, scaled, "k", color, marker)
+
+    return facet_by_cost_and_param(
+        metrics,
+        style,
+        draw,
+        "variance of one draw",
+        "Variance of one draw (an estimate's variance times its draws) against k\n"
+        "exact (lines; optimal baseline: the oracle b*), measured (95% intervals),"
         + toy_distribution(metrics),
     )
 
@@ -453,6 +502,9 @@ def figures(summary: pd.DataFrame, style: Style) -> Iterator[tuple[str, plt.Figu
         default = fewest_draws(metrics)
         yield "toy_variance_vs_k", toy_variance_figure(default, style)
         yield "toy_work_normalized_variance", work_normalized_figure(default, style)
+        gaussian = default[default["theta"].isna()] if "theta" in default else default
+        if (gaussian["num_samples"] > 1).any():
+            yield "toy_variance_per_draw_vs_k", per_draw_figure(gaussian, style)
         counted = with_evaluations(default)
         if not counted.empty:
             yield "toy_evaluation_normalized_variance", evaluation_normalized_figure(counted, style)
