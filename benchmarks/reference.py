@@ -36,6 +36,7 @@ from pathlib import Path
 
 OUT = Path("results/reference")
 ESTIMATORS = "estimator=reparam,reinforce,reinforce_baseline"
+DISCRETE = "estimator=reinforce,reinforce_baseline,disarm,rebar,relax"
 
 
 def mohamed_figure(cost: str, k: str) -> list[list[str]]:
@@ -54,7 +55,6 @@ def mohamed_figure(cost: str, k: str) -> list[list[str]]:
     ]
 
 
-DISCRETE = "estimator=reinforce,reinforce_baseline,disarm,rebar,relax"
 SWEEPS = {
     # Mohamed et al. (2020) at mu = sigma = 1, their four curves: Figure 2, (x-k)^2 over k in
     # [-3, 3]; Figure 3, exp(-k x^2) for k from 0.1 to 10 and cos(kx) from 0.5 to 5, log-spaced.

@@ -7,7 +7,9 @@ from __future__ import annotations
 import functools
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -15,8 +17,9 @@ from scipy import stats
 from torch.distributions import Bernoulli, Independent, Normal
 
 import estimators
+from benchmarks import plot
 from benchmarks.config import CONF_DIR
-from benchmarks.tasks import base
+from benchmarks.tasks import base, toy_figures
 from benchmarks.tasks import gaussian_exact as gx
 from benchmarks.testing import check_unbiased
 from estimators.base import ConfigError
@@ -193,12 +196,6 @@ def test_without_a_control_variate_options_and_labels_are_as_before(name):
 def test_the_per_draw_figure_draws_the_oracle_baseline_and_scales_by_draws():
     """Figures 2-3's quantity: the variance of one draw. The optimal baseline's line is the
     oracle b*'s exact variance of one draw; its points are the measured variance times draws."""
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    from benchmarks import plot
-    from benchmarks.tasks import toy_figures
-
     runs = [("reinforce", {}, 1), ("reinforce_baseline", {"baseline": "optimal"}, 8)]
     summary = pd.concat(
         [

@@ -180,15 +180,16 @@ def per_draw_figure(metrics: pd.DataFrame, style: Style) -> plt.Figure:
 
     def draw(ax, rows, color, marker):
         n = rows["num_samples"]
-        exact = rows["exact_var"] * n
         if optimal_baseline_rows(rows).all():
             exact = oracle_baseline_variance(rows)
-        ax.plot(rows["k"], exact.where(exact > 0), color=color, lw=1.5)
-        mark_zero_variance(ax, rows.loc[exact == 0, "k"], color)
-        rows = rows[~((exact == 0) & (rows["grad_var"] < 1e-10))]  # rounding where exactly 0
-        n = rows["num_samples"]
-        scaled = rows.assign(**{c: rows[c] * n for c in ("grad_var", "grad_var_lo", "grad_var_hi")})
-        measured_variance(ax, scaled, "k", color, marker)
+        else:
+            exact = rows["exact_var"] * n
+        per_draw = rows.assign(
+            exact_var=exact, **{c: rows[c] * n for c in ("grad_var", "grad_var_lo", "grad_var_hi")}
+        )
+        exact_variance(ax, per_draw, "k", color)
+        rounding = (exact == 0) & (rows["grad_var"] < 1e-10)  # measured 0 up to float rounding
+        measured_variance(ax, per_draw[~rounding], "k", color, marker)
 
     return facet_by_cost_and_param(
         metrics,
