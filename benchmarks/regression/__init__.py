@@ -21,7 +21,8 @@ BASELINE = Path(__file__).with_name("timing_baseline.json")
 # A ratio may grow by this fraction before the gate fails. Over 12 repeated runs of the suite on
 # an unchanged tree on a 2-core machine the largest growth seen was x1.55 (the noisiest case, the
 # probe; see results/perf/timing_false_alarms.csv and docs/regression-gates.md), so x2 leaves
-# headroom above the noise while a 3x slowdown (x3) fails clearly.
+# headroom above the noise. A 3x slowdown measures about x3 on a quiet machine but once measured
+# x1.7 on a busy shared one, so the gate is sure to catch a slowdown of 5x, not of 3x.
 THRESHOLD = 1.0
 
 
