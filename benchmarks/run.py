@@ -27,6 +27,7 @@ from hydra.errors import (
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from benchmarks.allocator import keep_freed_memory
 from benchmarks.callbacks import end_interrupted_sweep
 from benchmarks.config import CONF_DIR, store_estimator_configs
 from benchmarks.experiment import run_config
@@ -85,6 +86,7 @@ def log_to_file_only(message: str) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
+    keep_freed_memory()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN

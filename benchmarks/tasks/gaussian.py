@@ -36,9 +36,10 @@ def gaussian(mu: torch.Tensor, sigma: torch.Tensor) -> Independent:
 
 
 def total_cost(cost: str, k: float) -> CostFn:
-    """f(x) = sum_j c(x_j; k) over the last axis."""
+    """f(x) = sum_j c(x_j; k) over the last axis (with one coordinate, that coordinate: a sum
+    over an axis of size 1 is a reduction kernel costing several elementwise operations)."""
     c = cost_of(cost).torch_fn
-    return lambda x: c(x, k).sum(-1)
+    return lambda x: c(x, k).squeeze(-1) if x.shape[-1] == 1 else c(x, k).sum(-1)
 
 
 class GaussianToy(Toy):
