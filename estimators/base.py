@@ -10,6 +10,11 @@ An estimator is called as ``est(dist, f, num_samples)``:
   the estimator's estimate of the gradient of ``E[f]``. Parameters that ``f`` depends on directly
   (a decoder, say) always get the pathwise gradient.
 
+Estimators of multi-sample objectives (the ELBO and the IWAE bound over K importance samples)
+also implement ``estimate_objective``, called as ``est.surrogate(dist, log_joint, objective,
+num_samples)``: see ``estimators.objectives``. One that serves only objectives (``plain = False``:
+STL, DReG, VIMCO, RWS) refuses the plain call in one line.
+
 Estimators that keep state between calls (a moving-average baseline, a learned control variate)
 expose it through ``state_dict`` / ``load_state_dict`` so that a checkpoint can include it, and a
 training loop calls ``est.backward(loss, dist_params)`` in place of ``loss.backward()`` so that an
@@ -20,9 +25,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch.distributions import Distribution, Independent
+
+if TYPE_CHECKING:
+    from estimators.objectives import LogJoint, Objective
 
 CostFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -42,6 +51,9 @@ class Estimator:
     training: bool = True  # as in torch.nn.Module: ``eval()`` freezes those parameters
     differentiates_f: bool = False  # True if its estimate differentiates f (a pathwise or relaxed
     # sample): a cost without a derivative is refused
+    plain: bool = True  # False if it serves multi-sample objectives only, not est(dist, f, n)
+    objectives: tuple[str, ...] = ()  # the objectives ``estimate_objective`` serves
+    min_importance_samples: int = 1  # the fewest K it takes (VIMCO leaves one out: 2)
 
     @property
     def min_samples(self) -> int:
@@ -54,11 +66,47 @@ class Estimator:
 
     def check(self, dist: Distribution, num_samples: int) -> None:
         """Raise ConfigError if this estimator cannot serve ``dist`` with ``num_samples`` draws."""
+        if not self.plain:
+            raise ConfigError(
+                f"estimator '{self.name}' estimates the gradients of multi-sample objectives "
+                f"({', '.join(self.objectives)}) only, not of E[f] for a given f: "
+                "task=vae with task.objective, or task=gaussian_lvm"
+            )
         if not self.supports(dist):
-            applicable = [name for name, cls in sorted(REGISTRY.items()) if cls().supports(dist)]
+            applicable = [
+                name for name, cls in sorted(REGISTRY.items()) if cls.plain and cls().supports(dist)
+            ]
             raise ConfigError(
                 f"estimator '{self.name}' does not apply to {describe_distribution(dist)}; "
                 f"estimators that do: {', '.join(applicable)}"
+            )
+        self.check_num_samples(num_samples)
+
+    def check_objective(self, dist: Distribution, objective: Objective, num_samples: int) -> None:
+        """Raise ConfigError if this estimator cannot estimate ``objective``'s gradient for
+        ``dist`` with ``num_samples`` estimates."""
+        if objective.name not in self.objectives:
+            serving = [
+                name for name, cls in sorted(REGISTRY.items()) if objective.name in cls.objectives
+            ]
+            raise ConfigError(
+                f"task.objective={objective.name}: estimator '{self.name}' does not estimate "
+                f"it; estimators that do: {', '.join(serving)}"
+            )
+        if not self.supports(dist):
+            applicable = [
+                name
+                for name, cls in sorted(REGISTRY.items())
+                if objective.name in cls.objectives and cls().supports(dist)
+            ]
+            raise ConfigError(
+                f"estimator '{self.name}' does not apply to {describe_distribution(dist)}; "
+                f"estimators of task.objective={objective.name} that do: {', '.join(applicable)}"
+            )
+        if objective.num_samples < self.min_importance_samples:
+            raise ConfigError(
+                f"task.num_samples={objective.num_samples}: estimator '{self.name}' needs K >= "
+                f"{self.min_importance_samples} importance samples"
             )
         self.check_num_samples(num_samples)
 
@@ -86,6 +134,19 @@ class Estimator:
     def __call__(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
         self.check(dist, num_samples)
         return self.estimate(dist, f, num_samples)
+
+    def estimate_objective(
+        self, dist: Distribution, log_joint: LogJoint, objective: Objective, num_samples: int
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def surrogate(
+        self, dist: Distribution, log_joint: LogJoint, objective: Objective, num_samples: int
+    ) -> torch.Tensor:
+        """``num_samples`` estimates ``[num_samples, *batch]`` of ``objective`` whose gradient
+        is this estimator's (``estimators.objectives`` states the contract)."""
+        self.check_objective(dist, objective, num_samples)
+        return self.estimate_objective(dist, log_joint, objective, num_samples)
 
     def options(self) -> dict:
         """The constructor options, for tables and reprs."""

@@ -7,10 +7,12 @@ beta_p grad_p E[h], with beta fixed (``cv_coefficient``, 1.0) or ``estimated`` f
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch.distributions import Distribution
 
-from estimators.base import CostFn, Estimator, register, score_surrogate
+from estimators.base import ConfigError, CostFn, Estimator, register, score_surrogate
 from estimators.control_variates import (
     COEFFICIENT_DRAWS,
     TakesControlVariate,
@@ -21,6 +23,7 @@ from estimators.control_variates import (
     score_terms,
     scores,
 )
+from estimators.objectives import LogJoint, Objective
 
 
 @register
@@ -30,6 +33,7 @@ class Reinforce(TakesControlVariate, Estimator):
 
     name = "reinforce"
     title = "REINFORCE"
+    objectives = ("elbo", "iwae")
 
     def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
         z = dist.sample((num_samples,))
@@ -58,3 +62,30 @@ class Reinforce(TakesControlVariate, Estimator):
             expected = cv.expectation(e, part)
             out = out + beta[p] * (expected - expected.detach())
         return out
+
+    def estimate_objective(
+        self, dist: Distribution, log_joint: LogJoint, objective: Objective, num_samples: int
+    ) -> torch.Tensor:
+        """The score function of the whole estimate: (L - b) grad sum_k log q(z_k) plus L's
+        gradient at the drawn z (b = 0 here; ``reinforce_baseline`` supplies one)."""
+        if self.control_variate is not None:
+            raise ConfigError(
+                "estimator.control_variate=delta: the control variate serves E[f] for a given f, "
+                "not multi-sample objectives; leave it unset"
+            )
+        return objective_score_surrogate(dist, log_joint, objective, num_samples, lambda L: 0.0)
+
+
+def objective_score_surrogate(
+    dist: Distribution,
+    log_joint: LogJoint,
+    objective: Objective,
+    num_samples: int,
+    baseline: Callable[[torch.Tensor], torch.Tensor | float],
+) -> torch.Tensor:
+    """REINFORCE for a multi-sample objective: each estimate L's draws are its sample, with
+    log-probability sum_k log q(z_k); ``baseline(L)`` may not depend on L's own draws."""
+    z = dist.sample((num_samples, objective.num_samples))
+    log_q = dist.log_prob(z)
+    estimate = objective.reduce(log_joint(z) - log_q)
+    return score_surrogate(estimate, log_q.sum(1), baseline(estimate))

@@ -22,6 +22,8 @@ from estimators.base import (
 )
 from estimators.baselines import SUPPLIED, Baseline, from_name
 from estimators.control_variates import event_dims, expand_event, is_normal, score_terms
+from estimators.objectives import LogJoint, Objective
+from estimators.reinforce import objective_score_surrogate
 
 LABELS = {
     "loo": "REINFORCE + leave-one-out baseline",
@@ -40,6 +42,7 @@ class ReinforceBaseline(Estimator):
     # The figures' fixed colours: a later baseline (optimal) comes after every known label, so
     # that adding it moves no other estimator's colour.
     variants = tuple({"baseline": b} for b in ("loo", "ema", SUPPLIED))
+    objectives = ("elbo", "iwae")
 
     def __init__(self, baseline: str | Baseline = "loo", decay: float = 0.9) -> None:
         self.baseline = baseline if isinstance(baseline, Baseline) else from_name(baseline, decay)
@@ -86,6 +89,18 @@ class ReinforceBaseline(Estimator):
             baselines = self.baseline.values(dist, z, fz)
             return fz + score_terms(dist, z, {p: signal - b for p, b in baselines.items()})
         return score_surrogate(fz, dist.log_prob(z), self.baseline(fz))
+
+    def estimate_objective(
+        self, dist: Distribution, log_joint: LogJoint, objective: Objective, num_samples: int
+    ) -> torch.Tensor:
+        """REINFORCE for the objective with the baseline over its ``num_samples`` independent
+        estimates (leave-one-out: the mean of the others, each from its own K draws)."""
+        if self.per_parameter or self.baseline is None:
+            raise ConfigError(
+                f"baseline={self.options()['baseline']}: multi-sample objectives take the "
+                "baseline loo or ema"
+            )
+        return objective_score_surrogate(dist, log_joint, objective, num_samples, self.baseline)
 
     def state_dict(self) -> dict:
         return self.baseline.state_dict() if self.baseline is not None else {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Distribution
 
-from estimators.base import CostFn, Estimator, base_distribution, register
+from estimators.base import ConfigError, CostFn, Estimator, base_distribution, register
 from estimators.control_variates import (
     COEFFICIENT_DRAWS,
     TakesControlVariate,
@@ -19,6 +19,7 @@ from estimators.control_variates import (
     estimated_coefficient,
     event_dims,
 )
+from estimators.objectives import LogJoint, Objective
 
 
 @register
@@ -28,6 +29,7 @@ class Reparam(TakesControlVariate, Estimator):
     name = "reparam"
     title = "Reparameterization"
     differentiates_f = True
+    objectives = ("elbo", "iwae")
 
     def supports(self, dist: Distribution) -> bool:
         """Distributions with a reparameterized sampler (``rsample``); a Normal only with a
@@ -67,3 +69,16 @@ class Reparam(TakesControlVariate, Estimator):
             expected = cv.expectation(e, part)
             out = out - beta[p] * (hp - hp.detach()) + beta[p] * (expected - expected.detach())
         return out
+
+    def estimate_objective(
+        self, dist: Distribution, log_joint: LogJoint, objective: Objective, num_samples: int
+    ) -> torch.Tensor:
+        """The pathwise gradient of the objective: through z and through q's parameters in
+        log q alike (for IWAE, the gradient whose encoder SNR falls like 1/sqrt(K))."""
+        if self.control_variate is not None:
+            raise ConfigError(
+                "estimator.control_variate=delta: the control variate serves E[f] for a given f, "
+                "not multi-sample objectives; leave it unset"
+            )
+        z = dist.rsample((num_samples, objective.num_samples))
+        return objective.reduce(log_joint(z) - dist.log_prob(z))

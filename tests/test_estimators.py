@@ -20,11 +20,13 @@ CONTROL_VARIATES = [
     {"control_variate": "delta", "cv_coefficient": "estimated"},
 ]
 
-# Every registered estimator, with every control variate or baseline that needs no caller: a new
-# estimator is tested by registering it.
+# Every registered estimator of E[f] (``plain``), with every control variate or baseline that needs
+# no caller: a new estimator is tested by registering it. Those of multi-sample objectives only
+# are tested in tests/test_objectives.py.
 CONFIGS = [
     pytest.param(name, opts, id=name + "".join(f"-{v}" for v in opts.values()))
     for name in estimators.names()
+    if estimators.REGISTRY[name].plain
     for opts in (
         [{"baseline": b} for b in ("loo", "ema", "optimal")]
         if name == "reinforce_baseline"

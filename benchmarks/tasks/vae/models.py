@@ -77,10 +77,15 @@ def discrete_log_q(
 
 
 def estimators_for(latent: str) -> list[str]:
-    """The registered estimators that apply to this latent family (new ones join by registering)."""
+    """The registered estimators of E[f] (``plain``) that apply to this latent family (new ones
+    join by registering)."""
     categories = 2 if latent == "categorical" else None
     q = posterior(torch.zeros(1, encoder_size(latent, 1, categories)), latent, categories)
-    return [name for name in estimators.names() if estimators.build(name).supports(q)]
+    return [
+        name
+        for name in estimators.names()
+        if estimators.REGISTRY[name].plain and estimators.build(name).supports(q)
+    ]
 
 
 def mlp(sizes: list[int], arch: str) -> nn.Sequential:
