@@ -17,7 +17,9 @@ Runs these sweeps through the normal command line, each ending with its summary 
 - ``custom_logistic_regression``, ``custom_bandit``: the two examples of your own objective
   (``examples/``), at 8 and 4 draws per estimate;
 - ``blr``: Bayesian logistic regression as in Mohamed et al. (2020), 5000 SGD steps, for
-  reparam, reinforce, both baselines, the delta-method control variate and measure_valued.
+  reparam, reinforce, both baselines, the delta-method control variate and measure_valued;
+- ``gaussian_lvm``: Rainforth et al.'s (2018) Gaussian model, the gradient SNR against K for
+  every estimator of multi-sample objectives, ELBO and IWAE.
 
 A sweep is one Hydra sweep (a list of arguments) or several into the same folder (a list of
 such lists: options that only some estimators take, the moving-average baseline); the later
@@ -151,6 +153,11 @@ SWEEPS = {
             "estimator.cv_coefficient=estimated",
         ],
         ["task=blr", "estimator=measure_valued"],
+    ],
+    # Rainforth et al. (2018), their Figure on the Gaussian model: K from 1 to 1000, M = 1000.
+    "gaussian_lvm": [
+        "task=gaussian_lvm",
+        "estimator=reparam,stl,dreg,vimco,rws,reinforce,reinforce_baseline",
     ],
 }
 

@@ -239,6 +239,15 @@ class TakesControlVariate:
         if self.control_variate is not None:
             self.differentiates_f = True  # the expansion differentiates f twice
 
+    def check_objective(self, dist, objective, num_samples) -> None:
+        """The control variate serves E[f] only: an objective with one set is refused."""
+        if self.control_variate is not None:
+            raise ConfigError(
+                "estimator.control_variate=delta: the control variate serves E[f] for a given f, "
+                "not multi-sample objectives; leave it unset"
+            )
+        super().check_objective(dist, objective, num_samples)
+
     def options(self) -> dict:
         if self.control_variate is None:
             return {}

@@ -22,18 +22,20 @@ MEANS = ("geometric", "arithmetic")
 
 def leave_one_out_bounds(log_w: torch.Tensor, mean: str) -> torch.Tensor:
     """c_k per sample, ``[S, K, *batch]`` from log weights ``[S, K, *batch]``: the log-mean-exp
-    of the weights with w_k replaced by the chosen mean of the others."""
+    of the weights with w_k replaced by the chosen mean of the others. O(K) memory: the
+    log-sum-exp of the others is the total less w_k, taken relative to the largest weight (no
+    cancellation: that one stays in), and for the largest itself, summed again without it."""
     k = log_w.shape[1]
-    others = log_w.unsqueeze(1).expand(-1, k, *log_w.shape[1:])  # [S, k (left out), l, *batch]
-    eye = torch.eye(k, dtype=torch.bool, device=log_w.device).reshape(
-        k, k, *(1,) * (log_w.dim() - 2)
-    )
+    top, where_top = log_w.max(1, keepdim=True)
+    relative = (log_w - top).exp()
+    others = top + (relative.sum(1, keepdim=True) - relative).log()
+    without_top = torch.logsumexp(log_w.scatter(1, where_top, -math.inf), 1, keepdim=True)
+    others = others.scatter(1, where_top, without_top)  # log sum_{l != k} w_l
     if mean == "geometric":
-        replaced = (log_w.sum(1, keepdim=True) - log_w) / (k - 1)
+        stand_in = (log_w.sum(1, keepdim=True) - log_w) / (k - 1)
     else:
-        left = torch.where(eye, -math.inf, others)
-        replaced = torch.logsumexp(left, 2) - math.log(k - 1)
-    return torch.logsumexp(torch.where(eye, replaced.unsqueeze(2), others), 2) - math.log(k)
+        stand_in = others - math.log(k - 1)
+    return torch.logaddexp(others, stand_in) - math.log(k)
 
 
 @register
