@@ -11,30 +11,26 @@ forward and one backward pass, as for ``reparam``.
 from __future__ import annotations
 
 import torch
-from torch.distributions import Distribution, Normal
+from torch.distributions import Distribution
 
-from estimators.base import Estimator, base_distribution, register
-from estimators.objectives import LogJoint, Objective, event_view, stopped
+from estimators.base import register
+from estimators.objectives import LogJoint, Objective, event_view
+from estimators.stl import StickingTheLanding
 
 
 @register
-class DoublyReparameterized(Estimator):
-    """DReG for the IWAE bound; Gaussian latents."""
+class DoublyReparameterized(StickingTheLanding):
+    """DReG for the IWAE bound: STL's surrogate with each draw's gradient scaled by its
+    normalized weight; Gaussian latents."""
 
     name = "dreg"
     title = "DReG"
-    plain = False
     objectives = ("iwae",)
-
-    def supports(self, dist: Distribution) -> bool:
-        """Normal latents (Independent-wrapped or not): reparameterized, with a stopped copy."""
-        return isinstance(base_distribution(dist), Normal)
 
     def estimate_objective(
         self, dist: Distribution, log_joint: LogJoint, objective: Objective, num_samples: int
     ) -> torch.Tensor:
-        z = dist.rsample((num_samples, objective.num_samples))
-        log_w = log_joint(z) - stopped(dist).log_prob(z)
+        z, log_w = self.log_weights(dist, log_joint, objective, num_samples)
         if z.requires_grad:
             scale = event_view(objective.weights(log_w).detach(), dist)
             z.register_hook(lambda grad: grad * scale)

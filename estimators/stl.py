@@ -27,8 +27,15 @@ class StickingTheLanding(Estimator):
         """Normal latents (Independent-wrapped or not): reparameterized, with a stopped copy."""
         return isinstance(base_distribution(dist), Normal)
 
+    def log_weights(
+        self, dist: Distribution, log_joint: LogJoint, objective: Objective, num_samples: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterized draws z [S, K, *batch, *event] and their log weights with q's
+        parameters stopped inside log q."""
+        z = dist.rsample((num_samples, objective.num_samples))
+        return z, log_joint(z) - stopped(dist).log_prob(z)
+
     def estimate_objective(
         self, dist: Distribution, log_joint: LogJoint, objective: Objective, num_samples: int
     ) -> torch.Tensor:
-        z = dist.rsample((num_samples, objective.num_samples))
-        return objective.reduce(log_joint(z) - stopped(dist).log_prob(z))
+        return objective.reduce(self.log_weights(dist, log_joint, objective, num_samples)[1])
