@@ -21,6 +21,7 @@ the runner, the writer, the sweep callback and the plotting core name no task.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
@@ -71,6 +72,9 @@ class Task:
     name: ClassVar[str] = ""
     tables: ClassVar[tuple[str, ...]] = ()
     summary_columns: ClassVar[dict[str, list[str]]] = {}
+    figures_module: ClassVar[str] = ""
+    """A module with ``summary_lines(summary)`` and ``figures(summary, style)`` for this task,
+    imported when first needed, so that pandas and matplotlib stay off a bad input's path."""
 
     def __init__(self, **options) -> None:
         self.cfg: DictConfig = OmegaConf.create(options)
@@ -88,14 +92,19 @@ class Task:
     @classmethod
     def summary_lines(cls, summary: pd.DataFrame) -> list[str]:
         """Markdown sections of ``summary.md`` from the tidy table of this task's runs (which has
-        a ``table`` column naming each row's table and a ``label`` column per estimator)."""
-        return []
+        a ``table`` column naming each row's table and a ``label`` column per estimator): those
+        of ``figures_module``, or none."""
+        if not cls.figures_module:
+            return []
+        return importlib.import_module(cls.figures_module).summary_lines(summary)
 
     @classmethod
     def figures(cls, summary: pd.DataFrame, style: Style) -> Iterator[tuple[str, Figure]]:
         """(file stem, figure) pairs from the same table; ``style`` gives each estimator label
-        its colour, marker and dashes, the same in every figure."""
-        return iter(())
+        its colour, marker and dashes, the same in every figure: those of ``figures_module``."""
+        if not cls.figures_module:
+            return iter(())
+        return importlib.import_module(cls.figures_module).figures(summary, style)
 
 
 def estimator_columns(estimator: Estimator) -> dict:

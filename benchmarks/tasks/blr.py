@@ -21,7 +21,7 @@ import copy
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 import pandas as pd
@@ -34,9 +34,7 @@ from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, estim
 from estimators.base import ConfigError, Estimator, positive_number, require_int
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-    from benchmarks.tasks.base import Style
+    pass
 
 DATA = ("breast_cancer",)
 DIM = 31  # breast_cancer's 30 features and the bias
@@ -136,6 +134,7 @@ class BLRTask(Task):
 
     name = "blr"
     tables = ("train",)
+    figures_module = "benchmarks.tasks.blr_figures"
     summary_columns: ClassVar[dict[str, list[str]]] = {
         "train": [
             "estimator",
@@ -166,18 +165,6 @@ class BLRTask(Task):
     def summary_rows(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
         """The printed row: the last evaluation."""
         return table.tail(1)
-
-    @classmethod
-    def summary_lines(cls, summary: pd.DataFrame) -> list[str]:
-        from benchmarks.tasks import blr_figures
-
-        return blr_figures.summary_lines(summary)
-
-    @classmethod
-    def figures(cls, summary: pd.DataFrame, style: Style) -> Iterator[tuple[str, Figure]]:
-        from benchmarks.tasks import blr_figures
-
-        return blr_figures.figures(summary, style)
 
     def run(self, make_estimator: EstimatorFactory, context: Context) -> Result:
         """The training loop (a step on each batch of each epoch), evaluated every

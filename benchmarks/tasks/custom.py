@@ -32,10 +32,7 @@ from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, estim
 from estimators.base import ConfigError, Estimator, require_int
 
 if TYPE_CHECKING:
-    import pandas as pd
-    from matplotlib.figure import Figure
-
-    from benchmarks.tasks.base import Style
+    pass
 
 log = logging.getLogger(__name__)
 Params = dict[str, torch.Tensor]
@@ -155,6 +152,7 @@ class CustomTask(Task):
 
     name = "custom"
     tables = ("metrics",)
+    figures_module = "benchmarks.tasks.custom_figures"
     summary_columns: ClassVar[dict[str, list[str]]] = {
         "metrics": [
             "estimator",
@@ -441,15 +439,3 @@ class CustomTask(Task):
                 }
             )
         return Result({"metrics": pd.DataFrame(rows)})
-
-    @classmethod
-    def summary_lines(cls, summary: pd.DataFrame) -> list[str]:
-        from benchmarks.tasks import custom_figures
-
-        return custom_figures.summary_lines(summary)
-
-    @classmethod
-    def figures(cls, summary: pd.DataFrame, style: Style) -> Iterator[tuple[str, Figure]]:
-        from benchmarks.tasks import custom_figures
-
-        return custom_figures.figures(summary, style)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 import pandas as pd
@@ -35,9 +35,7 @@ from estimators.base import ConfigError, Estimator, positive_number, require_int
 from estimators.objectives import OBJECTIVES, Objective
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-    from benchmarks.tasks.base import Style
+    pass
 
 NETWORKS = {"encoder": ("A", "b", "log_sigma"), "decoder": ("mu",)}
 INITS = ("optimal", "perturbed")
@@ -158,6 +156,7 @@ class GaussianLVMTask(Task):
 
     name = "gaussian_lvm"
     tables = ("snr",)
+    figures_module = "benchmarks.tasks.gaussian_lvm_figures"
     summary_columns: ClassVar[dict[str, list[str]]] = {
         "snr": ["estimator", "objective", "K", "network", "grad_var", "snr", "z_vs_reparam"]
     }
@@ -263,15 +262,3 @@ class GaussianLVMTask(Task):
                     }
                 )
         return Result({"snr": pd.DataFrame(rows)})
-
-    @classmethod
-    def summary_lines(cls, summary: pd.DataFrame) -> list[str]:
-        from benchmarks.tasks import gaussian_lvm_figures
-
-        return gaussian_lvm_figures.summary_lines(summary)
-
-    @classmethod
-    def figures(cls, summary: pd.DataFrame, style: Style) -> Iterator[tuple[str, Figure]]:
-        from benchmarks.tasks import gaussian_lvm_figures
-
-        return gaussian_lvm_figures.figures(summary, style)

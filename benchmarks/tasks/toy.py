@@ -82,6 +82,7 @@ class Toy(Task):
     metrics.csv), ``costs`` and ``dtype`` and implements the methods that raise here."""
 
     tables = ("metrics", "optimize")
+    figures_module = "benchmarks.tasks.toy_summary"
     summary_columns: ClassVar[dict[str, list[str]]] = {
         "metrics": [
             "estimator",
@@ -470,18 +471,6 @@ class Toy(Task):
         if table["exact_mean"].equals(table["exact_grad"]):
             return table.drop(columns="exact_mean")
         return table
-
-    @classmethod
-    def summary_lines(cls, summary: pd.DataFrame) -> list[str]:
-        from benchmarks.tasks import toy_summary
-
-        return toy_summary.summary_lines(summary)
-
-    @classmethod
-    def figures(cls, summary, style):
-        from benchmarks.tasks import toy_figures
-
-        return toy_figures.figures(summary, style)
 
 
 def learned_columns(estimator: Estimator) -> dict[str, float]:

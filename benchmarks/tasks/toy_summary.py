@@ -1,5 +1,6 @@
 """The toys' sections of summary.md, from their tables: the variance at the k nearest 1 with the
-largest z-scores, the variance against the Bernoulli logit, and the optimizations' last steps."""
+largest z-scores, the variance against the Bernoulli logit, and the optimizations' last steps.
+With ``toy_figures.figures`` beside them, the toys' ``figures_module``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from benchmarks.tasks.toy_figures import (
     sigmoid,
     theta_sweep,
     with_evaluations,
+)
+from benchmarks.tasks.toy_figures import (
+    figures as figures,  # re-exported: the toys' figures_module has both
 )
 
 

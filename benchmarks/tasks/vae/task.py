@@ -3,20 +3,19 @@ work, a training run per estimator, and the tables and summary rows it declares.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pandas as pd
 from omegaconf import OmegaConf
 
 from benchmarks import data
-from benchmarks.tasks.base import Context, EstimatorFactory, Result, Style, Task
+from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task
 from benchmarks.tasks.vae.settings import check_estimator, resolve, validate
 from benchmarks.tasks.vae.train import TABLES, Trainer
 from estimators.baselines import SUPPLIED, Supplied
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    pass
 
 
 class VAETask(Task):
@@ -25,6 +24,7 @@ class VAETask(Task):
 
     name = "vae"
     tables = TABLES
+    figures_module = "benchmarks.tasks.vae.figures"
     summary_columns = {
         "eval": [
             "estimator",
@@ -49,18 +49,6 @@ class VAETask(Task):
         if name == "grad_var" and not table.empty:
             return table[table.param == "total"]
         return table
-
-    @classmethod
-    def summary_lines(cls, summary: pd.DataFrame) -> list[str]:
-        from benchmarks.tasks.vae import figures
-
-        return figures.summary_lines(summary)
-
-    @classmethod
-    def figures(cls, summary: pd.DataFrame, style: Style) -> Iterator[tuple[str, Figure]]:
-        from benchmarks.tasks.vae import figures
-
-        return figures.figures(summary, style)
 
     def run(self, make_estimator: EstimatorFactory, context: Context) -> Result:
         """Train, measure and checkpoint (resuming where ``resume=true``); the tables and status."""
