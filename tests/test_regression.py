@@ -5,6 +5,7 @@ scaled by 1.1 and a DisARM weight off by 10% each fail; a registered estimator o
 from __future__ import annotations
 
 import json
+import statistics
 
 import pandas as pd
 import pytest
@@ -120,12 +121,20 @@ def test_compare_flags_growth_beyond_the_threshold_and_missing_benchmarks():
     assert [line.split(":")[0] for line in failures] == ["b", "c"]
 
 
+def steady_ratio() -> dict[str, float]:
+    """The toy case's ratio as the gate sees it, steadied for a shared machine: the median of
+    three interleaved measurements of 101 rounds each (sub-millisecond timings)."""
+    ratios = [
+        timing.interleaved_ratio(*timing.toy_case("reparam"), rounds=101)[0] for _ in range(3)
+    ]
+    return {"toy": statistics.median(ratios)}
+
+
 def test_the_timing_gate_fails_a_5x_slowdown_injected_into_an_estimator(monkeypatch):
-    # 5x rather than just past the gate's 2x: sub-millisecond timings on a shared 2-core CI
-    # machine have moved the measured slowdown of a 3x injection down to 1.7x.
-    baseline = {"toy": timing.interleaved_ratio(*timing.toy_case("reparam"))[0]}
-    unchanged = {"toy": timing.interleaved_ratio(*timing.toy_case("reparam"))[0]}
-    assert timing.compare(unchanged, baseline, timing.THRESHOLD) == []
+    # 5x rather than just past the gate's 2x: on a busy shared 2-core CI machine a 3x injection
+    # once measured only x1.7.
+    baseline = steady_ratio()
+    assert timing.compare(steady_ratio(), baseline, timing.THRESHOLD) == []
     original = Reparam.estimate
 
     def five_times_slower(self, dist, f, num_samples):
@@ -134,7 +143,7 @@ def test_the_timing_gate_fails_a_5x_slowdown_injected_into_an_estimator(monkeypa
         return original(self, dist, f, num_samples)
 
     monkeypatch.setattr(Reparam, "estimate", five_times_slower)
-    slowed = {"toy": timing.interleaved_ratio(*timing.toy_case("reparam"))[0]}
+    slowed = steady_ratio()
     assert timing.compare(slowed, baseline, timing.THRESHOLD), (slowed, baseline)
 
 

@@ -134,7 +134,10 @@ def test_a_run_into_a_used_folder_replaces_the_earlier_runs_outputs(tmp_path):
         (["estimator=nvil"], "estimator=nvil works with task=vae only"),
         (["threads=0"], "threads=0: must be a positive integer or null"),
         (["estimator=nope"], "estimator='nope': accepted estimators are arm, disarm,"),
-        (["task=nope"], "task='nope': accepted tasks are bernoulli, blr, custom, gaussian, vae"),
+        (
+            ["task=nope"],
+            "task='nope': accepted tasks are bernoulli, blr, custom, gaussian, gaussian_lvm, vae",
+        ),
         (["task=vae", "dataset=mnst"], "dataset='mnst': accepted datasets are digits,"),
         (["logger=wandb"], "logger='wandb': accepted loggers are mlflow, none, tensorboard"),
         (
