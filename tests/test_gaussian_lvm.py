@@ -3,6 +3,8 @@ optimum, DReG agreeing with the pathwise IWAE gradient and STL not, and bad inpu
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from cli import run
@@ -124,3 +126,17 @@ def test_a_bad_key_is_one_line_on_the_command_line():
         "error: task.objectives=['elbo']: estimator 'dreg' estimates none of them; estimators "
         "that do: reinforce, reinforce_baseline, reparam, stl"
     ], out.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["dreg", "vimco", "reinforce_baseline"])
+def test_the_measurement_at_k_1000_and_m_1000_takes_under_30_seconds(name):
+    """The issue's limit on 2 cores, for the costliest estimators: VIMCO's K leave-one-out
+    bounds (quadratic in K in a naive form, 11 s here) and the baseline's two sets of draws."""
+    data = gaussian_lvm.dataset(20, 1024, 42)
+    params = gaussian_lvm.initial_parameters(data, "perturbed", 0.01, 0)
+    start = time.perf_counter()
+    gaussian_lvm.gradient_estimates(
+        estimators.build(name), params, data[0], Objective("iwae", 1000), 1000
+    )
+    assert time.perf_counter() - start < 30
