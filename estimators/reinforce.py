@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch.distributions import Distribution
 
-from estimators.base import ConfigError, CostFn, Estimator, register, score_surrogate
+from estimators.base import CostFn, Estimator, register, score_surrogate
 from estimators.control_variates import (
     COEFFICIENT_DRAWS,
     TakesControlVariate,
@@ -68,11 +68,6 @@ class Reinforce(TakesControlVariate, Estimator):
     ) -> torch.Tensor:
         """The score function of the whole estimate: (L - b) grad sum_k log q(z_k) plus L's
         gradient at the drawn z (b = 0 here; ``reinforce_baseline`` supplies one)."""
-        if self.control_variate is not None:
-            raise ConfigError(
-                "estimator.control_variate=delta: the control variate serves E[f] for a given f, "
-                "not multi-sample objectives; leave it unset"
-            )
         return objective_score_surrogate(dist, log_joint, objective, num_samples, lambda L: 0.0)
 
 

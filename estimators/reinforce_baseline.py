@@ -90,16 +90,20 @@ class ReinforceBaseline(Estimator):
             return fz + score_terms(dist, z, {p: signal - b for p, b in baselines.items()})
         return score_surrogate(fz, dist.log_prob(z), self.baseline(fz))
 
-    def estimate_objective(
-        self, dist: Distribution, log_joint: LogJoint, objective: Objective, num_samples: int
-    ) -> torch.Tensor:
-        """REINFORCE for the objective with the baseline over its ``num_samples`` independent
-        estimates (leave-one-out: the mean of the others, each from its own K draws)."""
+    def check_objective(self, dist: Distribution, objective: Objective, num_samples: int) -> None:
+        """The base checks, and a baseline the objective path takes (loo or ema), before work."""
         if self.per_parameter or self.baseline is None:
             raise ConfigError(
                 f"baseline={self.options()['baseline']}: multi-sample objectives take the "
                 "baseline loo or ema"
             )
+        super().check_objective(dist, objective, num_samples)
+
+    def estimate_objective(
+        self, dist: Distribution, log_joint: LogJoint, objective: Objective, num_samples: int
+    ) -> torch.Tensor:
+        """REINFORCE for the objective with the baseline over its ``num_samples`` independent
+        estimates (leave-one-out: the mean of the others, each from its own K draws)."""
         return objective_score_surrogate(dist, log_joint, objective, num_samples, self.baseline)
 
     def state_dict(self) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Distribution
 
-from estimators.base import ConfigError, CostFn, Estimator, base_distribution, register
+from estimators.base import CostFn, Estimator, base_distribution, register
 from estimators.control_variates import (
     COEFFICIENT_DRAWS,
     TakesControlVariate,
@@ -75,10 +75,5 @@ class Reparam(TakesControlVariate, Estimator):
     ) -> torch.Tensor:
         """The pathwise gradient of the objective: through z and through q's parameters in
         log q alike (for IWAE, the gradient whose encoder SNR falls like 1/sqrt(K))."""
-        if self.control_variate is not None:
-            raise ConfigError(
-                "estimator.control_variate=delta: the control variate serves E[f] for a given f, "
-                "not multi-sample objectives; leave it unset"
-            )
         z = dist.rsample((num_samples, objective.num_samples))
         return objective.reduce(log_joint(z) - dist.log_prob(z))
