@@ -198,3 +198,24 @@ def test_a_plain_only_estimator_on_iwae_gets_one_line_from_the_command_line(tmp_
         f"with task.latent=bernoulli: {BERNOULLI_IWAE}"
     )
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_the_objective_speed_benchmark_times_each_estimator_against_its_reference(tmp_path):
+    out = tmp_path / "speed.csv"
+    args = ["--repeats=1", "--steps=1", "--ks", "2", "3", f"--out={out}"]
+    done = run(*args, module="benchmarks.bench_vae_objectives")
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out)
+    assert set(zip(table.latent, table.estimator, strict=True)) == {
+        ("gaussian", "reparam"),
+        ("gaussian", "stl"),
+        ("gaussian", "dreg"),
+        ("bernoulli", "reinforce_baseline"),
+        ("bernoulli", "vimco"),
+    }
+    assert set(table.K) == {2, 3} and (table.ms_per_step > 0).all()
+    references = table[table.estimator == table.reference]
+    assert (references.ratio == 1.0).all() and (references.ratio_per_evaluation == 1.0).all()
+    loo = table[table.estimator == "reinforce_baseline"]
+    assert (loo.evaluations == 2 * loo.K).all() and table.machine.str.contains("cores").all()
