@@ -39,7 +39,7 @@ def test_a_short_iwae_run_per_estimator_writes_finite_tables(tmp_path, latent, n
     s = 2 if name == "reinforce_baseline" else 1  # the leave-one-out baseline needs 2 estimates
     for table in ("train", "eval", "grad_var"):
         written = pd.read_csv(tmp_path / f"{table}.csv")
-        assert set(written.objective) == {"iwae"} and set(written.K) == {5}, table
+        assert set(written.objective_name) == {"iwae"} and set(written.K) == {5}, table
         assert set(written.num_samples) == {s} and set(written.evaluations) == {5 * s}, table
     train_table, evals = tables["train"], tables["eval"]
     assert train_table.step.tolist() == list(range(1, 17))
@@ -57,7 +57,7 @@ def test_a_short_iwae_run_per_estimator_writes_finite_tables(tmp_path, latent, n
 def test_stl_trains_the_elbo_on_the_objective_path_with_k_draws(tmp_path):
     tables = train(tmp_path, "estimator=stl", "task.num_samples=3", "task.max_steps=4")
     evals = tables["eval"]
-    assert set(evals.objective) == {"elbo"} and set(evals.K) == {3}
+    assert set(evals.objective_name) == {"elbo"} and set(evals.K) == {3}
     assert (evals.test_objective == evals.test_elbo).all()
 
 
@@ -67,7 +67,7 @@ def test_the_plain_elbo_path_records_its_objective_and_is_the_default(tmp_path):
     for name in ("train", "eval", "grad_var"):
         a, b = (t[name].drop(columns="time_s", errors="ignore") for t in (default, named))
         pd.testing.assert_frame_equal(a, b, check_exact=True)
-        assert set(a.objective) == {"elbo"} and set(a.K) == {1}
+        assert set(a.objective_name) == {"elbo"} and set(a.K) == {1}
     assert (default["eval"].test_objective == default["eval"].test_elbo).all()
 
 
@@ -219,3 +219,22 @@ def test_the_objective_speed_benchmark_times_each_estimator_against_its_referenc
     assert (references.ratio == 1.0).all() and (references.ratio_per_evaluation == 1.0).all()
     loo = table[table.estimator == "reinforce_baseline"]
     assert (loo.evaluations == 2 * loo.K).all() and table.machine.str.contains("cores").all()
+
+
+@pytest.mark.slow  # about 6 s: five short runs and the figures
+def test_iwae_runs_get_a_figure_per_k_and_summary_rows_apart_from_the_elbo_runs(tmp_path):
+    from benchmarks import plot
+
+    train(tmp_path / "elbo", "task.max_steps=4")
+    for name, k in (("reparam", 2), ("reparam", 3), ("dreg", 2)):
+        args = ("task.max_steps=4", "task.objective=iwae", f"task.num_samples={k}")
+        train(tmp_path / f"{name}_{k}", f"estimator={name}", *args)
+    written, statuses = plot.plot(tmp_path)
+    assert set(statuses.status) == {"completed"}
+    stems = {p.stem for p in written if p.parent.name == "plots"}
+    assert stems == {"vae_digits", "vae_digits_iwae"}
+    text = (tmp_path / "summary.md").read_text()
+    assert "| digits | elbo | 1 | Reparameterization |" in text
+    for k, label in ((2, "Reparameterization"), (3, "Reparameterization"), (2, "DReG")):
+        assert f"| digits | iwae | {k} | {label} |" in text
+    assert "| test_iwae_sd | test_objective | test_objective_sd |" in text

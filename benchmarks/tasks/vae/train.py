@@ -303,7 +303,8 @@ class Trainer:
             "seed": self.seed,
             "device": self.device.type,
             "num_samples": self.num_samples,
-            "objective": self.objective.name if self.objective else "elbo",
+            # not "objective": the toy task's tables have a numeric column of that name
+            "objective_name": self.objective.name if self.objective else "elbo",
             "K": self.objective.num_samples if self.objective else 1,
             "evaluations": self.evaluations,
             "latent": self.task.latent,
