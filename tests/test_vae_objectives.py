@@ -10,14 +10,20 @@ import pandas as pd
 import pytest
 import torch
 from cli import run
+from hydra.utils import instantiate
 from scipy import stats
-from test_vae import train
+from test_vae import config, train, whole_and_resumed
 
 import estimators
 from benchmarks import data
 from benchmarks.tasks.vae import models, probe
 from estimators.base import ConfigError
 from estimators.objectives import Objective
+
+
+def printed_eval(table: pd.DataFrame) -> pd.DataFrame:
+    """The ``eval`` rows and columns the runner prints for a VAE run."""
+    return instantiate(config().task).summary_rows("eval", table)
 
 
 @pytest.mark.parametrize(
@@ -50,6 +56,7 @@ def test_a_short_iwae_run_per_estimator_writes_finite_tables(tmp_path, latent, n
     assert evals.test_objective.map(math.isfinite).all()
     assert (evals.test_objective >= evals.test_elbo - 1.0).all()
     assert evals.test_iwae.iloc[-1] >= evals.test_objective.iloc[-1] - 1.0
+    assert {"objective_name", "K", "test_objective"} <= set(printed_eval(evals))
     totals = tables["grad_var"].query("param == 'total'").total_var
     assert (totals > 0).all() and totals.map(math.isfinite).all()
 
@@ -69,6 +76,8 @@ def test_the_plain_elbo_path_records_its_objective_and_is_the_default(tmp_path):
         pd.testing.assert_frame_equal(a, b, check_exact=True)
         assert set(a.objective_name) == {"elbo"} and set(a.K) == {1}
     assert (default["eval"].test_objective == default["eval"].test_elbo).all()
+    shown = printed_eval(default["eval"])  # as before the objective path
+    assert not {"objective_name", "K", "test_objective"} & set(shown.columns)
 
 
 @pytest.mark.parametrize("latent", ["gaussian", "bernoulli", "categorical"])
@@ -238,3 +247,42 @@ def test_iwae_runs_get_a_figure_per_k_and_summary_rows_apart_from_the_elbo_runs(
     for k, label in ((2, "Reparameterization"), (3, "Reparameterization"), (2, "DReG")):
         assert f"| digits | iwae | {k} | {label} |" in text
     assert "| test_iwae_sd | test_objective | test_objective_sd |" in text
+
+
+@pytest.mark.slow  # three epochs, twice
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("estimator=dreg", "task.objective=iwae"),
+        ("estimator=reinforce_baseline", "estimator.baseline=ema", "task.objective=iwae"),
+    ],
+)
+def test_an_iwae_run_resumes_with_the_same_numbers(tmp_path, monkeypatch, args):
+    # the moving-average baseline's state travels in the checkpoint on the objective path too
+    whole, resumed = whole_and_resumed(tmp_path, monkeypatch, (*args, "task.batch_size=256"))
+    for name in ("train", "eval", "grad_var"):
+        a, b = (t[name].drop(columns="time_s", errors="ignore") for t in (whole, resumed))
+        pd.testing.assert_frame_equal(a, b)
+    assert set(whole["eval"].objective_name) == {"iwae"}
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("estimator=dreg",),
+        ("estimator=reinforce_baseline",),
+        ("estimator=vimco", "task.latent=bernoulli"),
+        ("estimator=rws", "task.latent=categorical"),
+    ],
+)
+def test_a_short_iwae_run_on_the_gpu(tmp_path, args):
+    tables = train(tmp_path, "task.objective=iwae", *args, device=torch.device("cuda"))
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "completed"
+    final = tables["eval"].iloc[-1]
+    assert math.isfinite(final.test_objective) and final.test_iwae >= final.test_elbo - 1.0
+    totals = tables["grad_var"].query("param == 'total'").total_var
+    assert (totals > 0).all() and totals.map(math.isfinite).all()

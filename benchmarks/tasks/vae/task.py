@@ -35,10 +35,13 @@ class VAETask(Task):
             "estimator",
             "options",
             "dataset",
+            "objective_name",
+            "K",
             "epoch",
             "step",
             "time_s",
             "test_elbo",
+            "test_objective",
             "test_iwae",
         ],
         "grad_var": ["estimator", "options", "step", "M", "total_var", "mean_log_var", "snr"],
@@ -51,9 +54,12 @@ class VAETask(Task):
         validate(self.cfg, context.config.dataset.name, estimator)
 
     def summary_rows(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
-        """The printed rows: of ``grad_var``, the totals over the encoder's parameters."""
+        """The printed rows: of ``grad_var``, the totals over the encoder's parameters; of an ELBO
+        run's ``eval``, the columns as before the objective path (no objective, K, bound at K)."""
         if name == "grad_var" and not table.empty:
             return table[table.param == "total"]
+        if name == "eval" and set(table.get("objective_name", [])) <= {"elbo"}:
+            return table.drop(columns=["objective_name", "K", "test_objective"], errors="ignore")
         return table
 
     @classmethod
