@@ -191,7 +191,8 @@ GAUSSIAN_IWAE = "dreg, reinforce, reinforce_baseline, reparam, rws, stl, vimco"
         ),
         (
             ["estimator=dreg"],
-            "task.objective=elbo: estimator 'dreg' does not estimate it; estimators that do "
+            "task.objective=elbo: estimator 'dreg' does not estimate it (it serves iwae); "
+            "estimators that do "
             "with task.latent=gaussian: reinforce, reinforce_baseline, reparam, stl",
         ),
         (

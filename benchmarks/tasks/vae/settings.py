@@ -106,9 +106,10 @@ def check_objective(estimator: Estimator, task: DictConfig, objective: Objective
     those that do), takes too few importance samples, or has an option the path refuses."""
     if objective.name not in estimator.objectives:
         serving = ", ".join(objective_estimators(objective.name, task.latent))
+        its = f" (it serves {', '.join(estimator.objectives)})" if estimator.objectives else ""
         raise ConfigError(
             f"task.objective={objective.name}: estimator '{estimator.name}' does not estimate "
-            f"it; estimators that do with task.latent={task.latent}: {serving}"
+            f"it{its}; estimators that do with task.latent={task.latent}: {serving}"
         )
     h = torch.zeros(1, encoder_size(task.latent, 1, task.categories))
     q = posterior(h, task.latent, task.categories)
