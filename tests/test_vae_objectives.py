@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import pandas as pd
 import pytest
@@ -315,3 +316,26 @@ def test_a_short_iwae_run_on_the_gpu(tmp_path, args):
     assert math.isfinite(final.test_objective) and final.test_iwae >= final.test_elbo - 1.0
     totals = tables["grad_var"].query("param == 'total'").total_var
     assert (totals > 0).all() and totals.map(math.isfinite).all()
+
+
+def test_the_objective_speed_benchmark_on_cuda_without_a_gpu_says_so(monkeypatch, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    from benchmarks import bench_vae_objectives
+
+    monkeypatch.setattr(sys, "argv", ["bench_vae_objectives", "--device=cuda"])
+    with pytest.raises(SystemExit) as stop:
+        bench_vae_objectives.main()
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --device='cuda': no CUDA device is available here; use cpu or auto"
+    )
+
+
+@needs_cuda
+def test_the_objective_speed_benchmark_runs_on_the_gpu(tmp_path):
+    out = tmp_path / "speed.csv"
+    args = ["--device=cuda", "--repeats=1", "--steps=1", f"--out={out}"]
+    done = run(*args, module="benchmarks.bench_vae_objectives")
+    assert done.returncode == 0, done.stderr
+    assert pd.read_csv(out).machine.str.contains("GPU").all()
