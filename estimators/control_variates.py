@@ -239,15 +239,6 @@ class TakesControlVariate:
         if self.control_variate is not None:
             self.differentiates_f = True  # the expansion differentiates f twice
 
-    def check_objective(self, dist, objective, num_samples) -> None:
-        """The control variate serves E[f] only: an objective with one set is refused."""
-        if self.control_variate is not None:
-            raise ConfigError(
-                "estimator.control_variate=delta: the control variate serves E[f] for a given f, "
-                "not multi-sample objectives; leave it unset"
-            )
-        super().check_objective(dist, objective, num_samples)
-
     def options(self) -> dict:
         if self.control_variate is None:
             return {}
@@ -267,6 +258,15 @@ class TakesControlVariate:
         if self.control_variate is not None:
             self.control_variate.check(dist, "control_variate")
         super().check(dist, num_samples)
+
+    def check_objective(self, dist: Distribution, objective, num_samples: int) -> None:
+        """Refuse the control variate on the objective path before any work: it serves E[f]."""
+        if self.control_variate is not None:
+            raise ConfigError(
+                "estimator.control_variate=delta: the control variate serves E[f] for a given f, "
+                "not multi-sample objectives; leave it unset"
+            )
+        super().check_objective(dist, objective, num_samples)
 
     def coefficients(self, estimate_jacobians) -> dict[str, torch.Tensor | float]:
         """Per parameter, beta: the fixed number, or ``estimated_coefficient`` of the per-draw

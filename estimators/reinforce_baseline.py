@@ -91,6 +91,7 @@ class ReinforceBaseline(Estimator):
         return score_surrogate(fz, dist.log_prob(z), self.baseline(fz))
 
     def check_objective(self, dist: Distribution, objective: Objective, num_samples: int) -> None:
+        """The base checks, and a baseline the objective path takes (loo or ema), before work."""
         if self.per_parameter or self.baseline is None:
             raise ConfigError(
                 f"baseline={self.options()['baseline']}: multi-sample objectives take the "

@@ -223,3 +223,18 @@ def test_an_unknown_objective_and_a_control_variate_are_refused_in_one_line():
         estimators.build("reparam", control_variate="delta").surrogate(
             NORMAL_Q, lambda z: z.sum(-1), Objective("iwae", 2), 1
         )
+
+
+@pytest.mark.parametrize(
+    "name, options, line",
+    [
+        ("reinforce_baseline", {"baseline": "hook"}, "baseline=hook: multi-sample objectives"),
+        ("reinforce_baseline", {"baseline": "optimal"}, "baseline=optimal: multi-sample"),
+        ("reparam", {"control_variate": "delta"}, "control_variate=delta: the control variate"),
+        ("reinforce", {"control_variate": "delta"}, "control_variate=delta: the control variate"),
+    ],
+)
+def test_an_option_the_objective_path_refuses_is_caught_by_check_objective(name, options, line):
+    # A task validates with check_objective before any work: it must refuse what the call would.
+    with pytest.raises(ConfigError, match=line):
+        estimators.build(name, **options).check_objective(NORMAL_Q, Objective("iwae", 2), 2)

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from benchmarks import data
 from benchmarks.tasks.vae.models import VAE, LinearGaussianVAE
+from estimators.objectives import Objective
 
 
 @torch.no_grad()
@@ -56,9 +57,12 @@ def evaluation_row(
     task: DictConfig,
     seed: int,
     final: bool,
+    objective: Objective | None = None,
 ) -> dict:
     """The ``eval`` table's measures after an epoch, drawn from their own ``seed`` (the run's
-    random stream is left as it was); the IWAE bound only at the end (``final``)."""
+    random stream is left as it was); the IWAE bound only at the end (``final``). The training
+    objective on the test set, ``test_objective``: the ELBO, or the IWAE bound at the training K
+    (drawn last, so that the other measures are drawn as in an ELBO run)."""
     devices = [train_x.device] if train_x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
@@ -78,4 +82,9 @@ def evaluation_row(
                 model, dataset.test, task.iwae_k, task.eval_batch_size, task.iwae_chunk
             )
             row["iwae_k"] = task.iwae_k
+        row["test_objective"] = row["test_elbo"]
+        if objective is not None and objective.name == "iwae":
+            row["test_objective"] = iwae_bound(
+                model, dataset.test, objective.num_samples, task.eval_batch_size, task.iwae_chunk
+            )
     return row

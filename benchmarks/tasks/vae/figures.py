@@ -1,6 +1,6 @@
 """The VAE's summary section and figures, from its tables (``train``, ``eval``, ``grad_var``):
 training curves over seeds by step and wall-clock, test ELBO per epoch, encoder gradient
-variance."""
+variance; for runs on the IWAE bound, the test bound per estimator and K."""
 
 from __future__ import annotations
 
@@ -23,9 +23,59 @@ def vae_latents(summary: pd.DataFrame) -> pd.Series:
     return summary["latent"].fillna("gaussian")
 
 
+def vae_objectives(summary: pd.DataFrame) -> pd.Series:
+    """Each row's training objective (runs from before ``task.objective`` have none: the ELBO)."""
+    if "objective_name" not in summary:
+        return pd.Series("elbo", index=summary.index)
+    return summary["objective_name"].fillna("elbo")
+
+
+def iwae_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) -> plt.Figure:
+    """The final test IWAE bounds of runs trained on IWAE, per estimator against the training K:
+    at that K, and with ``iwae_k`` samples; mean and sd over seeds."""
+    here = (summary["dataset"] == dataset) & (vae_latents(summary) == latent)
+    evals = summary[(summary["table"] == "eval") & here & (vae_objectives(summary) == "iwae")]
+    final = evals.sort_values("step").groupby("run").tail(1)
+    ks = ", ".join(str(int(k)) for k in sorted(final["iwae_k"].dropna().unique()))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    panels = [
+        ("test_objective", "test IWAE-K bound (nats)", "Test bound at the training K"),
+        ("test_iwae", f"test IWAE-{ks or '?'} bound (nats)", "Test log-likelihood bound"),
+    ]
+    for ax, (y, ylabel, title) in zip(axes, panels, strict=True):
+        sns.lineplot(
+            data=final,
+            x="K",
+            y=y,
+            hue="label",
+            palette=style.colors,
+            style="label",
+            dashes=style.dashes,
+            markers=style.markers,
+            errorbar="sd",
+            ax=ax,
+            legend=False,
+        )
+        ax.set_xscale("log")
+        trained = sorted(int(k) for k in final["K"].dropna().unique())
+        ax.set_xticks(trained, [str(k) for k in trained])
+        ax.minorticks_off()
+        ax.ticklabel_format(axis="y", useOffset=False)
+        ax.set(xlabel="K, importance samples in training", ylabel=ylabel, title=title)
+    handles = line_handles(style, final["label"])
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), frameon=False)
+    family = "" if latent == "gaussian" else f" ({latent} latent)"
+    seeds = final["seed"].nunique()
+    over = "1 seed" if seeds == 1 else f"mean over {seeds} seeds, bars ±1 sd"
+    fig.suptitle(f"VAE on {dataset}{family} trained on the IWAE bound: {over}")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig
+
+
 def vae_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) -> plt.Figure:
     """Training curves over seeds: the mean with a band of one standard deviation."""
     here = (summary["dataset"] == dataset) & (vae_latents(summary) == latent)
+    here &= vae_objectives(summary) == "elbo"
     pick = lambda table: summary[(summary["table"] == table) & here]  # noqa: E731
     train, evals, grad_var = pick("train"), pick("eval"), pick("grad_var")
     grad_var = grad_var[grad_var["param"] == "total"]
@@ -100,25 +150,26 @@ def vae_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) -
 
 def summary_lines(summary: pd.DataFrame) -> list[str]:
     """The VAE's section of summary.md: each estimator's final test ELBO and IWAE bound, mean and
-    sd over seeds, per dataset (and latent family, where a discrete one is there)."""
+    sd over seeds, per dataset (and latent family, where a discrete one is there; and objective
+    and K with the test bound at the training K, where a run trained on the IWAE bound is)."""
     evals = summary[summary["table"] == "eval"]
     if evals.empty:
         return []
     final = evals.sort_values("step").groupby("run").tail(1)
-    final = final.assign(latent=vae_latents(final))
+    final = final.assign(latent=vae_latents(final), objective=vae_objectives(final))
     discrete = (final["latent"] != "gaussian").any()  # else the table as it always was
+    keys = ["dataset", "latent", "label"] if discrete else ["dataset", "label"]
+    measures = ["test_elbo", "test_iwae"]
+    if (final["objective"] != "elbo").any():  # runs on the IWAE bound: apart, per K
+        final = final.assign(K=final["K"].fillna(1).astype(int))
+        keys = [*keys[:-1], "objective", "K", "label"]
+        measures.append("test_objective")  # the IWAE bound at the training K
+    aggregates = {"seeds": ("seed", "nunique"), "steps": ("step", "median")}
+    for measure in measures:
+        aggregates[measure] = (measure, "mean")
+        aggregates[f"{measure}_sd"] = (measure, "std")
     table = (
-        final.groupby(["dataset", "latent", "label"] if discrete else ["dataset", "label"])
-        .agg(
-            seeds=("seed", "nunique"),
-            steps=("step", "median"),
-            test_elbo=("test_elbo", "mean"),
-            test_elbo_sd=("test_elbo", "std"),
-            test_iwae=("test_iwae", "mean"),
-            test_iwae_sd=("test_iwae", "std"),
-        )
-        .reset_index()
-        .rename(columns={"label": "estimator"})
+        final.groupby(keys).agg(**aggregates).reset_index().rename(columns={"label": "estimator"})
     )
     table["steps"] = table["steps"].round().astype(int)
     return [
@@ -128,9 +179,13 @@ def summary_lines(summary: pd.DataFrame) -> list[str]:
 
 
 def figures(summary: pd.DataFrame, style: Style) -> Iterator[tuple[str, plt.Figure]]:
-    """One figure of training curves per dataset and latent family."""
+    """One figure of training curves per dataset and latent family (ELBO runs), and one of the
+    test IWAE bounds per estimator and K where runs trained on the IWAE bound."""
     train = summary[summary["table"] == "train"].dropna(subset=["dataset"])
-    pairs = train[["dataset"]].assign(latent=vae_latents(train)).drop_duplicates()
-    for dataset, latent in pairs.itertuples(index=False):
+    runs = train[["dataset"]].assign(latent=vae_latents(train), objective=vae_objectives(train))
+    for dataset, latent, objective in runs.drop_duplicates().itertuples(index=False):
         stem = f"vae_{dataset}" if latent == "gaussian" else f"vae_{dataset}_{latent}"
-        yield stem, vae_figure(summary, style, dataset, latent)
+        if objective == "iwae":
+            yield f"{stem}_iwae", iwae_figure(summary, style, dataset, latent)
+        elif objective == "elbo":
+            yield stem, vae_figure(summary, style, dataset, latent)

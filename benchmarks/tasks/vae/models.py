@@ -1,5 +1,6 @@
 """The VAE's models: encoder and decoder per latent family, q(z|x), the exact KL, and the ELBO's
-two terms with the estimator's gradient (the one place the estimator is called).
+two terms or the objective's estimates with the estimator's gradient (the one place the estimator
+is called: ``elbo_terms`` and ``objective_estimates``, side by side).
 
 The default model is the canonical MLP VAE (Kingma and Welling 2014; pytorch/examples vae/main.py):
 a Gaussian encoder q(z|x), a standard-normal prior and a Bernoulli decoder p(x|z). The ELBO is
@@ -10,6 +11,10 @@ gradient is pathwise, as the contract gives any parameter that f depends on dire
 With ``task.latent=bernoulli`` (independent bits) or ``categorical`` (one-hot variables), both with
 a uniform prior, the estimator gets the whole learning signal f(b) = log p(x|b) + log p(b) -
 log q(b|x), as in the DisARM paper's VAE; q's direct part then gets the pathwise gradient.
+
+With ``task.objective=iwae`` (or an estimator of objectives only, such as ``stl``) the estimator
+gets the whole log joint p(x, z) through the multi-sample contract (``estimators.objectives``) and
+returns estimates of the ELBO or the IWAE bound over K draws: ``objective_estimates``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import estimators
 from benchmarks import data
 from estimators.base import Estimator
 from estimators.baselines import Supplied
+from estimators.objectives import Objective
 
 LATENTS = ("gaussian", "bernoulli", "categorical")
 # Hidden layers and their activation: ``mlp`` is the canonical example's; ``linear`` and
@@ -85,6 +91,18 @@ def estimators_for(latent: str) -> list[str]:
         name
         for name in estimators.names()
         if estimators.REGISTRY[name].plain and estimators.build(name).supports(q)
+    ]
+
+
+def objective_estimators(objective: str, latent: str) -> list[str]:
+    """The registered estimators of ``objective`` (elbo or iwae) through the multi-sample contract
+    that apply to this latent family: for error messages and sweeps."""
+    categories = 2 if latent == "categorical" else None
+    q = posterior(torch.zeros(1, encoder_size(latent, 1, categories)), latent, categories)
+    return [
+        name
+        for name in estimators.names()
+        if objective in estimators.REGISTRY[name].objectives and estimators.build(name).supports(q)
     ]
 
 
@@ -146,6 +164,14 @@ class VAE(nn.Module):
             + log_prior
             - discrete_log_q(h, z, self.latent, self.categories)
         )
+
+    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) + log p(z), standard-normal prior for a Gaussian latent and uniform for a
+        discrete one; z of shape ``[S, K, *batch, *event]`` gives ``[S, K, *batch]``."""
+        if self.latent == "gaussian":
+            return self.log_likelihood(x, z) + Normal(0.0, 1.0).log_prob(z).sum(-1)
+        states = 2 if self.latent == "bernoulli" else self.categories
+        return self.log_likelihood(x, z) - self.latent_dim * math.log(states)
 
     def kl(self, h: torch.Tensor) -> torch.Tensor:
         """The exact KL(q || prior) for a Gaussian latent; zero for a discrete one (f holds it)."""
@@ -218,13 +244,27 @@ def elbo_terms(
     model: VAE, estimator: Estimator, x: torch.Tensor, h: torch.Tensor, num_samples: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """f per draw [num_samples, *batch] with the estimator's gradient, and the exact KL (zero for
-    a discrete latent, whose f holds log p(b) - log q(b|x)): the one place the estimator is called.
+    a discrete latent, whose f holds log p(b) - log q(b|x)): the plain path's estimator call.
 
     The per-example ELBO is ``reconstruction.mean(0) - kl``.
     """
     f = lambda z: model.signal(x, h, z)  # noqa: E731
     reconstruction = estimator(model.posterior(h), f, num_samples)
     return reconstruction, model.kl(h)
+
+
+def objective_estimates(
+    model: VAE,
+    estimator: Estimator,
+    x: torch.Tensor,
+    h: torch.Tensor,
+    objective: Objective,
+    num_samples: int,
+) -> torch.Tensor:
+    """``num_samples`` estimates [num_samples, *batch] of the ELBO or IWAE bound over
+    ``objective.num_samples`` draws, with the estimator's gradient (the objective path's call)."""
+    log_joint = lambda z: model.log_joint(x, z)  # noqa: E731
+    return estimator.surrogate(model.posterior(h), log_joint, objective, num_samples)
 
 
 class LearnedBaseline(nn.Module):

@@ -9,27 +9,42 @@ import math
 import torch
 from torch.func import functional_call, vjp, vmap
 
-from benchmarks.tasks.vae.models import VAE, LinearGaussianVAE, elbo_terms
+from benchmarks.tasks.vae.models import VAE, LinearGaussianVAE, elbo_terms, objective_estimates
 from estimators.base import Estimator
+from estimators.objectives import Objective
 
 
 def probe_rows(
-    model: VAE, estimator: Estimator, x: torch.Tensor, num_samples: int, m: int, seed: int
+    model: VAE,
+    estimator: Estimator,
+    x: torch.Tensor,
+    num_samples: int,
+    m: int,
+    seed: int,
+    objective: Objective | None = None,
 ) -> list[dict]:
     """The probe's rows at one step: M estimates drawn from their own ``seed`` (the run's random
-    stream is left as it was), against the exact gradient where the model has one."""
+    stream is left as it was), against the exact gradient where the model has one (the ELBO's:
+    not for IWAE)."""
     devices = [x.device] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        grads = encoder_gradient_samples(model, estimator, x, num_samples, m)
-    exact = exact_encoder_gradient(model, x) if isinstance(model, LinearGaussianVAE) else None
+        grads = encoder_gradient_samples(model, estimator, x, num_samples, m, objective)
+    known = isinstance(model, LinearGaussianVAE) and (objective is None or objective.name == "elbo")
+    exact = exact_encoder_gradient(model, x) if known else None
     return gradient_variance_rows(grads, exact)
 
 
 def encoder_gradient_samples(
-    model: VAE, estimator: Estimator, x: torch.Tensor, num_samples: int, m: int
+    model: VAE,
+    estimator: Estimator,
+    x: torch.Tensor,
+    num_samples: int,
+    m: int,
+    objective: Objective | None = None,
 ) -> dict[str, torch.Tensor]:
-    """M independent estimates of the gradient of the batch's summed ELBO w.r.t. the encoder.
+    """M independent estimates of the gradient of the batch's summed ELBO (or ``objective``,
+    on the multi-sample path) w.r.t. the encoder.
 
     One vectorized pass: the encoder runs once; its output is broadcast into M copies, the
     estimator draws for all copies at once, one backward pass gives each copy its cotangent, and
@@ -41,10 +56,13 @@ def encoder_gradient_samples(
     h, encoder_vjp = vjp(lambda p: functional_call(model.encoder, p, (x,)), params)
     h_leaf = h.detach().requires_grad_()
     h_copies = h_leaf.expand(m, *h.shape)
-    reconstruction, kl = elbo_terms(
-        model, copy.deepcopy(estimator).eval(), x, h_copies, num_samples
-    )
-    total = (reconstruction.mean(0) - kl).sum()
+    estimator = copy.deepcopy(estimator).eval()
+    if objective is not None:
+        total = objective_estimates(model, estimator, x, h_copies, objective, num_samples)
+        total = total.mean(0).sum()
+    else:
+        reconstruction, kl = elbo_terms(model, estimator, x, h_copies, num_samples)
+        total = (reconstruction.mean(0) - kl).sum()
     (cotangents,) = torch.autograd.grad(total, (h_copies,))
     return vmap(encoder_vjp)(cotangents)[0]
 

@@ -8,10 +8,19 @@ import math
 import torch
 from omegaconf import DictConfig
 
-from benchmarks.tasks.vae.models import ARCHS, LATENTS, encoder_size, estimators_for, posterior
+from benchmarks.tasks.vae.models import (
+    ARCHS,
+    LATENTS,
+    encoder_size,
+    estimators_for,
+    objective_estimators,
+    posterior,
+)
 from estimators.base import ConfigError, Estimator, require_int
+from estimators.objectives import OBJECTIVES, Objective
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+DEFAULT_K = 5  # importance samples on the objective path where task.num_samples is null
 
 
 # The settings that default by latent family and dataset (null in the yaml): the Gaussian latent
@@ -73,8 +82,38 @@ def validate(task: DictConfig, dataset: str, estimator: Estimator) -> None:
     lr = task.lr
     if lr is not None and not (isinstance(lr, int | float) and lr > 0 and math.isfinite(lr)):
         raise ConfigError(f"task.lr={lr!r}: must be a positive number or null")
-    if task.num_samples is not None:
+    if task.objective not in OBJECTIVES:
+        raise ConfigError(
+            f"task.objective={task.objective!r}: accepted are {', '.join(OBJECTIVES)}"
+        )
+    objective = training_objective(task, estimator)
+    if objective is not None:
+        check_objective(estimator, task, objective)
+    elif task.num_samples is not None:
         estimator.check_num_samples(task.num_samples, "task.num_samples")
+
+
+def training_objective(task: DictConfig, estimator: Estimator) -> Objective | None:
+    """The objective of the multi-sample path, K = ``task.num_samples`` (null: DEFAULT_K); None
+    for the plain ELBO path (``objective=elbo`` with an estimator of E[f]), kept as it was."""
+    if task.objective == "elbo" and estimator.plain:
+        return None
+    return Objective(task.objective, DEFAULT_K if task.num_samples is None else task.num_samples)
+
+
+def check_objective(estimator: Estimator, task: DictConfig, objective: Objective) -> None:
+    """One line if the estimator does not serve the objective for this latent family (naming
+    those that do), takes too few importance samples, or has an option the path refuses."""
+    if objective.name not in estimator.objectives:
+        serving = ", ".join(objective_estimators(objective.name, task.latent))
+        its = f" (it serves {', '.join(estimator.objectives)})" if estimator.objectives else ""
+        raise ConfigError(
+            f"task.objective={objective.name}: estimator '{estimator.name}' does not estimate "
+            f"it{its}; estimators that do with task.latent={task.latent}: {serving}"
+        )
+    h = torch.zeros(1, encoder_size(task.latent, 1, task.categories))
+    q = posterior(h, task.latent, task.categories)
+    estimator.check_objective(q, objective, estimator.min_samples)
 
 
 def check_estimator(estimator: Estimator, task: DictConfig, num_samples: int) -> None:

@@ -10,7 +10,12 @@ from omegaconf import OmegaConf
 
 from benchmarks import data
 from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task
-from benchmarks.tasks.vae.settings import check_estimator, resolve, validate
+from benchmarks.tasks.vae.settings import (
+    check_estimator,
+    resolve,
+    training_objective,
+    validate,
+)
 from benchmarks.tasks.vae.train import TABLES, Trainer
 from estimators.baselines import SUPPLIED, Supplied
 
@@ -30,24 +35,31 @@ class VAETask(Task):
             "estimator",
             "options",
             "dataset",
+            "objective_name",
+            "K",
             "epoch",
             "step",
             "time_s",
             "test_elbo",
+            "test_objective",
             "test_iwae",
         ],
         "grad_var": ["estimator", "options", "step", "M", "total_var", "mean_log_var", "snr"],
     }
 
     def validate(self, estimator, context: Context) -> None:
-        """Every task key, and ``task.num_samples`` against the estimator; whether the estimator
-        applies to the latent family is checked by ``run`` once it is built, before any work."""
+        """Every task key, ``task.num_samples`` against the estimator, and on the objective path
+        (``task.objective``) whether the estimator serves it for the latent family; on the plain
+        ELBO path that is checked by ``run`` once the estimator is built, before any work."""
         validate(self.cfg, context.config.dataset.name, estimator)
 
     def summary_rows(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
-        """The printed rows: of ``grad_var``, the totals over the encoder's parameters."""
+        """The printed rows: of ``grad_var``, the totals over the encoder's parameters; of an ELBO
+        run's ``eval``, the columns as before the objective path (no objective, K, bound at K)."""
         if name == "grad_var" and not table.empty:
             return table[table.param == "total"]
+        if name == "eval" and set(table.get("objective_name", [])) <= {"elbo"}:
+            return table.drop(columns=["objective_name", "K", "test_objective"], errors="ignore")
         return table
 
     def run(self, make_estimator: EstimatorFactory, context: Context) -> Result:
@@ -55,14 +67,18 @@ class VAETask(Task):
         settings = resolve(self.cfg, context.config.dataset.name)
         task = OmegaConf.merge(self.cfg, settings)
         estimator = make_estimator()
+        objective = training_objective(task, estimator)
         supplied = None
-        if estimator.options().get("baseline") == SUPPLIED:  # NVIL: our learned b(x) is passed in
-            supplied = Supplied()
-            estimator = make_estimator(baseline=supplied)
-        num_samples = task.num_samples or estimator.min_samples
-        check_estimator(estimator, task, num_samples)
+        if objective is not None:  # S = the fewest independent estimates (loo: 2)
+            num_samples = estimator.min_samples
+        else:
+            if estimator.options().get("baseline") == SUPPLIED:  # NVIL: our learned b(x)
+                supplied = Supplied()
+                estimator = make_estimator(baseline=supplied)
+            num_samples = task.num_samples or estimator.min_samples
+            check_estimator(estimator, task, num_samples)
         dataset = data.load(context.config.dataset, context.seed).to(context.device)
-        trainer = Trainer(task, dataset, estimator, num_samples, context, supplied)
+        trainer = Trainer(task, dataset, estimator, num_samples, context, supplied, objective)
         if context.config.resume:
             trainer.resume()
         context.writer.json("model", settings)

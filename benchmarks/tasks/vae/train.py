@@ -1,6 +1,7 @@
-"""Training the VAE: one step on -ELBO, and a trainer whose loop reads as pytorch/examples
-vae/main.py does (for each epoch: a step on each batch, then evaluate, then checkpoint), with the
-gradient probe, the checkpoints, resuming and the divergence stop beside the loop."""
+"""Training the VAE: one step on -ELBO (or -IWAE), and a trainer whose loop reads as
+pytorch/examples vae/main.py does (for each epoch: a step on each batch, then evaluate, then
+checkpoint), with the gradient probe, the checkpoints, resuming and the divergence stop beside
+the loop."""
 
 from __future__ import annotations
 
@@ -24,12 +25,14 @@ from benchmarks.tasks.vae.models import (
     elbo_terms,
     encoder_size,
     make_model,
+    objective_estimates,
     posterior,
 )
 from benchmarks.tasks.vae.probe import probe_rows
 from benchmarks.tasks.vae.settings import OPTIMIZERS
 from estimators.base import Estimator
 from estimators.baselines import Supplied
+from estimators.objectives import Objective
 
 log = logging.getLogger(__name__)
 TABLES = ("train", "eval", "grad_var")
@@ -43,16 +46,21 @@ def train_step(
     x: torch.Tensor,
     num_samples: int,
     baseline: LearnedBaseline | None = None,
+    objective: Objective | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
-    """One step on -ELBO (plus NVIL's regression of the learning signal when ``baseline``).
+    """One step on -ELBO (plus NVIL's regression of the learning signal when ``baseline``), or
+    with ``objective`` on minus the mean of ``num_samples`` estimates of the ELBO or IWAE bound.
 
-    Returns the batch's mean ELBO, the loss, the gradient norm and whether both were finite; a
-    step whose loss or gradient is not finite leaves the parameters as they were.
+    Returns the batch's mean objective, the loss, the gradient norm and whether both were finite;
+    a step whose loss or gradient is not finite leaves the parameters as they were.
     """
     h = model.encoder(x)
-    with baseline.supplying(x) if baseline is not None else nullcontext() as b:
-        reconstruction, kl = elbo_terms(model, estimator, x, h, num_samples)
-    per_example = reconstruction.mean(0) - kl
+    if objective is not None:
+        per_example = objective_estimates(model, estimator, x, h, objective, num_samples).mean(0)
+    else:
+        with baseline.supplying(x) if baseline is not None else nullcontext() as b:
+            reconstruction, kl = elbo_terms(model, estimator, x, h, num_samples)
+        per_example = reconstruction.mean(0) - kl
     loss = -per_example.sum()
     if baseline is not None:
         loss = loss + (reconstruction.detach() - b).pow(2).mean(0).sum()
@@ -84,13 +92,16 @@ class Trainer:
         num_samples: int,
         context: Context,
         supplied: Supplied | None = None,
+        objective: Objective | None = None,
     ) -> None:
         self.task, self.dataset, self.estimator = task, dataset, estimator
-        self.num_samples, self.context = num_samples, context
+        self.num_samples, self.context, self.objective = num_samples, context, objective
         # Evaluations of f (the decoder's likelihood) per example and step, on q of one example.
         h = torch.zeros(1, encoder_size(task.latent, task.latent_dim, task.categories))
         q = posterior(h, task.latent, task.categories)
         self.evaluations = estimator.evaluations(q, num_samples)
+        if objective is not None:  # S estimates of K draws each
+            self.evaluations = num_samples * objective.num_samples
         self.device, self.seed, self.writer = context.device, context.seed, context.writer
         torch.manual_seed(self.seed)
         self.model = make_model(dataset, task).to(self.device)
@@ -166,6 +177,7 @@ class Trainer:
             x,
             self.num_samples,
             self.learned,
+            self.objective,
         )
         if not finite:
             raise Diverged(
@@ -199,7 +211,9 @@ class Trainer:
             self.learned.supplying(self.probe_x) if self.learned is not None else nullcontext()
         )
         with learned:
-            rows = probe_rows(self.model, self.estimator, self.probe_x, self.num_samples, m, seed)
+            rows = probe_rows(
+                self.model, self.estimator, self.probe_x, self.num_samples, m, seed, self.objective
+            )
         self.state["grad_var"] += [{"step": step, "M": m, **row} for row in rows]
 
     def evaluate(self) -> None:
@@ -207,7 +221,9 @@ class Trainer:
         task, state = self.task, self.state
         final = self.done()
         seed = self.seed + 7_919 * state["step"]
-        measures = evaluation_row(self.model, self.dataset, self.train_x, task, seed, final)
+        measures = evaluation_row(
+            self.model, self.dataset, self.train_x, task, seed, final, self.objective
+        )
         row = {"epoch": state["epoch"], "step": state["step"], "time_s": state["seconds"]}
         state["eval"].append({**row, **measures})
         self.context.progress.update(epoch=state["epoch"], step=state["step"])
@@ -287,6 +303,9 @@ class Trainer:
             "seed": self.seed,
             "device": self.device.type,
             "num_samples": self.num_samples,
+            # not "objective": the toy task's tables have a numeric column of that name
+            "objective_name": self.objective.name if self.objective else "elbo",
+            "K": self.objective.num_samples if self.objective else 1,
             "evaluations": self.evaluations,
             "latent": self.task.latent,
             **named,
