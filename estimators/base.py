@@ -85,20 +85,17 @@ class Estimator:
     def check_objective(self, dist: Distribution, objective: Objective, num_samples: int) -> None:
         """Raise ConfigError if this estimator cannot estimate ``objective``'s gradient for
         ``dist`` with ``num_samples`` estimates."""
+        applicable = [
+            name
+            for name, cls in sorted(REGISTRY.items())
+            if objective.name in cls.objectives and cls().supports(dist)
+        ]
         if objective.name not in self.objectives:
-            serving = [
-                name for name, cls in sorted(REGISTRY.items()) if objective.name in cls.objectives
-            ]
             raise ConfigError(
                 f"task.objective={objective.name}: estimator '{self.name}' does not estimate "
-                f"it; estimators that do: {', '.join(serving)}"
+                f"it; estimators that do for {describe_distribution(dist)}: {', '.join(applicable)}"
             )
         if not self.supports(dist):
-            applicable = [
-                name
-                for name, cls in sorted(REGISTRY.items())
-                if objective.name in cls.objectives and cls().supports(dist)
-            ]
             raise ConfigError(
                 f"estimator '{self.name}' does not apply to {describe_distribution(dist)}; "
                 f"estimators of task.objective={objective.name} that do: {', '.join(applicable)}"

@@ -198,8 +198,15 @@ NORMAL_Q = Independent(Normal(torch.zeros(2, 3), torch.ones(2, 3)), 1)
             "measure_valued",
             NORMAL_Q,
             Objective("iwae", 4),
-            "task.objective=iwae: estimator "
-            "'measure_valued' does not estimate it; estimators that do: dreg, reinforce",
+            "task.objective=iwae: estimator 'measure_valued' does not estimate it; estimators "
+            "that do for Independent(Normal): dreg, reinforce",
+        ),
+        (
+            "arm",
+            BITS_Q,
+            Objective("iwae", 4),
+            "estimators that do for Independent(Bernoulli): reinforce, reinforce_baseline, rws, "
+            "vimco",
         ),
         ("dreg", NORMAL_Q, Objective("elbo", 4), "task.objective=elbo: estimator 'dreg'"),
     ],
