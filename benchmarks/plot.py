@@ -187,7 +187,7 @@ def families(classes: dict[str, type[Task]]) -> list[tuple[type[Task], list[str]
     the same code, into the same figures), each group with one of its classes."""
     groups: dict[tuple, tuple[type[Task], list[str]]] = {}
     for name, cls in classes.items():
-        key = (cls.summary_lines.__func__, cls.figures.__func__)
+        key = (cls.figures_module, cls.summary_lines.__func__, cls.figures.__func__)
         groups.setdefault(key, (cls, []))[1].append(name)
     return list(groups.values())
 

@@ -14,6 +14,9 @@ Runs these sweeps through the normal command line, each ending with its summary 
 - ``toy_optimize``: the toy optimization mode on two costs;
 - ``vae``: the digits VAE for 30 epochs with four estimators over three seeds;
 - ``vae_bernoulli``: the Bernoulli-latent digits VAE for 30 epochs, six estimators, three seeds;
+- ``vae_iwae``, ``vae_bernoulli_iwae``: the digits VAE trained on the IWAE bound at K = 5 and 50,
+  Gaussian latents (reparam, stl, dreg, rws) and Bernoulli ones (vimco, rws, the leave-one-out
+  baseline), three seeds;
 - ``custom_logistic_regression``, ``custom_bandit``: the two examples of your own objective
   (``examples/``), at 8 and 4 draws per estimate;
 - ``blr``: Bayesian logistic regression as in Mohamed et al. (2020), 5000 SGD steps, for
@@ -126,6 +129,28 @@ SWEEPS = {
         "task.checkpoint=false",
         "task.grad_var_every=20",
     ],
+    # The digits VAE trained on the IWAE bound at K = 5 and 50 (Gaussian latents, then Bernoulli).
+    "vae_iwae": [
+        "task=vae",
+        "task.objective=iwae",
+        "task.num_samples=5,50",
+        "estimator=reparam,stl,dreg,rws",
+        "seed=0,1,2",
+        "task.epochs=30",
+        "task.checkpoint=false",
+        "task.grad_var_every=20",
+    ],
+    "vae_bernoulli_iwae": [
+        "task=vae",
+        "task.latent=bernoulli",
+        "task.objective=iwae",
+        "task.num_samples=5,50",
+        "estimator=vimco,rws,reinforce_baseline",
+        "seed=0,1,2",
+        "task.epochs=30",
+        "task.checkpoint=false",
+        "task.grad_var_every=20",
+    ],
     # The examples of docs/own-objective.md: your own objective through task=custom.
     "custom_logistic_regression": [
         "task=custom",
@@ -167,7 +192,14 @@ SWEEPS = {
 # bernoulli_theta sweep took 710 s on two threads against 123 s on one.
 # So do the blr runs (50 x 32 logits a step): 500 steps of reinforce took 10 s on two threads,
 # 0.5 s on one.
-ONE_THREAD = {"bernoulli", "bernoulli_theta", "bernoulli_optimize", "vae_bernoulli", "blr"}
+ONE_THREAD = {
+    "bernoulli",
+    "bernoulli_theta",
+    "bernoulli_optimize",
+    "vae_bernoulli",
+    "vae_bernoulli_iwae",
+    "blr",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -386,3 +386,15 @@ def test_a_run_without_options_or_rows_plots_without_a_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # pandas' deprecations of fillna included
         assert plot.main([str(tmp_path)]) == 0
+
+
+def test_tasks_share_a_summary_only_where_they_share_its_module():
+    """The two toys draw into the same figures; every other task draws its own."""
+    from benchmarks.tasks.bernoulli import BernoulliToy
+    from benchmarks.tasks.blr import BLRTask
+    from benchmarks.tasks.gaussian import GaussianToy
+    from benchmarks.tasks.vae.task import VAETask
+
+    classes = {"gaussian": GaussianToy, "bernoulli": BernoulliToy, "blr": BLRTask, "vae": VAETask}
+    groups = sorted(sorted(names) for _, names in plot.families(classes))
+    assert groups == [["bernoulli", "gaussian"], ["blr"], ["vae"]]
