@@ -119,6 +119,7 @@ def test_bad_keys_are_named_in_one_line(tmp_path, overrides, message):
     assert not list(tmp_path.glob("*.csv"))
 
 
+@pytest.mark.slow  # a subprocess: the in-process tests above check the same lines
 def test_a_bad_key_is_one_line_on_the_command_line():
     out = run("task=gaussian_lvm", "estimator=dreg", "task.objectives=[elbo]")
     assert out.returncode == 2

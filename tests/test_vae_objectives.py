@@ -222,6 +222,7 @@ def test_bad_objective_input_stops_in_one_line_before_any_work(
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # a subprocess: the in-process tests above check the same lines
 def test_a_plain_only_estimator_on_iwae_gets_one_line_from_the_command_line(tmp_path):
     out = run(
         "task=vae",

@@ -66,7 +66,7 @@ def iwae_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) 
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), frameon=False)
     family = "" if latent == "gaussian" else f" ({latent} latent)"
     seeds = final["seed"].nunique()
-    over = "1 seed" if seeds == 1 else f"mean over {seeds} seeds, bars ±1 sd"
+    over = "1 seed" if seeds == 1 else f"mean over {seeds} seeds, band ±1 sd"
     fig.suptitle(f"VAE on {dataset}{family} trained on the IWAE bound: {over}")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
