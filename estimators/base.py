@@ -85,11 +85,7 @@ class Estimator:
     def check_objective(self, dist: Distribution, objective: Objective, num_samples: int) -> None:
         """Raise ConfigError if this estimator cannot estimate ``objective``'s gradient for
         ``dist`` with ``num_samples`` estimates."""
-        applicable = [
-            name
-            for name, cls in sorted(REGISTRY.items())
-            if objective.name in cls.objectives and cls().supports(dist)
-        ]
+        applicable = serving([objective.name], dist)
         if objective.name not in self.objectives:
             raise ConfigError(
                 f"task.objective={objective.name}: estimator '{self.name}' does not estimate "
@@ -246,6 +242,15 @@ def score_surrogate(
 
 
 REGISTRY: dict[str, type[Estimator]] = {}
+
+
+def serving(objectives: list[str], dist: Distribution) -> list[str]:
+    """The registered estimators, sorted, that estimate any of ``objectives`` for ``dist``."""
+    return [
+        name
+        for name, cls in sorted(REGISTRY.items())
+        if set(objectives) & set(cls.objectives) and cls().supports(dist)
+    ]
 
 
 def register(cls: type[Estimator]) -> type[Estimator]:

@@ -31,7 +31,7 @@ from torch.distributions import Independent, Normal
 
 import estimators
 from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, estimator_columns
-from estimators.base import ConfigError, Estimator, positive_number, require_int
+from estimators.base import ConfigError, Estimator, positive_number, require_int, serving
 from estimators.objectives import OBJECTIVES, Objective
 
 if TYPE_CHECKING:
@@ -202,14 +202,9 @@ class GaussianLVMTask(Task):
             require_int(k, "task.k")
         q = posterior(optimal_parameters(torch.zeros(2, cfg.dim)), torch.zeros(cfg.dim))
         if not any(name in estimator.objectives for name in cfg.objectives):
-            serving = [
-                name
-                for name, cls in sorted(estimators.REGISTRY.items())
-                if set(cfg.objectives) & set(cls.objectives) and cls().supports(q)
-            ]
             raise ConfigError(
                 f"task.objectives={list(cfg.objectives)}: estimator '{estimator.name}' estimates "
-                f"none of them; estimators that do: {', '.join(serving)}"
+                f"none of them; estimators that do: {', '.join(serving(list(cfg.objectives), q))}"
             )
         if max(cfg.k) < estimator.min_importance_samples:
             raise ConfigError(

@@ -38,7 +38,7 @@ from torch.distributions import (
 
 import estimators
 from benchmarks import data
-from estimators.base import Estimator
+from estimators.base import Estimator, serving
 from estimators.baselines import Supplied
 from estimators.objectives import Objective
 
@@ -99,11 +99,7 @@ def objective_estimators(objective: str, latent: str) -> list[str]:
     that apply to this latent family: for error messages and sweeps."""
     categories = 2 if latent == "categorical" else None
     q = posterior(torch.zeros(1, encoder_size(latent, 1, categories)), latent, categories)
-    return [
-        name
-        for name in estimators.names()
-        if objective in estimators.REGISTRY[name].objectives and estimators.build(name).supports(q)
-    ]
+    return serving([objective], q)
 
 
 def mlp(sizes: list[int], arch: str) -> nn.Sequential:
