@@ -43,10 +43,10 @@ class Moments:
         mean = x.mean()
         d = x - mean
         d2 = d * d
-        sums = torch.stack([mean, d.dot(d), d2.dot(d), d2.dot(d2)])
-        if x.dtype != torch.float64 and not sums.isfinite().all() and x.isfinite().all():
+        sums = [t.item() for t in (mean, d.dot(d), d2.dot(d), d2.dot(d2))]
+        if x.dtype != torch.float64 and not all(map(math.isfinite, sums)) and x.isfinite().all():
             return cls.of(x.double())
-        return cls(x.numel(), *sums.tolist())
+        return cls(x.numel(), *sums)
 
     def merge(self, other: Moments) -> Moments:
         """The moments of the union of the two samples."""
