@@ -84,6 +84,7 @@ def test_a_conditional_sample_not_differentiated_in_theta_is_caught(monkeypatch)
         test_unbiased_whatever_the_control_variate("rebar", 1.5, 1, 0.45)
 
 
+@pytest.mark.slow  # 200 training steps and 10^5 estimates at two k: 20 s for relax
 @pytest.mark.parametrize("name", LEARNED)
 def test_the_toy_trains_the_control_variate_then_measures_it_unbiased(name):
     table = table_for(name, {"lr": 0.01}, k=[0.45, 0.499], cv_steps=200, n_estimates=100_000)

@@ -130,6 +130,7 @@ def steady_ratio() -> dict[str, float]:
     return {"toy": statistics.median(ratios)}
 
 
+@pytest.mark.slow  # 25 s: six interleaved 101-round timings
 def test_the_timing_gate_fails_a_5x_slowdown_injected_into_an_estimator(monkeypatch):
     # 5x rather than just past the gate's 2x: on a busy shared 2-core CI machine a 3x injection
     # once measured only x1.7.
