@@ -52,6 +52,22 @@ def test_the_readme_example_estimator_says_it_does_not_serve_a_bernoulli(tmp_pat
 
 
 @pytest.mark.slow
+def test_the_readme_example_estimator_refuses_a_cost_without_a_derivative(tmp_path):
+    """It is pathwise (``differentiates_f``): on a step cost it would return zero gradients."""
+    (tmp_path / "stepcost.py").write_text("def step(x, k):\n    return (x > k).to(x.dtype)\n")
+    out = run_readme_example(
+        tmp_path, "task.costs=[stepcost:step]", f"hydra.run.dir={tmp_path / 'run'}"
+    )
+    assert out.returncode == 2, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line == (
+        "error: task.costs: cost 'stepcost:step' has no derivative (autograd finds none); "
+        "estimator 'antithetic' needs a differentiable cost"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
 def test_the_readme_example_estimator_trains_a_gaussian_vae(tmp_path):
     out = run_readme_example(
         tmp_path,

@@ -11,6 +11,7 @@ class Antithetic(Estimator):
     name = "antithetic"
     title = "Antithetic pathwise"  # its name in summaries and figure legends
     min_samples = 2
+    differentiates_f = True  # pathwise: a toy refuses it a cost without a derivative
 
     def supports(self, dist):
         return dist.has_rsample  # mirroring needs a reparameterized sampler: no Bernoulli
