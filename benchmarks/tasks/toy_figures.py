@@ -1,10 +1,11 @@
-"""The toys' summary sections and figures, from their tables (``metrics``, ``optimize``): variance
-against k (exact lines, measured points with intervals), work-normalized variance, variance against
-draws per estimate or the Bernoulli logit, the relaxations' bias, and the optimization curves."""
+"""The toys' figures, from their tables (``metrics``, ``optimize``): variance against k (exact
+lines, measured points with intervals), work- and evaluation-normalized variance, variance against
+draws per estimate, the optimization curves, and (from ``bernoulli_figures``) the Bernoulli
+toy's own."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import matplotlib.pyplot as plt
 import matplotlib.ticker
@@ -12,124 +13,23 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-import estimators
-from benchmarks.figures import ZERO_VARIANCE, legend_below, line_handles, mark_zero_variance
-from benchmarks.measure import Z_95
+from benchmarks.figures import mark_zero_variance
 from benchmarks.tasks.base import Style
-
-PARAM_LABELS = {"mu": "μ", "sigma": "σ", "theta": "θ"}
-
-
-AXIS_LABELS = {
-    "k": "k (cost constant)",
-    "theta": "θ (the logit: P(b = 1) = sigmoid(θ))",
-    "num_samples": "draws per estimate (num_samples)",
-}
-
-
-def draw_note(fewest: int, most: int) -> str:
-    """' (2 draws)' in a legend where an estimator uses more than one draw per estimate."""
-    return f" ({fewest} draws)" if fewest == most and fewest > 1 else ""
-
-
-def facet_by_cost_and_param(
-    metrics: pd.DataFrame,
-    style: Style,
-    draw: Callable[[plt.Axes, pd.DataFrame, tuple, str], None],
-    ylabel: str,
-    title: str,
-    x: str = "k",
-    note_draws: bool = True,
-    row: str = "param",
-    reference: tuple[str, Callable[[plt.Axes, pd.DataFrame], None]] | None = None,
-) -> plt.Figure:
-    """One panel per (``row``, cost), log y, one colour and marker per estimator, ``x`` on the
-    x axis; ``draw(ax, rows, color, marker)`` draws one estimator's rows.
-
-    ``row`` is the parameter differentiated or another column such as k; ``reference``, a
-    (legend label, draw(ax, panel)) pair, adds one grey dashed line per panel."""
-    costs = list(dict.fromkeys(metrics["cost"]))
-    values = list(dict.fromkeys(metrics[row]))
-    fig, axes = plt.subplots(
-        len(values),
-        len(costs),
-        figsize=(max(3.6 * len(costs), 8.0), 3.0 * len(values) + 1.3),
-        squeeze=False,
-        sharex="col",
-    )
-    for i, value in enumerate(values):
-        for j, cost in enumerate(costs):
-            ax = axes[i][j]
-            panel = metrics[(metrics[row] == value) & (metrics["cost"] == cost)]
-            if reference:
-                reference[1](ax, panel)
-            for label, rows in panel.groupby("label"):
-                draw(ax, rows.sort_values(x), style.colors[label], style.markers[label])
-            ax.set_yscale("log")
-            xs = panel[x]
-            if x == "k" and (xs > 0).all() and xs.max() >= 10 * xs.min():
-                ax.set_xscale("log")  # a k grid spanning a decade or more, as in Figure 3
-                ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
-                ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-            what = (
-                f"gradient w.r.t. {PARAM_LABELS.get(value, value)}"
-                if row == "param"
-                else f"{row} = {value:g}"
-            )
-            ax.set_title(f"{cost}, {what}", fontsize=10)
-            if i == len(values) - 1:
-                ax.set_xlabel(AXIS_LABELS.get(x, x))
-            if j == 0:
-                ax.set_ylabel(ylabel)
-    draws = metrics.groupby("label")["num_samples"].agg(["min", "max"])
-    if not note_draws:
-        draws[:] = 1
-    handles = line_handles(style, draws.index)
-    for handle in handles:
-        handle.set_label(handle.get_label() + draw_note(*draws.loc[handle.get_label()]))
-    if reference:
-        handles.append(plt.Line2D([], [], color="0.4", ls="--", lw=1, label=reference[0]))
-    if any(artist.get_gid() == ZERO_VARIANCE for artist in fig.findobj()):
-        handles.append(
-            plt.Line2D([], [], color="0.4", marker="v", ls="", label="variance exactly 0")
-        )
-    fig.suptitle(title)
-    legend_below(fig, handles)
-    return fig
-
-
-def measured_zero(rows: pd.DataFrame) -> pd.Series:
-    """Measured variances at rounding level relative to the mean: zero in exact arithmetic."""
-    return rows["grad_var"] <= 1e-12 * rows["grad_mean"] ** 2
-
-
-def exact_variance(ax: plt.Axes, rows: pd.DataFrame, x: str, color) -> None:
-    """Exact variances as a line, broken where one is zero and marked there on the bottom edge."""
-    exact = rows.dropna(subset=["exact_var"])
-    ax.plot(exact[x], exact["exact_var"].where(exact["exact_var"] > 0), color=color, lw=1.5)
-    mark_zero_variance(ax, exact.loc[exact["exact_var"] == 0, x], color)
-
-
-def measured_variance(
-    ax: plt.Axes, rows: pd.DataFrame, x: str, color, marker: str, line: bool = False
-) -> None:
-    """Measured variances as points with their 95% intervals (positive ones: the y axis is log)."""
-    rows = rows[~measured_zero(rows)]
-    err = [
-        rows["grad_var"] - rows["grad_var_lo"].clip(lower=1e-300),
-        rows["grad_var_hi"] - rows["grad_var"],
-    ]
-    ax.errorbar(
-        rows[x],
-        rows["grad_var"],
-        yerr=err,
-        fmt=marker + ("-" if line else ""),
-        ms=3.5,
-        color=color,
-        capsize=2,
-        lw=1.2,
-    )
+from benchmarks.tasks.bernoulli_figures import (
+    at_one_theta,
+    bernoulli_optimize,
+    bernoulli_optimize_figure,
+    bernoulli_theta_figure,
+    relaxation_bias_figure,
+    theta_sweep,
+)
+from benchmarks.tasks.toy_panels import (
+    exact_variance,
+    facet_by_cost_and_param,
+    fewest_draws,
+    measured_variance,
+    measured_zero,
+)
 
 
 def toy_distribution(metrics: pd.DataFrame) -> str:
@@ -275,157 +175,6 @@ def num_samples_figure(metrics: pd.DataFrame, style: Style) -> plt.Figure:
     )
 
 
-def fewest_draws(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Each estimator's rows at its fewest draws per estimate (its default), for the figures
-    that compare estimators at their own cost."""
-    fewest = metrics.groupby("label")["num_samples"].transform("min")
-    return metrics[metrics["num_samples"] == fewest]
-
-
-def at_one_theta(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Where a sweep spans several Bernoulli logits, the rows at the one nearest 0 (and any
-    Gaussian rows): the figures against k and the headline compare estimators at one theta."""
-    if "theta" not in metrics or metrics["theta"].nunique() < 2:
-        return metrics
-    thetas = metrics["theta"].dropna()
-    theta = thetas.iloc[thetas.abs().argmin()]
-    return metrics[metrics["theta"].isna() | (metrics["theta"] == theta)]
-
-
-def theta_sweep(metrics: pd.DataFrame) -> pd.DataFrame:
-    """The Bernoulli rows of a sweep over the logit theta, at each estimator's fewest draws;
-    empty unless they span more than one theta."""
-    if "theta" not in metrics:
-        return metrics.iloc[:0]
-    rows = fewest_draws(metrics.dropna(subset=["theta"]))
-    return rows if rows["theta"].nunique() > 1 else rows.iloc[:0]
-
-
-def bernoulli_theta_figure(metrics: pd.DataFrame, style: Style) -> plt.Figure:
-    """Variance against the logit per (cost, k): exact (lines), measured with 95% intervals
-    (points), and the squared exact gradient for scale (an estimator far above it is useless)."""
-
-    def draw(ax, rows, color, marker):
-        exact_variance(ax, rows, "theta", color)
-        measured_variance(ax, rows, "theta", color, marker)
-
-    def gradient_squared(ax, panel):
-        exact = panel.drop_duplicates("theta").sort_values("theta")
-        ax.plot(exact["theta"], exact["exact_grad"] ** 2, color="0.4", ls="--", lw=1)
-
-    return facet_by_cost_and_param(
-        metrics,
-        style,
-        draw,
-        "variance of one estimate",
-        "Bernoulli toy: gradient variance against θ\n"
-        "exact (lines), measured with 95% intervals (points)",
-        x="theta",
-        row="k",
-        reference=("(exact gradient)²", gradient_squared),
-    )
-
-
-def bernoulli_optimize(optimize: pd.DataFrame) -> pd.DataFrame:
-    """The Bernoulli toy's optimization rows, where they carry a measured gradient variance."""
-    if "grad_var" not in optimize or "theta" not in optimize:
-        return optimize.iloc[:0]
-    rows = optimize.dropna(subset=["theta"])
-    return rows if rows["grad_var"].notna().any() else rows.iloc[:0]
-
-
-def sigmoid(x: pd.Series) -> pd.Series:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def bernoulli_optimize_figure(optimize: pd.DataFrame, style: Style) -> plt.Figure:
-    """The RELAX paper's Figure 1 (right) on our toy, per (cost, k): P(b = 1) = sigmoid(theta),
-    of which the exact loss is an affine function, and the variance of one gradient estimate,
-    against step; one line per run."""
-    panels = optimize[["cost", "k"]].drop_duplicates().sort_values(["cost", "k"])
-    fig, axes = plt.subplots(
-        2, len(panels), figsize=(max(4.0 * len(panels), 8.0), 6.8), squeeze=False, sharex="col"
-    )
-    for j, (cost, k) in enumerate(panels.itertuples(index=False)):
-        rows = optimize[(optimize["cost"] == cost) & (optimize["k"] == k)]
-        # An exact estimate (DisARM at theta = 0) measures zero or float64 rounding: marked.
-        floor = 1e-12 * rows["grad_var"].max()
-        for (label, _), run in rows.groupby(["label", "run"]):
-            run = run.sort_values("step")
-            pen = {"color": style.colors[label], "lw": 1.3, "ls": style.linestyle(label)}
-            axes[0][j].plot(run["step"], sigmoid(run["theta"]), **pen)
-            zero = run["grad_var"] <= floor
-            axes[1][j].plot(run["step"], run["grad_var"].mask(zero), **pen)
-            mark_zero_variance(axes[1][j], run.loc[zero, "step"], style.colors[label])
-        axes[0][j].set_title(f"{cost}, k = {k:g}", fontsize=10)
-        axes[1][j].set_xlabel("Adam step")
-        for ax in axes[:, j]:
-            ax.set_yscale("log")
-    theta = "mean logit θ" if optimize["dim"].max() > 1 else "θ"
-    axes[0][0].set_ylabel(f"P(b = 1) = sigmoid({theta})")
-    axes[1][0].set_ylabel("variance of one gradient\nestimate w.r.t. θ₁")
-    handles = line_handles(style, optimize["label"], marker=False)
-    fig.suptitle(
-        "Bernoulli toy optimization (as in the RELAX paper, Figure 1)\n"
-        "the exact loss E[f] moves with P(b = 1); the gradient variance at each logged step"
-    )
-    legend_below(fig, handles)
-    return fig
-
-
-def relaxation_bias_figure(metrics: pd.DataFrame, style: Style) -> plt.Figure:
-    """The relaxations' bias against temperature: exact (lines), measured with 95% intervals."""
-    rows = metrics.assign(
-        temperature=metrics["options"].str.extract(r"temperature=([0-9.eE+-]+)")[0].astype(float),
-        relaxation=metrics["estimator"].map(title),
-        exact_bias=metrics["exact_mean"] - metrics["exact_grad"],
-        half_width=Z_95 * (metrics["grad_var"] / metrics["n_estimates"]) ** 0.5,
-    ).dropna(subset=["temperature"])
-    ks = sorted(rows["k"].unique())
-    # Each relaxation in the colour and marker of its label at the default temperature (of its
-    # first row's, for an estimator this process does not know).
-    pens = {
-        title(name): (
-            estimators.REGISTRY[name].known_labels()[0]
-            if name in estimators.REGISTRY
-            else group["label"].iloc[0]
-        )
-        for name, group in rows.groupby("estimator")
-    }
-    fig, axes = plt.subplots(1, len(ks), figsize=(max(4.2 * len(ks), 8.0), 4.2), squeeze=False)
-    for ax, k in zip(axes[0], ks, strict=True):
-        for name, curve in rows[rows["k"] == k].groupby("relaxation"):
-            curve = curve.sort_values("temperature")
-            color, marker = style.colors[pens[name]], style.markers[pens[name]]
-            ax.plot(curve["temperature"], curve["exact_bias"], color=color, lw=1.5)
-            ax.errorbar(
-                curve["temperature"],
-                curve["bias"],
-                yerr=curve["half_width"],
-                fmt=marker,
-                ms=3.5,
-                color=color,
-                capsize=2,
-                lw=1,
-            )
-        ax.axhline(0.0, color="0.5", lw=0.8)
-        ax.set_xscale("log")
-        ax.set(
-            title=f"cost (b - {k:g})², θ = {rows['theta'].iloc[0]:g}",
-            xlabel="temperature τ",
-            ylabel="bias of the gradient estimate",
-        )
-    handles = [
-        plt.Line2D([], [], color=style.colors[pen], marker=style.markers[pen], label=name)
-        for name, pen in pens.items()
-    ]
-    fig.suptitle(
-        "Relaxations' bias against temperature\nexact (lines), measured with 95% intervals (points)"
-    )
-    legend_below(fig, handles)
-    return fig
-
-
 def mark_divergence(
     ax: plt.Axes, optimize: pd.DataFrame, k: float, cost: str, x: str, style: Style
 ) -> bool:
@@ -524,9 +273,3 @@ def figures(summary: pd.DataFrame, style: Style) -> Iterator[tuple[str, plt.Figu
         learned = bernoulli_optimize(optimize)
         if not learned.empty:
             yield "bernoulli_optimize", bernoulli_optimize_figure(learned, style)
-
-
-def title(estimator: str) -> str:
-    """An estimator's name in figures: its class's title where it is registered."""
-    cls = estimators.REGISTRY.get(estimator)
-    return cls.title if cls is not None else estimator

@@ -7,18 +7,17 @@ from __future__ import annotations
 import pandas as pd
 
 from benchmarks.results import markdown_table
-from benchmarks.tasks.toy_figures import (
-    PARAM_LABELS,
+from benchmarks.tasks.bernoulli_figures import (
     at_one_theta,
     bernoulli_optimize,
-    fewest_draws,
     sigmoid,
     theta_sweep,
-    with_evaluations,
 )
 from benchmarks.tasks.toy_figures import (
     figures as figures,  # re-exported: the toys' figures_module has both
 )
+from benchmarks.tasks.toy_figures import with_evaluations
+from benchmarks.tasks.toy_panels import PARAM_LABELS, fewest_draws
 
 
 def theta_headline(metrics: pd.DataFrame) -> list[str]:
