@@ -144,10 +144,33 @@ def estimator_labels(summary: pd.DataFrame) -> pd.Series:
     return labels.where(~ambiguous, labels + " (" + pairs["opts"] + ")")
 
 
+# The built-in estimators in the order they were added: a new one goes at the end, so that no
+# estimator's colour moves when another joins (sorted by name, every later one's would).
+PLACES = (
+    "arm",
+    "disarm",
+    "gumbel_softmax",
+    "measure_valued",
+    "rebar",
+    "reinforce",
+    "reinforce_baseline",
+    "relax",
+    "reparam",
+    "straight_through",
+    "dreg",
+    "rws",
+    "stl",
+    "vimco",
+)
+
+
 def known_labels() -> list[str]:
-    """Every registered estimator's known labels, in the registry's order: the fixed places that
-    give each estimator the same colour in every folder."""
-    return [label for _, cls in sorted(estimators.REGISTRY.items()) for label in cls.known_labels()]
+    """Every registered estimator's known labels, the built-ins in ``PLACES``' order and then any
+    other (an installed package's) by name: the fixed places that give each estimator the same
+    colour in every folder."""
+    others = sorted(set(estimators.REGISTRY) - set(PLACES))
+    names = [name for name in (*PLACES, *others) if name in estimators.REGISTRY]
+    return [label for name in names for label in estimators.REGISTRY[name].known_labels()]
 
 
 def style_for(labels: pd.Series) -> Style:

@@ -11,8 +11,9 @@ import pytest
 from cli import interrupt, run
 from PIL import Image
 
+import estimators
 from benchmarks import figures, plot
-from benchmarks.tasks import toy_figures, toy_summary
+from benchmarks.tasks import bernoulli_figures, toy_figures, toy_panels, toy_summary
 from benchmarks.tasks.vae import figures as vae_figures
 
 TOY = ["task.n_estimates=2000", "task.k=[1.0,2.0]", "task.costs=[square,cos]"]
@@ -183,7 +184,7 @@ def test_a_zero_variance_breaks_the_line_and_is_marked_on_the_bottom_edge():
     fig, ax = plt.subplots()
     ax.set_yscale("log")
     rows = pd.DataFrame({"k": [1.0, 2.0, 3.0], "exact_var": [1e-3, 0.0, 1e-2]})
-    toy_figures.exact_variance(ax, rows, "k", "C0")
+    toy_panels.exact_variance(ax, rows, "k", "C0")
     line, marks = ax.lines
     assert pd.isna(line.get_ydata()[1]) and list(marks.get_xdata()) == [2.0]
     assert marks.get_gid() == figures.ZERO_VARIANCE
@@ -250,7 +251,7 @@ def test_a_bernoulli_optimization_with_variances_draws_the_relax_figure(tmp_path
 def test_an_exact_step_in_the_relax_figure_is_marked_on_the_bottom_edge():
     rows = pd.DataFrame(optimize_rows("bernoulli", "disarm", 2.5e-7)).assign(label="DisARM", run=0)
     rows.loc[rows["step"] == 40, "grad_var"] = 0.0  # DisARM at theta = 0 is exact
-    fig = toy_figures.bernoulli_optimize_figure(rows, plot.style_for(rows["label"]))
+    fig = bernoulli_figures.bernoulli_optimize_figure(rows, plot.style_for(rows["label"]))
     line, marks = fig.axes[1].lines
     assert pd.isna(line.get_ydata()[2]) and list(marks.get_xdata()) == [40]
     assert marks.get_gid() == figures.ZERO_VARIANCE
@@ -398,3 +399,19 @@ def test_tasks_share_a_summary_only_where_they_share_its_module():
     classes = {"gaussian": GaussianToy, "bernoulli": BernoulliToy, "blr": BLRTask, "vae": VAETask}
     groups = sorted(sorted(names) for _, names in plot.families(classes))
     assert groups == [["bernoulli", "gaussian"], ["blr"], ["vae"]]
+
+
+def test_an_estimator_that_joins_the_registry_moves_no_other_estimators_colour(monkeypatch):
+    """A name sorting before the others ('aaa') still takes the places after the built-ins."""
+    labels = pd.Series(["REINFORCE", "Reparameterization", "DReG", "Some other label"])
+    before = plot.style_for(labels)
+
+    class Newcomer(estimators.base.Estimator):
+        name = title = "aaa"
+
+    monkeypatch.setitem(estimators.REGISTRY, "aaa", Newcomer)
+    after = plot.style_for(pd.concat([labels, pd.Series(["aaa"])]))
+    for label in labels[:3]:
+        assert after.colors[label] == before.colors[label]
+        assert after.markers[label] == before.markers[label]
+    assert plot.known_labels()[-1] == "aaa"
