@@ -35,18 +35,19 @@ LABELS = {True: "Measure-valued (coupled)", False: "Measure-valued (uncoupled)"}
 
 
 def rayleigh(shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
-    """Rayleigh(1) draws, sqrt(-2 log U), of ``shape`` on ``like``'s dtype and device."""
+    """Rayleigh(1) draws, sqrt(-2 log U), of ``shape`` on ``like``'s dtype and device (each step
+    in place, on the buffer the last one wrote, still in cache)."""
     u = torch.rand(shape, dtype=like.dtype, device=like.device)
-    return torch.sqrt(-2.0 * torch.log1p(-u))
+    return u.neg_().log1p_().mul_(-2.0).sqrt_()
 
 
 def double_sided_maxwell(shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
     """Double-sided Maxwell draws: a random sign times the length of a 3-d standard normal (the
     root of a sum of squares: ``norm`` over the leading axis is 8x slower on the CPU)."""
     r = torch.randn((3, *shape), dtype=like.dtype, device=like.device)
-    radius = (r * r).sum(0).sqrt()
-    sign = torch.randint(0, 2, shape, device=like.device).to(like.dtype) * 2 - 1
-    return sign * radius
+    radius = (r * r).sum(0).sqrt_()
+    sign = torch.randint(0, 2, shape, dtype=like.dtype, device=like.device).mul_(2).sub_(1)
+    return radius.mul_(sign)
 
 
 def perturbed_copies(held: torch.Tensor | None, values: torch.Tensor) -> torch.Tensor:
