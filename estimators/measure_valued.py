@@ -132,8 +132,13 @@ class MeasureValued(Estimator):
             w = rayleigh(shape, mu)
             w2 = w if self.coupling else rayleigh(shape, mu)
             m = double_sided_maxwell(shape, mu)
-            e = torch.rand_like(m) * m if self.coupling else torch.randn_like(m)
-            values = torch.stack([mu + sigma * w, mu - sigma * w2, mu + sigma * m, mu + sigma * e])
+            e = torch.rand_like(m).mul_(m) if self.coupling else torch.randn_like(m)
+            # mu + sigma w, mu - sigma w', mu + sigma m, mu + sigma e, written in place
+            values = torch.empty((4, *shape), dtype=mu.dtype, device=mu.device)
+            for v, step in zip(values, (w, w2, m, e), strict=True):
+                torch.mul(sigma, step, out=v)
+            values[1].neg_()
+            values.add_(mu)
             # Each difference's constant as a factor on [D, 1, *batch] (dividing by a tensor
             # costs four times a product).
             inverse = 1 / sigma.movedim(-1, 0).unsqueeze(1)
