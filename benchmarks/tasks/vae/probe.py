@@ -9,7 +9,7 @@ import math
 import torch
 from torch.func import functional_call, vjp, vmap
 
-from benchmarks.tasks.vae.models import VAE, LinearGaussianVAE, elbo_terms, objective_estimates
+from benchmarks.tasks.vae.models import VAE, LinearGaussianVAE, per_example_objective
 from estimators.base import Estimator
 from estimators.objectives import Objective
 
@@ -57,13 +57,8 @@ def encoder_gradient_samples(
     h_leaf = h.detach().requires_grad_()
     h_copies = h_leaf.expand(m, *h.shape)
     estimator = copy.deepcopy(estimator).eval()
-    if objective is not None:
-        total = objective_estimates(model, estimator, x, h_copies, objective, num_samples)
-        total = total.mean(0).sum()
-    else:
-        reconstruction, kl = elbo_terms(model, estimator, x, h_copies, num_samples)
-        total = (reconstruction.mean(0) - kl).sum()
-    (cotangents,) = torch.autograd.grad(total, (h_copies,))
+    per_example, _ = per_example_objective(model, estimator, x, h_copies, num_samples, objective)
+    (cotangents,) = torch.autograd.grad(per_example.sum(), (h_copies,))
     return vmap(encoder_vjp)(cotangents)[0]
 
 
