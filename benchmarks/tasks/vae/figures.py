@@ -30,6 +30,13 @@ def vae_objectives(summary: pd.DataFrame) -> pd.Series:
     return summary["objective_name"].fillna("elbo")
 
 
+def grad_var_networks(summary: pd.DataFrame) -> pd.Series:
+    """Each row's probed network (tables from before the decoder's rows have none: the encoder)."""
+    if "network" not in summary:
+        return pd.Series("encoder", index=summary.index)
+    return summary["network"].fillna("encoder")
+
+
 def iwae_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) -> plt.Figure:
     """The final test IWAE bounds of runs trained on IWAE, per estimator against the training K:
     at that K, and with ``iwae_k`` samples; mean and sd over seeds."""
@@ -78,7 +85,7 @@ def vae_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) -
     here &= vae_objectives(summary) == "elbo"
     pick = lambda table: summary[(summary["table"] == table) & here]  # noqa: E731
     train, evals, grad_var = pick("train"), pick("eval"), pick("grad_var")
-    grad_var = grad_var[grad_var["param"] == "total"]
+    grad_var = grad_var[(grad_var["param"] == "total") & (grad_var_networks(grad_var) == "encoder")]
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     panels = [
         (train, "step", "train_elbo", "training step", "train ELBO (nats)", "Train ELBO by step"),
