@@ -17,6 +17,7 @@ from test_vae import config, linear_gaussian_model, train, whole_and_resumed
 
 import estimators
 from benchmarks import data
+from benchmarks.figures import plt
 from benchmarks.tasks.vae import figures, models, probe
 from estimators.base import ConfigError
 from estimators.objectives import Objective
@@ -283,9 +284,11 @@ def test_iwae_runs_get_a_figure_per_k_and_summary_rows_apart_from_the_elbo_runs(
     assert titles == ["Encoder, K = 2", "Encoder, K = 3", "Decoder, K = 2", "Decoder, K = 3"]
     assert [len(ax.get_lines()) for ax in fig.axes] == [2, 1, 2, 1]
     assert all(ax.get_yscale() == "log" for ax in fig.axes)
+    plt.close(fig)
     old = summary[summary["network"].fillna("encoder") == "encoder"].drop(columns="network")
     fig = figures.snr_figure(old, style, "digits", "gaussian")
     assert [ax.get_title() for ax in fig.axes] == ["Encoder, K = 2", "Encoder, K = 3"]
+    plt.close(fig)
     text = (tmp_path / "summary.md").read_text()
     assert "| digits | elbo | 1 | Reparameterization |" in text
     for k, label in ((2, "Reparameterization"), (3, "Reparameterization"), (2, "DReG")):

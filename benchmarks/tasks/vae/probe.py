@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
@@ -70,24 +70,18 @@ def gradient_samples(
     h_leaf = h.detach().requires_grad_()
     h_copies = h_leaf.expand(m, *h.shape)
     estimator = copy.deepcopy(estimator).eval()
-    if not decoder:
+    with recorded_layers(model.decoder) if decoder else nullcontext([]) as calls:
         per_example, _ = per_example_objective(
             model, estimator, x, h_copies, num_samples, objective
         )
-        (cotangents,) = torch.autograd.grad(per_example.sum(), (h_copies,))
-        return {"encoder": vmap(encoder_vjp)(cotangents)[0]}
-    with recorded_layers(model.decoder) as calls:
-        per_example, _ = per_example_objective(
-            model, estimator, x, h_copies, num_samples, objective
-        )
-    outputs = [output for _, _, output in calls]
+    outputs = [output for _, _, output in calls]  # none without the decoder: as before it
     cotangents, *output_grads = torch.autograd.grad(
-        per_example.sum(), (h_copies, *outputs), allow_unused=True
+        per_example.sum(), (h_copies, *outputs), allow_unused=bool(outputs)
     )
-    return {
-        "encoder": vmap(encoder_vjp)(cotangents)[0],
-        "decoder": per_copy_gradients(model.decoder, calls, output_grads, m),
-    }
+    grads = {"encoder": vmap(encoder_vjp)(cotangents)[0]}
+    if decoder:
+        grads["decoder"] = per_copy_gradients(model.decoder, calls, output_grads, m)
+    return grads
 
 
 def encoder_gradient_samples(
@@ -139,7 +133,7 @@ def per_copy_gradients(
         if a.dim() < 3 or a.shape[-3] != m:
             raise ValueError(f"decoder input of shape {tuple(a.shape)}: no copy axis of size {m}")
         prefix = f"{names[layer]}." if names[layer] else ""
-        a = a.detach().reshape(-1, *a.shape[-3:])  # [leading, M, batch, in]: views, no copies
+        a = a.detach().reshape(-1, *a.shape[-3:])  # [leading, M, batch, in], a view if it can
         g = g.reshape(-1, *g.shape[-3:])
         for a_draw, g_draw in zip(a, g, strict=True):  # per copy: g^T a, batched over the copies
             grads[f"{prefix}weight"].baddbmm_(g_draw.transpose(1, 2), a_draw)
@@ -149,7 +143,7 @@ def per_copy_gradients(
 
 
 def exact_gradient(
-    model: LinearGaussianVAE, x: torch.Tensor, network: str = "encoder"
+    model: LinearGaussianVAE, x: torch.Tensor, network: str
 ) -> dict[str, torch.Tensor]:
     """The exact gradient of the batch's summed ELBO w.r.t. ``network``, the encoder or the
     decoder (autograd, closed form)."""
