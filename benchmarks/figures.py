@@ -39,8 +39,9 @@ def mark_zero_variance(ax: plt.Axes, xs: pd.Series, color) -> None:
     )
 
 
-def line_handles(style: Style, labels, marker: bool = True) -> list:
-    """Legend entries, one per label in ``labels`` that ``style`` knows, in the style's order."""
+def line_handles(style: Style, labels, marker: bool = True, dashed: bool = False) -> list:
+    """Legend entries, one per label in ``labels`` that ``style`` knows, in the style's order
+    (with each label's dash pattern where ``dashed``, for figures that draw it)."""
     shown = set(labels)
     return [
         plt.Line2D(
@@ -48,6 +49,7 @@ def line_handles(style: Style, labels, marker: bool = True) -> list:
             [],
             color=style.colors[lbl],
             marker=style.markers[lbl] if marker else None,
+            ls=style.linestyle(lbl) if dashed else "-",
             label=lbl,
         )
         for lbl in style.colors

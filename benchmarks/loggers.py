@@ -208,9 +208,9 @@ def hyperparameters(config: DictConfig) -> dict[str, bool | int | float | str]:
 
 def key_columns(table: pd.DataFrame) -> list[str]:
     """The columns that tell a row apart from the table's other rows at its step: the text
-    columns that vary (a toy's ``cost`` and ``param``, the probe's ``param``), then, where two
-    rows still share those and ``step``, the numeric columns that vary, left to right, until no
-    two do (the toy optimization's ``k``)."""
+    columns that vary (a toy's ``cost`` and ``param``, the probe's ``network`` and ``param``),
+    then, where two rows still share those and ``step``, the numeric columns that vary, left to
+    right, until no two do (the toy optimization's ``k``)."""
     from pandas.api.types import is_numeric_dtype
 
     varying = [c for c in table.columns if c != "step" and table[c].nunique(dropna=False) > 1]

@@ -35,7 +35,7 @@ VAE = [  # three epochs of 6 steps: each table is written after each and again a
     "task.grad_var_samples=4",
     "task.eval_batch_size=500",
 ]
-KEYS = {"metrics": ["cost", "param"], "grad_var": ["param"]}
+KEYS = {"metrics": ["cost", "param"], "grad_var": ["network", "param"]}
 """The columns that name a row's tag besides its table and column, in the runs here (the test's
 own statement): the text columns that vary."""
 

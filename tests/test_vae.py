@@ -70,13 +70,11 @@ def test_a_short_training_run_per_estimator(tmp_path, estimator):
     assert eval_table.epoch.tolist() == [1, 2] and eval_table.test_iwae.notna().tolist() == [0, 1]
     assert eval_table.train_set_elbo.between(-200, 0).all()  # nats per digit: finite, plausible
     assert set(grad_var.step) == {0, 5, 10, 15}
-    assert set(grad_var.param) == {
-        "encoder.0.weight",
-        "encoder.0.bias",
-        "encoder.2.weight",
-        "encoder.2.bias",
-        "total",
-    }
+    layers = {f"{layer}.{p}" for layer in (0, 2) for p in ("weight", "bias")}
+    for network in ("encoder", "decoder"):  # each network's parameters and its total, per probe
+        rows = grad_var[grad_var.network == network]
+        assert set(rows.param) == {f"{network}.{name}" for name in layers} | {"total"}
+        assert (rows.groupby("step").size() == 5).all()
     totals = grad_var[grad_var.param == "total"].total_var
     assert (totals > 0).all()
     assert train_table.train_elbo.iloc[-3:].mean() > train_table.train_elbo.iloc[:3].mean()
@@ -270,7 +268,7 @@ def test_the_closed_form_elbo_is_the_expectation_it_claims():
 
 def test_the_exact_gradient_agrees_with_finite_differences():
     model, x = linear_gaussian_model()
-    exact = probe.exact_encoder_gradient(model, x)
+    exact = probe.exact_gradient(model, x, "encoder")
     weight = model.encoder[2].weight
     for index in [(0, 0), (1, 5), (4, 11)]:
         with torch.no_grad():
@@ -294,7 +292,7 @@ def test_estimates_are_unbiased_for_the_exact_elbo_gradient(name, scale):
     torch.manual_seed(4)
     m = 4000
     grads = probe.encoder_gradient_samples(model, estimators.build(name), x, 2, m)
-    exact = probe.exact_encoder_gradient(model, x)
+    exact = probe.exact_gradient(model, x, "encoder")
     mean = torch.cat([scale * g.mean(0).flatten() for g in grads.values()]).detach()
     se = torch.cat([scale * g.std(0).flatten() for g in grads.values()]).detach() / m**0.5
     truth = torch.cat([t.flatten() for t in exact.values()])
@@ -311,6 +309,7 @@ def test_estimates_are_unbiased_for_the_exact_elbo_gradient(name, scale):
 def test_linear_gaussian_runs_report_bias_and_mse(tmp_path):
     tables = train(tmp_path, "dataset=linear_gaussian")
     grad_var = tables["grad_var"]
+    assert set(grad_var.network) == {"encoder", "decoder"}  # the exact gradient of each
     assert grad_var.bias_sq.notna().all() and (grad_var.mse >= grad_var.bias_sq).all()
     final = tables["eval"].iloc[-1]
     assert final.test_exact_elbo < final.test_log_marginal

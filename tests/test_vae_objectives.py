@@ -17,7 +17,8 @@ from test_vae import config, linear_gaussian_model, train, whole_and_resumed
 
 import estimators
 from benchmarks import data
-from benchmarks.tasks.vae import models, probe
+from benchmarks.figures import plt
+from benchmarks.tasks.vae import figures, models, probe
 from estimators.base import ConfigError
 from estimators.objectives import Objective
 
@@ -134,7 +135,7 @@ def test_the_elbo_path_through_the_log_joint_is_unbiased_for_the_exact_gradient(
     grads = probe.encoder_gradient_samples(
         model, estimators.build(name), x, 1, m, Objective("elbo", 3)
     )
-    exact = probe.exact_encoder_gradient(model, x)
+    exact = probe.exact_gradient(model, x, "encoder")
     mean = torch.cat([g.mean(0).flatten() for g in grads.values()]).detach()
     se = torch.cat([g.std(0).flatten() for g in grads.values()]).detach() / m**0.5
     truth = torch.cat([t.flatten() for t in exact.values()])
@@ -272,7 +273,22 @@ def test_iwae_runs_get_a_figure_per_k_and_summary_rows_apart_from_the_elbo_runs(
     written, statuses = plot.plot(tmp_path)
     assert set(statuses.status) == {"completed"}
     stems = {p.stem for p in written if p.parent.name == "plots"}
-    assert stems == {"vae_digits", "vae_digits_iwae"}
+    assert stems == {"vae_digits", "vae_digits_iwae", "vae_digits_iwae_snr"}
+    # The SNR figure: a row of panels per network, one per training K, a line per estimator;
+    # tables from before the decoder's rows (no network column) draw the encoder's row alone.
+    summary = pd.read_csv(tmp_path / "summary.csv", low_memory=False)
+    summary["label"] = plot.estimator_labels(summary)
+    style = plot.style_for(summary["label"])
+    fig = figures.snr_figure(summary, style, "digits", "gaussian")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["Encoder, K = 2", "Encoder, K = 3", "Decoder, K = 2", "Decoder, K = 3"]
+    assert [len(ax.get_lines()) for ax in fig.axes] == [2, 1, 2, 1]
+    assert all(ax.get_yscale() == "log" for ax in fig.axes)
+    plt.close(fig)
+    old = summary[summary["network"].fillna("encoder") == "encoder"].drop(columns="network")
+    fig = figures.snr_figure(old, style, "digits", "gaussian")
+    assert [ax.get_title() for ax in fig.axes] == ["Encoder, K = 2", "Encoder, K = 3"]
+    plt.close(fig)
     text = (tmp_path / "summary.md").read_text()
     assert "| digits | elbo | 1 | Reparameterization |" in text
     for k, label in ((2, "Reparameterization"), (3, "Reparameterization"), (2, "DReG")):

@@ -1,6 +1,7 @@
 """The VAE's summary section and figures, from its tables (``train``, ``eval``, ``grad_var``):
 training curves over seeds by step and wall-clock, test ELBO per epoch, encoder gradient
-variance; for runs on the IWAE bound, the test bound per estimator and K."""
+variance; for runs on the IWAE bound, the test bound per estimator and K, and the gradient SNR
+against step."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from benchmarks.figures import line_handles
 from benchmarks.results import markdown_table
@@ -28,6 +29,13 @@ def vae_objectives(summary: pd.DataFrame) -> pd.Series:
     if "objective_name" not in summary:
         return pd.Series("elbo", index=summary.index)
     return summary["objective_name"].fillna("elbo")
+
+
+def grad_var_networks(summary: pd.DataFrame) -> pd.Series:
+    """Each row's probed network (tables from before the decoder's rows have none: the encoder)."""
+    if "network" not in summary:
+        return pd.Series("encoder", index=summary.index)
+    return summary["network"].fillna("encoder")
 
 
 def iwae_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) -> plt.Figure:
@@ -72,13 +80,72 @@ def iwae_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) 
     return fig
 
 
+def iwae_grad_totals(summary: pd.DataFrame, dataset: str, latent: str) -> pd.DataFrame:
+    """The ``grad_var`` totals of runs trained on the IWAE bound, with each row's network."""
+    here = (summary["dataset"] == dataset) & (vae_latents(summary) == latent)
+    here &= (summary["table"] == "grad_var") & (vae_objectives(summary) == "iwae")
+    rows = summary[here & (summary["param"] == "total")]
+    return rows.assign(network=grad_var_networks(rows))
+
+
+def snr_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) -> plt.Figure:
+    """The gradient SNR against step of runs trained on the IWAE bound: a row of panels per
+    network (the decoder's where its rows exist), one per training K, a line per estimator."""
+    rows = iwae_grad_totals(summary, dataset, latent)
+    networks = [n for n in ("encoder", "decoder") if (rows["network"] == n).any()]
+    ks = sorted(int(k) for k in rows["K"].unique())
+    fig, axes = plt.subplots(
+        len(networks),
+        len(ks),
+        figsize=(5.5 * len(ks), 3.8 * len(networks) + 0.8),
+        squeeze=False,
+        sharex=True,
+        sharey="row",
+    )
+    for network, row in zip(networks, axes, strict=True):
+        for k, ax in zip(ks, row, strict=True):
+            sns.lineplot(
+                data=rows[(rows["network"] == network) & (rows["K"] == k)],
+                x="step",
+                y="snr",
+                hue="label",
+                palette=style.colors,
+                style="label",
+                dashes=style.dashes,
+                errorbar="sd",
+                ax=ax,
+                legend=False,
+            )
+            ax.set_yscale("log")  # ticks at 1, 2, 5 per decade, written as plain numbers
+            ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.set(
+                xlabel="training step",
+                ylabel=f"{network} gradient SNR",
+                title=f"{network.capitalize()}, K = {k}",
+            )
+    handles = line_handles(style, rows["label"], marker=False, dashed=True)
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), frameon=False)
+    family = "" if latent == "gaussian" else f" ({latent} latent)"
+    seeds = rows["seed"].nunique()
+    over = "1 seed" if seeds == 1 else f"mean over {seeds} seeds, band ±1 sd"
+    m = ", ".join(str(int(v)) for v in sorted(rows["M"].unique()))
+    fig.suptitle(
+        f"VAE on {dataset}{family} trained on the IWAE bound: gradient SNR by step\n"
+        f"(mean over coordinates of |mean| / sd of M = {m} estimates on a fixed batch; {over})"
+    )
+    fig.tight_layout(rect=(0, 0.07 if len(networks) == 1 else 0.04, 1, 1))
+    return fig
+
+
 def vae_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) -> plt.Figure:
     """Training curves over seeds: the mean with a band of one standard deviation."""
     here = (summary["dataset"] == dataset) & (vae_latents(summary) == latent)
     here &= vae_objectives(summary) == "elbo"
     pick = lambda table: summary[(summary["table"] == table) & here]  # noqa: E731
     train, evals, grad_var = pick("train"), pick("eval"), pick("grad_var")
-    grad_var = grad_var[grad_var["param"] == "total"]
+    grad_var = grad_var[(grad_var["param"] == "total") & (grad_var_networks(grad_var) == "encoder")]
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     panels = [
         (train, "step", "train_elbo", "training step", "train ELBO (nats)", "Train ELBO by step"),
@@ -179,13 +246,16 @@ def summary_lines(summary: pd.DataFrame) -> list[str]:
 
 
 def figures(summary: pd.DataFrame, style: Style) -> Iterator[tuple[str, plt.Figure]]:
-    """One figure of training curves per dataset and latent family (ELBO runs), and one of the
-    test IWAE bounds per estimator and K where runs trained on the IWAE bound."""
+    """One figure of training curves per dataset and latent family (ELBO runs); where runs
+    trained on the IWAE bound, one of the test bounds per estimator and K, and one of the
+    gradient SNR against step."""
     train = summary[summary["table"] == "train"].dropna(subset=["dataset"])
     runs = train[["dataset"]].assign(latent=vae_latents(train), objective=vae_objectives(train))
     for dataset, latent, objective in runs.drop_duplicates().itertuples(index=False):
         stem = f"vae_{dataset}" if latent == "gaussian" else f"vae_{dataset}_{latent}"
         if objective == "iwae":
             yield f"{stem}_iwae", iwae_figure(summary, style, dataset, latent)
+            if not iwae_grad_totals(summary, dataset, latent).empty:
+                yield f"{stem}_iwae_snr", snr_figure(summary, style, dataset, latent)
         elif objective == "elbo":
             yield stem, vae_figure(summary, style, dataset, latent)

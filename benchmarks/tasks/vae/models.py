@@ -1,6 +1,7 @@
 """The VAE's models: encoder and decoder per latent family, q(z|x), the exact KL, and the ELBO's
 two terms or the objective's estimates with the estimator's gradient (the one place the estimator
-is called: ``elbo_terms`` and ``objective_estimates``, side by side).
+is called: ``elbo_terms`` and ``objective_estimates``, side by side), and the per-example training
+objective that training and the gradient probe share (``per_example_objective``).
 
 The default model is the canonical MLP VAE (Kingma and Welling 2014; pytorch/examples vae/main.py):
 a Gaussian encoder q(z|x), a standard-normal prior and a Bernoulli decoder p(x|z). The ELBO is
@@ -261,6 +262,24 @@ def objective_estimates(
     ``objective.num_samples`` draws, with the estimator's gradient (the objective path's call)."""
     log_joint = lambda z: model.log_joint(x, z)  # noqa: E731
     return estimator.surrogate(model.posterior(h), log_joint, objective, num_samples)
+
+
+def per_example_objective(
+    model: VAE,
+    estimator: Estimator,
+    x: torch.Tensor,
+    h: torch.Tensor,
+    num_samples: int,
+    objective: Objective | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The per-example training objective [*batch] with the estimator's gradient: the mean of
+    ``objective``'s estimates, or the ELBO; and the plain path's f per draw (None on the objective
+    path), which NVIL's learned baseline regresses. Training and the gradient probe both call it."""
+    if objective is not None:
+        estimates = objective_estimates(model, estimator, x, h, objective, num_samples)
+        return estimates.mean(0), None
+    reconstruction, kl = elbo_terms(model, estimator, x, h, num_samples)
+    return reconstruction.mean(0) - kl, reconstruction
 
 
 class LearnedBaseline(nn.Module):

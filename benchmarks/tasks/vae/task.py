@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 class VAETask(Task):
     """VAE training with the estimator on the encoder: ``train`` rows per logged step, ``eval``
-    rows per epoch and ``grad_var`` rows per probe (``conf/task/vae.yaml`` lists the options)."""
+    rows per epoch and ``grad_var`` rows per probe, encoder and decoder (``conf/task/vae.yaml``
+    lists the options)."""
 
     name = "vae"
     tables = TABLES
@@ -44,7 +45,16 @@ class VAETask(Task):
             "test_objective",
             "test_iwae",
         ],
-        "grad_var": ["estimator", "options", "step", "M", "total_var", "mean_log_var", "snr"],
+        "grad_var": [
+            "estimator",
+            "options",
+            "step",
+            "M",
+            "network",
+            "total_var",
+            "mean_log_var",
+            "snr",
+        ],
     }
 
     def validate(self, estimator, context: Context) -> None:
@@ -54,7 +64,7 @@ class VAETask(Task):
         validate(self.cfg, context.config.dataset.name, estimator)
 
     def summary_rows(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
-        """The printed rows: of ``grad_var``, the totals over the encoder's parameters; of an ELBO
+        """The printed rows: of ``grad_var``, the totals over each network's parameters; of an ELBO
         run's ``eval``, the columns as before the objective path (no objective, K, bound at K)."""
         if name == "grad_var" and not table.empty:
             return table[table.param == "total"]

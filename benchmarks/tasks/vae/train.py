@@ -22,10 +22,9 @@ from benchmarks.tasks.vae.evaluate import evaluation_row, fixed_train_set
 from benchmarks.tasks.vae.models import (
     VAE,
     LearnedBaseline,
-    elbo_terms,
     encoder_size,
     make_model,
-    objective_estimates,
+    per_example_objective,
     posterior,
 )
 from benchmarks.tasks.vae.probe import probe_rows
@@ -55,12 +54,10 @@ def train_step(
     a step whose loss or gradient is not finite leaves the parameters as they were.
     """
     h = model.encoder(x)
-    if objective is not None:
-        per_example = objective_estimates(model, estimator, x, h, objective, num_samples).mean(0)
-    else:
-        with baseline.supplying(x) if baseline is not None else nullcontext() as b:
-            reconstruction, kl = elbo_terms(model, estimator, x, h, num_samples)
-        per_example = reconstruction.mean(0) - kl
+    with baseline.supplying(x) if baseline is not None else nullcontext() as b:
+        per_example, reconstruction = per_example_objective(
+            model, estimator, x, h, num_samples, objective
+        )
     loss = -per_example.sum()
     if baseline is not None:
         loss = loss + (reconstruction.detach() - b).pow(2).mean(0).sum()
