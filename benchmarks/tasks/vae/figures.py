@@ -70,7 +70,7 @@ def iwae_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) 
         ax.minorticks_off()
         ax.ticklabel_format(axis="y", useOffset=False)
         ax.set(xlabel="K, importance samples in training", ylabel=ylabel, title=title)
-    handles = line_handles(style, final["label"])
+    handles = line_handles(style, final["label"], dashed=True)
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), frameon=False)
     family = "" if latent == "gaussian" else f" ({latent} latent)"
     seeds = final["seed"].nunique()
@@ -205,7 +205,7 @@ def vae_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) -
     for ax in axes[0]:  # the first steps' ELBO is far below the rest; show where it settles
         if not train.empty:
             ax.set_ylim(train["train_elbo"].quantile(0.05), train["train_elbo"].max() + 1)
-    handles = line_handles(style, summary.loc[here, "label"], marker=False)
+    handles = line_handles(style, summary.loc[here, "label"], marker=False, dashed=True)
     seeds = summary.loc[here, "seed"].nunique()
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), frameon=False)
     family = "" if latent == "gaussian" else f" ({latent} latent)"
