@@ -1,0 +1,93 @@
+"""What the decoder's rows cost the VAE's gradient probe.
+
+``python -m benchmarks.bench_vae_probe`` times the probe (``probe.gradient_samples``, M = 100
+estimates of the encoder's and the decoder's gradients on one batch) against the encoder-only
+probe (``probe.encoder_gradient_samples``, the same pass without the decoder's per-copy
+gradients) in one process, interleaved, medians over repeats, on random binary images, for:
+
+- the Gaussian VAE (784-400-20, batch 128): ``reparam`` and ``reinforce_baseline`` on the ELBO,
+  ``dreg`` on the IWAE bound at K = 5 and 50;
+- the Bernoulli VAE (the DisARM paper's 784-200-200-200 bits, nonlinear, batch 50): ``vimco`` and
+  ``rws`` on the IWAE bound at K = 5 and 50.
+
+Writes ``results/perf/vae_probe_speed.csv`` and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+import estimators
+from benchmarks.perf import interleaved_medians, write_report
+from benchmarks.tasks.vae.models import VAE
+from benchmarks.tasks.vae.probe import encoder_gradient_samples, gradient_samples
+from estimators.objectives import Objective
+
+# latent: (model arguments, batch, [(estimator, objective or None for the ELBO, K)])
+SETUPS = {
+    "gaussian": (
+        (784, 400, 20),
+        128,
+        [("reparam", None, 1), ("reinforce_baseline", None, 1), ("dreg", "iwae", 5)]
+        + [("dreg", "iwae", 50)],
+    ),
+    "bernoulli": (
+        (784, 200, 200, "bernoulli", "nonlinear"),
+        50,
+        [("vimco", "iwae", 5), ("vimco", "iwae", 50), ("rws", "iwae", 5), ("rws", "iwae", 50)],
+    ),
+}
+
+
+def probes(latent: str, name: str, objective: str | None, k: int, m: int):
+    """The full and the encoder-only probe of one case, on a fresh model and batch."""
+    model_args, batch, _ = SETUPS[latent]
+    torch.manual_seed(0)
+    model = VAE(*model_args)
+    x = torch.bernoulli(torch.full((batch, 784), 0.3))
+    est = estimators.build(name)
+    goal = Objective(objective, k) if objective else None
+    s = est.min_samples
+    return (
+        lambda: gradient_samples(model, est, x, s, m, goal),
+        lambda: encoder_gradient_samples(model, est, x, s, m, goal),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--m", type=int, default=100, help="estimates per probe")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--out", type=Path, default=Path("results/perf/vae_probe_speed.csv"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for latent, (_, _, cases) in SETUPS.items():
+        for name, objective, k in cases:
+            full, encoder_only = probes(latent, name, objective, k, args.m)
+            medians = interleaved_medians(
+                {"full": full, "encoder": encoder_only}, args.repeats, warmup=1
+            )
+            rows.append(
+                {
+                    "latent": latent,
+                    "estimator": name,
+                    "objective": objective or "elbo",
+                    "K": k,
+                    "M": args.m,
+                    "encoder_only_s": medians["encoder"],
+                    "with_decoder_s": medians["full"],
+                    "ratio": medians["full"] / medians["encoder"],
+                }
+            )
+    print(f"the VAE's gradient probe, M = {args.m}, median of {args.repeats}, interleaved:")
+    write_report(pd.DataFrame(rows), args.out, digits=3)
+
+
+if __name__ == "__main__":
+    main()
