@@ -3,12 +3,14 @@
 ``python -m benchmarks.bench_vae_probe`` times the probe (``probe.gradient_samples``, M = 100
 estimates of the encoder's and the decoder's gradients on one batch) against the encoder-only
 probe (``probe.encoder_gradient_samples``, the same pass without the decoder's per-copy
-gradients) in one process, interleaved, medians over repeats, on random binary images, for:
+gradients) in one process, interleaved, medians over repeats, on random binary images of the
+digits' size (64 pixels), with the reference runs' models (``results/reference/vae_iwae`` and
+``vae_bernoulli_iwae``):
 
-- the Gaussian VAE (784-400-20, batch 128): ``reparam`` and ``reinforce_baseline`` on the ELBO,
+- the Gaussian VAE (64-400-20, batch 128): ``reparam`` and ``reinforce_baseline`` on the ELBO,
   ``dreg`` on the IWAE bound at K = 5 and 50;
-- the Bernoulli VAE (the DisARM paper's 784-200-200-200 bits, nonlinear, batch 50): ``vimco`` and
-  ``rws`` on the IWAE bound at K = 5 and 50.
+- the Bernoulli VAE (64-200-200-32 bits, nonlinear, batch 50): ``vimco`` and ``rws`` on the IWAE
+  bound at K = 5 and 50.
 
 Writes ``results/perf/vae_probe_speed.csv`` and prints it.
 """
@@ -30,13 +32,13 @@ from estimators.objectives import Objective
 # latent: (model arguments, batch, [(estimator, objective or None for the ELBO, K)])
 SETUPS = {
     "gaussian": (
-        (784, 400, 20),
+        (64, 400, 20),
         128,
         [("reparam", None, 1), ("reinforce_baseline", None, 1), ("dreg", "iwae", 5)]
         + [("dreg", "iwae", 50)],
     ),
     "bernoulli": (
-        (784, 200, 200, "bernoulli", "nonlinear"),
+        (64, 200, 32, "bernoulli", "nonlinear"),
         50,
         [("vimco", "iwae", 5), ("vimco", "iwae", 50), ("rws", "iwae", 5), ("rws", "iwae", 50)],
     ),
@@ -48,7 +50,7 @@ def probes(latent: str, name: str, objective: str | None, k: int, m: int):
     model_args, batch, _ = SETUPS[latent]
     torch.manual_seed(0)
     model = VAE(*model_args)
-    x = torch.bernoulli(torch.full((batch, 784), 0.3))
+    x = torch.bernoulli(torch.full((batch, model_args[0]), 0.3))
     est = estimators.build(name)
     goal = Objective(objective, k) if objective else None
     s = est.min_samples
