@@ -25,6 +25,11 @@ def legend_below(fig: plt.Figure, handles: list) -> None:
     fig.tight_layout(rect=(0, box.height / fig.bbox.height + 0.01, 1, 1))
 
 
+def over_seeds(seeds: int) -> str:
+    """What a figure's curves are, for its title: one seed's, or the mean over seeds with a band."""
+    return "1 seed" if seeds == 1 else f"mean over {seeds} seeds, band ±1 sd"
+
+
 ZERO_VARIANCE = "zero_variance"
 
 

@@ -151,3 +151,7 @@ class Style:
         """The same dash pattern in matplotlib's form."""
         dashes = self.dashes[label]
         return (0, dashes) if dashes else "-"
+
+    def seaborn(self) -> dict:
+        """seaborn's keywords for a line per estimator (the ``label`` column) in this style."""
+        return {"hue": "label", "palette": self.colors, "style": "label", "dashes": self.dashes}

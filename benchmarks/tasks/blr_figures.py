@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pandas as pd
 import seaborn as sns
 
-from benchmarks.figures import legend_below, line_handles, plt
+from benchmarks.figures import legend_below, line_handles, over_seeds, plt
 from benchmarks.results import markdown_table
 from benchmarks.tasks.base import Style
 
@@ -61,10 +61,7 @@ def figures(summary: pd.DataFrame, style: Style) -> Iterator[tuple[str, plt.Figu
             data=rows,
             x="step",
             y=column,
-            hue="label",
-            palette=style.colors,
-            style="label",
-            dashes=style.dashes,
+            **style.seaborn(),
             errorbar="sd",
             ax=ax,
             legend=False,
@@ -76,8 +73,7 @@ def figures(summary: pd.DataFrame, style: Style) -> Iterator[tuple[str, plt.Figu
     last = rows.sort_values("step").groupby("run")["elbo"].last()
     top = rows["elbo"].max()
     axes[1].set_ylim(max(rows["elbo"].min(), last.min() - 0.5 * (top - last.min()) - 5), top + 2)
-    seeds = rows["seed"].nunique()
-    over = "1 seed" if seeds == 1 else f"mean over {seeds} seeds, band ±1 sd"
+    over = over_seeds(rows["seed"].nunique())
     fig.suptitle(f"Bayesian logistic regression on breast_cancer: {over}")
     legend_below(fig, line_handles(style, rows["label"], marker=False))
     yield "blr", fig

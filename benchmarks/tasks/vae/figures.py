@@ -12,7 +12,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from benchmarks.figures import line_handles
+from benchmarks.figures import line_handles, over_seeds
 from benchmarks.results import markdown_table
 from benchmarks.tasks.base import Style
 
@@ -22,6 +22,11 @@ def vae_latents(summary: pd.DataFrame) -> pd.Series:
     if "latent" not in summary:
         return pd.Series("gaussian", index=summary.index)
     return summary["latent"].fillna("gaussian")
+
+
+def family_note(latent: str) -> str:
+    """' (bernoulli latent)' in a title, or nothing for the default Gaussian latents."""
+    return "" if latent == "gaussian" else f" ({latent} latent)"
 
 
 def vae_objectives(summary: pd.DataFrame) -> pd.Series:
@@ -55,10 +60,7 @@ def iwae_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) 
             data=final,
             x="K",
             y=y,
-            hue="label",
-            palette=style.colors,
-            style="label",
-            dashes=style.dashes,
+            **style.seaborn(),
             markers=style.markers,
             errorbar="sd",
             ax=ax,
@@ -72,10 +74,8 @@ def iwae_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) 
         ax.set(xlabel="K, importance samples in training", ylabel=ylabel, title=title)
     handles = line_handles(style, final["label"], dashed=True)
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), frameon=False)
-    family = "" if latent == "gaussian" else f" ({latent} latent)"
-    seeds = final["seed"].nunique()
-    over = "1 seed" if seeds == 1 else f"mean over {seeds} seeds, band ±1 sd"
-    fig.suptitle(f"VAE on {dataset}{family} trained on the IWAE bound: {over}")
+    over = over_seeds(final["seed"].nunique())
+    fig.suptitle(f"VAE on {dataset}{family_note(latent)} trained on the IWAE bound: {over}")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
@@ -108,10 +108,7 @@ def snr_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) -
                 data=rows[(rows["network"] == network) & (rows["K"] == k)],
                 x="step",
                 y="snr",
-                hue="label",
-                palette=style.colors,
-                style="label",
-                dashes=style.dashes,
+                **style.seaborn(),
                 errorbar="sd",
                 ax=ax,
                 legend=False,
@@ -127,12 +124,10 @@ def snr_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) -
             )
     handles = line_handles(style, rows["label"], marker=False, dashed=True)
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), frameon=False)
-    family = "" if latent == "gaussian" else f" ({latent} latent)"
-    seeds = rows["seed"].nunique()
-    over = "1 seed" if seeds == 1 else f"mean over {seeds} seeds, band ±1 sd"
+    over = over_seeds(rows["seed"].nunique())
     m = ", ".join(str(int(v)) for v in sorted(rows["M"].unique()))
     fig.suptitle(
-        f"VAE on {dataset}{family} trained on the IWAE bound: gradient SNR by step\n"
+        f"VAE on {dataset}{family_note(latent)} trained on the IWAE bound: gradient SNR by step\n"
         f"(mean over coordinates of |mean| / sd of M = {m} estimates on a fixed batch; {over})"
     )
     fig.tight_layout(rect=(0, 0.07 if len(networks) == 1 else 0.04, 1, 1))
@@ -190,10 +185,7 @@ def vae_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) -
                 data=rows,
                 x=x,
                 y=y,
-                hue="label",
-                palette=style.colors,
-                style="label",
-                dashes=style.dashes,
+                **style.seaborn(),
                 errorbar="sd",
                 ax=ax,
                 legend=False,
@@ -206,11 +198,9 @@ def vae_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) -
         if not train.empty:
             ax.set_ylim(train["train_elbo"].quantile(0.05), train["train_elbo"].max() + 1)
     handles = line_handles(style, summary.loc[here, "label"], marker=False, dashed=True)
-    seeds = summary.loc[here, "seed"].nunique()
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), frameon=False)
-    family = "" if latent == "gaussian" else f" ({latent} latent)"
-    over = "1 seed" if seeds == 1 else f"mean over {seeds} seeds, band ±1 sd"
-    fig.suptitle(f"VAE on {dataset}{family}: {over}")
+    over = over_seeds(summary.loc[here, "seed"].nunique())
+    fig.suptitle(f"VAE on {dataset}{family_note(latent)}: {over}")
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
