@@ -108,6 +108,7 @@ def install_both(root) -> None:
     )
 
 
+@pytest.mark.slow
 def test_the_command_line_takes_an_installed_estimator_with_no_yaml(tmp_path):
     install_both(tmp_path)
     # Its default options are keys of its config, overridden as estimator.KEY=value.

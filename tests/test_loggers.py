@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from cli import ROOT, interrupt, run
+from extras import needs
 
 from benchmarks.experiment import compose_config, run_config
 from benchmarks.results import RunWriter
 from estimators.base import ConfigError
 
-pytest.importorskip("tensorboard")
-pytest.importorskip("mlflow")
+pytestmark = needs("tensorboard", "mlflow")
 
 TOY = ["task.n_estimates=200", "task.k=[0.5,1.0,2.0]", "task.costs=[square,cos]"]
 VAE = [  # three epochs of 6 steps: each table is written after each and again at the end

@@ -9,6 +9,7 @@ import os
 import re
 
 import pandas as pd
+import pytest
 from cli import ROOT, doc_block, run
 
 PAGE = "docs/own-objective.md"
@@ -21,6 +22,7 @@ def commands() -> list[list[str]]:
     return [line.split()[3:] for line in lines]
 
 
+@pytest.mark.slow
 def test_the_logistic_regression_example_runs(tmp_path):
     regression, _ = commands()
     small = ["task.n_estimates=2000", "task.reference_estimates=20000"]

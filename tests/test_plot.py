@@ -41,6 +41,7 @@ def assert_figures(paths: list[Path]) -> None:
             assert path.read_bytes().startswith(b"%PDF")
 
 
+@pytest.mark.slow
 def test_a_toy_sweep_ends_with_a_tidy_table_and_figures(tmp_path):
     out = sweep(
         tmp_path, "estimator=reparam,reinforce,reinforce_baseline", *TOY, "task.num_samples=2,4"
@@ -131,6 +132,7 @@ def test_launchers_run_a_two_job_sweep(tmp_path, launcher):
     assert (tmp_path / "summary.md").exists()
 
 
+@pytest.mark.slow
 def test_the_plot_command_rejects_a_folder_without_runs(tmp_path):
     out = run(str(tmp_path), module="benchmarks.plot")
     assert out.returncode == 2

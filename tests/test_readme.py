@@ -149,6 +149,7 @@ def documented_run_commands() -> list[str]:
     return commands
 
 
+@pytest.mark.slow
 def test_every_documented_run_command_names_existing_keys_and_options():
     from benchmarks.run import check_overrides
 

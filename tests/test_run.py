@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from cli import interrupt, run, run_with_estimator
+from extras import needs
 
 from benchmarks.results import write_json, write_table
 
@@ -79,6 +80,7 @@ def test_a_multirun_writes_one_table_per_estimator(tmp_path):
     assert names == {"reparam", "reinforce", "reinforce_baseline"}
 
 
+@pytest.mark.slow
 def test_optimize_mode_writes_its_table(tmp_path):
     out = run(
         "task.mode=optimize",
@@ -109,13 +111,22 @@ def test_a_run_into_a_used_folder_replaces_the_earlier_runs_outputs(tmp_path):
     assert out.returncode == 2 and (tmp_path / "metrics.csv").exists()
 
 
+def slow(*values):
+    """A parametrized case of the slow suite: every bad input still runs in .ci/run, the fast
+    suite keeps one of each kind (a task key, an estimator option, a config group, a missing key,
+    a malformed override, a logger folder)."""
+    return pytest.param(*values, marks=pytest.mark.slow)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["task.sigma=-1"], "task.sigma=-1: must be > 0"),
-        (["task.n_estimates=0"], "task.n_estimates=0: must be a positive integer"),
-        (["task.costs=[square,quartic]"], "cost 'quartic' is unknown; known costs: square, cos"),
-        (
+        slow(["task.n_estimates=0"], "task.n_estimates=0: must be a positive integer"),
+        slow(
+            ["task.costs=[square,quartic]"], "cost 'quartic' is unknown; known costs: square, cos"
+        ),
+        slow(
             ["estimator=reinforce_baseline", "task.num_samples=1"],
             "task.num_samples=1: estimator 'reinforce_baseline' (baseline=loo) "
             "needs an integer num_samples >= 2",
@@ -124,28 +135,31 @@ def test_a_run_into_a_used_folder_replaces_the_earlier_runs_outputs(tmp_path):
             ["estimator=reinforce_baseline", "estimator.baseline=mean"],
             "baseline='mean' is unknown; known baselines: loo, ema, hook",
         ),
-        (["device=tpu"], "device='tpu': accepted devices are cpu, cuda, auto"),
-        (["task.k=2.0"], "task.k=2.0: must be a non-empty list of numbers, e.g. [1.0]"),
-        (["task.n_estimates=1"], "task.n_estimates=1: a variance needs at least 2"),
-        (
+        slow(["device=tpu"], "device='tpu': accepted devices are cpu, cuda, auto"),
+        slow(["task.k=2.0"], "task.k=2.0: must be a non-empty list of numbers, e.g. [1.0]"),
+        slow(["task.n_estimates=1"], "task.n_estimates=1: a variance needs at least 2"),
+        slow(
             ["estimator=reinforce_baseline", "estimator.decay=2"],
             "estimator.decay=2: the moving-average decay must be in [0, 1)",
         ),
-        (["estimator=nvil"], "estimator=nvil works with task=vae only"),
-        (["threads=0"], "threads=0: must be a positive integer or null"),
+        slow(["estimator=nvil"], "estimator=nvil works with task=vae only"),
+        slow(["threads=0"], "threads=0: must be a positive integer or null"),
         (["estimator=nope"], "estimator='nope': accepted estimators are arm, disarm,"),
-        (
+        slow(
             ["task=nope"],
             "task='nope': accepted tasks are bernoulli, blr, custom, gaussian, gaussian_lvm, vae",
         ),
-        (["task=vae", "dataset=mnst"], "dataset='mnst': accepted datasets are digits,"),
-        (["logger=wandb"], "logger='wandb': accepted loggers are mlflow, none, tensorboard"),
-        (
+        slow(["task=vae", "dataset=mnst"], "dataset='mnst': accepted datasets are digits,"),
+        slow(["logger=wandb"], "logger='wandb': accepted loggers are mlflow, none, tensorboard"),
+        pytest.param(
             ["logger=tensorboard", "logger.log_dir=/sys/x"],
             "logger.log_dir=/sys/x: cannot write into /sys (",
+            marks=needs("tensorboard"),
         ),
-        (["seeds=1"], "seeds=1: no such key; the keys of the config are task, estimator, seed,"),
-        (
+        slow(
+            ["seeds=1"], "seeds=1: no such key; the keys of the config are task, estimator, seed,"
+        ),
+        slow(
             ["task=vae", "task.epoch=1"],
             "task.epoch=1: no such key; the keys of task=vae are latent, arch,",
         ),
@@ -250,6 +264,7 @@ def test_a_vae_run_from_the_command_line(tmp_path):
     assert (tmp_path / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
