@@ -72,11 +72,12 @@ def compare(
     tables = []
     for i, estimator in enumerate(estimators):
         make = factory(estimator)
-        table = run_task(task, make, context).tables["metrics"]
+        rows = run_task(task, make, context).rows["metrics"]
+        table = pd.DataFrame(rows)
         if out is not None:
-            writer = RunWriter(Path(out) / f"{i}_{table['estimator'].iloc[0]}")
+            writer = RunWriter(Path(out) / f"{i}_{rows[0]['estimator']}")
             writer.task = f"{CustomTask.__module__}.{CustomTask.__qualname__}"
-            writer.table("metrics", table)
+            writer.table("metrics", rows)
             writer.status("completed")
             writer.finish()
         tables.append(table)

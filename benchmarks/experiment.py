@@ -80,8 +80,8 @@ def run_config(
     context = Context(cfg.seed, device, writer, cfg, {} if progress is None else progress)
     result = run_task(task, make_estimator, context)
     if writer is not None:
-        for name, table in result.tables.items():
-            writer.table(name, table)
+        for name, rows in result.rows.items():
+            writer.table(name, rows)
         writer.status(result.status, **result.details)
         writer.finish()
     return task, result

@@ -1,9 +1,11 @@
-"""Streaming moments and the statistics of a set of gradient estimates.
+"""Gradient estimates, streaming moments and the statistics of a set of gradient estimates.
 
-Chunks of estimates are reduced to their count, mean and central sums of powers 2 to 4, and
-merged with the pairwise formulas of Pebay (2008), so memory does not grow with the number of
-estimates. The fourth moment gives a distribution-free (asymptotic) confidence interval for the
-variance, which matters because score-function estimates are far from Gaussian.
+``gradient_estimates`` is the measurement every task shares: broadcast leaf copies of the
+parameters, one forward and one backward pass, a batch of independent estimates. Chunks of
+estimates are reduced to their count, mean and central sums of powers 2 to 4, and merged with the
+pairwise formulas of Pebay (2008), so memory does not grow with the number of estimates. The
+fourth moment gives a distribution-free (asymptotic) confidence interval for the variance, which
+matters because score-function estimates are far from Gaussian.
 """
 
 from __future__ import annotations
@@ -14,8 +16,88 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import torch
+from torch.distributions import Distribution
+
+from estimators.base import Estimator
+from estimators.objectives import Objective
 
 Z_95 = 1.959963984540054  # two-sided 95% standard-normal quantile
+
+Params = dict[str, torch.Tensor]
+"""Parameter tensors by name."""
+
+Model = Callable[[Params], tuple[Distribution, Callable]]
+"""The distribution and f at (copies of) the parameters; f is the log joint on the multi-sample
+path (``Estimator.surrogate``)."""
+
+
+def leaf_copies(params: Params, batch: int | None) -> Params:
+    """``batch`` broadcast copies of each parameter along a new first axis, differentiable one by
+    one (row b of a gradient with respect to a copy is copy b's) and none materialized; one plain
+    differentiable copy where ``batch`` is None."""
+    leaves = {name: p.detach().requires_grad_() for name, p in params.items()}
+    if batch is None:
+        return leaves
+    return {name: p.expand(batch, *p.shape) for name, p in leaves.items()}
+
+
+def estimator_values(
+    estimator: Estimator,
+    model: Model,
+    copies: Params,
+    num_samples: int,
+    batch: int | None,
+    objective: Objective | None = None,
+) -> torch.Tensor:
+    """The estimator's output at ``copies`` (``leaf_copies(params, batch)``): ``estimator(dist,
+    f, num_samples)``, its shape checked against the contract, or its surrogate of ``objective``
+    where one is given. The sum over the batch of each copy's mean over its draws is the loss
+    whose gradient is each copy's estimate."""
+    dist, f = model(copies)
+    if objective is not None:
+        return estimator.surrogate(dist, f, objective, num_samples)
+    out = estimator(dist, f, num_samples)
+    batch = [] if batch is None else [batch]
+    if list(out.shape[: 1 + len(batch)]) != [num_samples, *batch]:
+        raise RuntimeError(
+            f"estimator '{estimator.name}' returned shape {tuple(out.shape)}; the contract asks "
+            f"for [num_samples, *batch_shape], here {[num_samples, *batch]} first"
+        )
+    return out
+
+
+def gradient_estimates(
+    estimator: Estimator,
+    model: Model,
+    params: Params,
+    num_samples: int,
+    batch: int | None,
+    objective: Objective | None = None,
+) -> Params:
+    """``batch`` independent estimates [batch, *shape] of the gradient of E[f] (or of
+    ``objective``) with respect to each parameter, from one forward and one backward pass over
+    ``leaf_copies``; one estimate [*shape] where ``batch`` is None."""
+    copies = leaf_copies(params, batch)
+    out = estimator_values(estimator, model, copies, num_samples, batch, objective)
+    grads = torch.autograd.grad(out.mean(0).sum(), list(copies.values()), materialize_grads=True)
+    return dict(zip(copies, grads, strict=True))
+
+
+def train_control_variate(
+    estimator: Estimator,
+    model: Model,
+    params: Params,
+    num_samples: int,
+    batch: int | None,
+    steps: int,
+) -> None:
+    """``steps`` steps of a learned control variate (rebar, relax) at fixed ``params``, each on
+    the variance of ``batch`` estimates, as the RELAX paper trains it; then freeze it."""
+    for _ in range(steps):
+        copies = leaf_copies(params, batch)
+        out = estimator_values(estimator, model, copies, num_samples, batch)
+        estimator.backward(out.mean(0).sum(), *copies.values())
+    estimator.eval()
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,13 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     return path
 
 
+def frame(rows: list[dict]) -> pd.DataFrame:
+    """The table of ``rows`` (dicts of one row each), pandas imported only here and when used."""
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
 def write_table(table: pd.DataFrame, path: Path) -> Path:
     """Write ``table`` as CSV at ``path`` atomically."""
     return atomic_write(path, lambda handle: table.to_csv(handle, index=False))
@@ -95,11 +102,12 @@ class RunWriter:
     def path(self, name: str) -> Path:
         return self.run_dir / name
 
-    def table(self, name: str, frame: pd.DataFrame) -> Path:
-        """``NAME.csv``, a tidy table, then its new rows to the logger."""
-        path = write_table(frame, self.path(f"{name}.csv"))
+    def table(self, name: str, rows: list[dict]) -> Path:
+        """``NAME.csv``, the tidy table of ``rows``, then its new rows to the logger."""
+        table = frame(rows)
+        path = write_table(table, self.path(f"{name}.csv"))
         if self.logger is not None:
-            self.logger.log_table(name, frame)
+            self.logger.log_table(name, table)
         return path
 
     def json(self, name: str, data: dict) -> Path:

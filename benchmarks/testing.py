@@ -26,6 +26,7 @@ import torch
 from torch.distributions import Bernoulli, Distribution, Independent, Normal, OneHotCategorical
 
 import estimators
+from benchmarks import measure
 from benchmarks.experiment import compose_config, run_config
 from estimators.base import ConfigError, Estimator
 
@@ -171,12 +172,14 @@ TOYS = {
 
 
 def gradient_estimates(est: Estimator, toy: str, f: Callable, num_samples: int, batch: int = B):
-    """``batch`` independent gradient estimates on ``toy``, one per leaf copy of its parameters:
-    a tuple of [batch, DIM] tensors, one per parameter."""
+    """``batch`` independent gradient estimates on ``toy`` (``measure.gradient_estimates``): a
+    tuple of [batch, DIM] tensors, one per parameter."""
     start, make, _ = TOYS[toy]
-    params = [p.expand(batch, DIM).clone().requires_grad_() for p in start.values()]
-    out = est(make(*params), f, num_samples)
-    return torch.autograd.grad(out.mean(0).sum(), params, materialize_grads=True)
+
+    def model(copies):
+        return make(*copies.values()), f
+
+    return tuple(measure.gradient_estimates(est, model, start, num_samples, batch).values())
 
 
 def assert_unbiased(grads: torch.Tensor, exact: torch.Tensor, where: str = "") -> None:

@@ -65,3 +65,15 @@ def test_a_bad_input_answers_without_the_heavy_imports():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_no_task_imports_pandas_or_plotting_at_module_level():
+    # Tasks hand rows to the writer, which builds the tables; figures live in modules of their own.
+    targets = [OmegaConf.load(p)._target_ for p in sorted(CONF_DIR.glob("task/*.yaml"))]
+    modules = sorted({target.rsplit(".", 1)[0] for target in targets})
+    code = (
+        f"import sys, {', '.join(modules)}; "
+        "print(sorted({'pandas', 'seaborn', 'matplotlib'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", f"{modules}: {out.stdout} {out.stderr}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import pandas as pd
 import pytest
 
 from benchmarks.results import RunWriter, atomic_write
@@ -15,7 +14,7 @@ def test_files_get_the_permissions_of_an_ordinary_new_file(tmp_path, umask, mode
     old = os.umask(umask)
     try:
         writer = RunWriter(tmp_path)
-        paths = [writer.table("metrics", pd.DataFrame({"a": [1]})), writer.status("completed")]
+        paths = [writer.table("metrics", [{"a": 1}]), writer.status("completed")]
         paths.append(writer.checkpoint({"step": 1}))
     finally:
         os.umask(old)

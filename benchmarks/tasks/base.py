@@ -31,7 +31,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from benchmarks.results import RunWriter
+from benchmarks.results import RunWriter, frame
 from estimators.base import ConfigError, Estimator
 
 if TYPE_CHECKING:  # pandas and matplotlib only in annotations: a bad input answers fast
@@ -56,13 +56,23 @@ class Context:
     """Where the run is (``step``, ``epoch``), kept current by the task: an interrupt's status."""
 
 
+Rows = list[dict]
+"""A table as its task makes it: one dict per row, the columns in the first row's order."""
+
+
 @dataclass
 class Result:
-    """A finished run: its tables by name, and its status with any details (step, message)."""
+    """A finished run: its tables' rows by name, and its status with any details (step,
+    message). Tasks hand over rows; pandas builds the tables (``tables``) where they are read."""
 
-    tables: dict[str, pd.DataFrame]
+    rows: dict[str, Rows]
     status: str = "completed"
     details: dict = field(default_factory=dict)
+
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Each table as a DataFrame."""
+        return {name: frame(rows) for name, rows in self.rows.items()}
 
 
 class Task:
@@ -107,15 +117,34 @@ class Task:
         return importlib.import_module(cls.figures_module).figures(summary, style)
 
 
-def estimator_columns(estimator: Estimator) -> dict:
-    """The columns that name the estimator in every table: its name, its options as one string
-    (``options``) and as one column each (``estimator.KEY``, as typed on the command line)."""
+def run_columns(
+    estimator: Estimator,
+    task: str,
+    seed: int,
+    device: torch.device | None,
+    where: dict | None = None,
+    **settings,
+) -> dict:
+    """The columns that say which run a row comes from, in this order: the estimator's name, its
+    options as one string (``options``), the task, ``where`` (what it ran on: a target, a data
+    set), the seed, the device (None: no column, for a task that runs on the CPU alone), the
+    task's ``settings``, and each option as ``estimator.KEY`` (as typed on the command line)."""
     options = estimator.options()
     return {
         "estimator": estimator.name,
         "options": ",".join(f"{k}={v}" for k, v in options.items()),
+        "task": task,
+        **(where or {}),
+        "seed": seed,
+        **({} if device is None else {"device": device.type}),
+        **settings,
         **{f"estimator.{k}": v for k, v in options.items()},
     }
+
+
+def learned_columns(estimator: Estimator) -> dict[str, float]:
+    """``learned_eta``, ``learned_temperature``: a learned control variate's values as measured."""
+    return {f"learned_{key}": value for key, value in estimator.learned().items()}
 
 
 def build(cfg: DictConfig) -> Task:

@@ -24,17 +24,17 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
-import pandas as pd
 import torch
 from torch.distributions import Independent, Normal
 from torch.nn.functional import logsigmoid
 
+from benchmarks.measure import gradient_estimates
 from benchmarks.progress import Progress
-from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, estimator_columns
+from benchmarks.tasks.base import Context, EstimatorFactory, Result, Rows, Task, run_columns
 from estimators.base import ConfigError, Estimator, positive_number, require_int
 
-if TYPE_CHECKING:
-    pass
+if TYPE_CHECKING:  # annotations only: a task imports no pandas at module level
+    import pandas as pd
 
 DATA = ("breast_cancer",)
 DIM = 31  # breast_cancer's 30 features and the bias
@@ -91,7 +91,7 @@ def evaluate(
     return elbo.item(), accuracy.item()
 
 
-def gradient_estimates(
+def gradient_rows(
     estimator: Estimator,
     loc: torch.Tensor,
     log_scale: torch.Tensor,
@@ -101,16 +101,17 @@ def gradient_estimates(
     chunk: int,
 ) -> torch.Tensor:
     """``m`` independent estimates [m, 2 D] (loc's coordinates, then log_scale's) of the gradient
-    of E_q[f], each from ``num_samples`` draws; ``chunk`` estimates per backward pass, each a
-    broadcast copy of the parameters (row b of a gradient is copy b's)."""
+    of E_q[f], each from ``num_samples`` draws, ``chunk`` estimates per backward pass
+    (``measure.gradient_estimates``)."""
+    params = {"loc": loc, "log_scale": log_scale}
+
+    def model(copies):
+        return posterior(copies["loc"], copies["log_scale"]), f
+
     rows = []
     for start in range(0, m, chunk):
-        size = min(chunk, m - start)
-        leaves = [p.detach().requires_grad_() for p in (loc, log_scale)]
-        copies = [p.expand(size, *p.shape) for p in leaves]
-        values = estimator(posterior(*copies), f, num_samples)
-        grads = torch.autograd.grad(values.mean(0).sum(), copies)
-        rows.append(torch.cat(grads, -1))
+        grads = gradient_estimates(estimator, model, params, num_samples, min(chunk, m - start))
+        rows.append(torch.cat(list(grads.values()), -1))
     return torch.cat(rows)
 
 
@@ -188,7 +189,7 @@ class BLRTask(Task):
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(seed + 1_000_003 * (step + 1))
                 elbo, accuracy = evaluate(loc, log_scale, x, y, cfg.eval_samples)
-                grads = gradient_estimates(
+                grads = gradient_rows(
                     copy.deepcopy(estimator).eval(),
                     loc,
                     log_scale,
@@ -246,22 +247,19 @@ class BLRTask(Task):
 
     def table(
         self, rows: list[dict], estimator: Estimator, context: Context, grad_var_samples: int
-    ) -> pd.DataFrame:
-        named = estimator_columns(estimator)
-        run_columns = {
-            "estimator": named.pop("estimator"),
-            "options": named.pop("options"),
-            "task": self.name,
-            "data": self.cfg.data,
-            "seed": context.seed,
-            "device": context.device.type,
-            "num_samples": self.cfg.num_samples,
-            "batch_size": self.cfg.batch_size,
-            "grad_var_estimates": self.cfg.grad_var_estimates,
-            "grad_var_samples": grad_var_samples,
-            **named,
-        }
-        return pd.DataFrame([{**run_columns, **row} for row in rows])
+    ) -> Rows:
+        columns = run_columns(
+            estimator,
+            self.name,
+            context.seed,
+            context.device,
+            {"data": self.cfg.data},
+            num_samples=self.cfg.num_samples,
+            batch_size=self.cfg.batch_size,
+            grad_var_estimates=self.cfg.grad_var_estimates,
+            grad_var_samples=grad_var_samples,
+        )
+        return [{**columns, **row} for row in rows]
 
 
 def train_step(

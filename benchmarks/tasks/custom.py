@@ -19,23 +19,33 @@ import math
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 from omegaconf import DictConfig
 from torch.distributions import Distribution
 
 import estimators
-from benchmarks.measure import CoordinateMoments, measure_estimates, tensor_statistics
+from benchmarks.measure import (
+    CoordinateMoments,
+    Params,
+    gradient_estimates,
+    measure_estimates,
+    tensor_statistics,
+    train_control_variate,
+)
 from benchmarks.progress import Progress
-from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, estimator_columns
+from benchmarks.tasks.base import (
+    Context,
+    EstimatorFactory,
+    Result,
+    Task,
+    learned_columns,
+    run_columns,
+)
 from estimators.base import ConfigError, Estimator, require_int
 
-if TYPE_CHECKING:
-    pass
-
 log = logging.getLogger(__name__)
-Params = dict[str, torch.Tensor]
 REFERENCES = ("reparam", "reinforce_baseline")
 """The unbiased estimators ``reference=auto`` chooses among (the latter with leave-one-out)."""
 
@@ -99,15 +109,6 @@ def checked(objective: object, where: str) -> Objective:
                     f"{tuple(params[name].shape)}, like params[{name!r}]"
                 )
     return objective
-
-
-def leaf_copies(params: Params, batch: int | None) -> Params:
-    """Differentiable copies of the parameters: ``batch`` broadcast copies along a new first
-    axis (row b of a gradient is copy b's), or one plain copy where ``batch`` is None."""
-    leaves = {name: p.detach().requires_grad_() for name, p in params.items()}
-    if batch is None:
-        return leaves
-    return {name: p.expand(batch, *p.shape) for name, p in leaves.items()}
 
 
 def broadcasts(objective: Objective, num_samples: int) -> bool:
@@ -260,26 +261,20 @@ class CustomTask(Task):
         flattened and stacked as rows [D, batch] (``CoordinateMoments``' layout), from one
         backward pass or, unbatched, one each."""
         objective = self.objective
+        model = self.model
         if self.batched:
-            grads = self.backward_pass(estimator, leaf_copies(objective.params, batch), num_samples)
+            grads = gradient_estimates(estimator, model, objective.params, num_samples, batch)
         else:
             single = [
-                self.backward_pass(estimator, leaf_copies(objective.params, None), num_samples)
+                gradient_estimates(estimator, model, objective.params, num_samples, None)
                 for _ in range(batch)
             ]
-            grads = [torch.stack(gs) for gs in zip(*single, strict=True)]
-        return [torch.cat([g.reshape(batch, -1).T for g in grads])]
+            grads = {name: torch.stack([g[name] for g in single]) for name in objective.params}
+        return [torch.cat([g.reshape(batch, -1).T for g in grads.values()])]
 
-    def backward_pass(
-        self, estimator: Estimator, copies: Params, num_samples: int
-    ) -> list[torch.Tensor]:
-        """The gradient of the estimate's mean over its draws with respect to each copy."""
-        out = estimator(self.objective.dist(copies), self.objective.f, num_samples)
-        return list(
-            torch.autograd.grad(
-                out.sum() / num_samples, list(copies.values()), materialize_grads=True
-            )
-        )
+    def model(self, copies: Params) -> tuple[Distribution, Callable]:
+        """The objective's distribution at ``copies`` of its parameters, and its f."""
+        return self.objective.dist(copies), self.objective.f
 
     def measure(
         self,
@@ -307,13 +302,11 @@ class CustomTask(Task):
 
     def train_control_variate(self, estimator: Estimator, num_samples: int) -> None:
         """``cv_steps`` steps of a learned control variate (rebar, relax) at the parameters, each
-        on the variance of ``cv_batch`` estimates, as the toys train it; then freeze it."""
+        on ``cv_batch`` estimates, as the toys train it; then freeze it."""
         batch = self.cfg.cv_batch if self.batched else None
-        for _ in range(self.cfg.cv_steps):
-            copies = leaf_copies(self.objective.params, batch)
-            out = estimator(self.objective.dist(copies), self.objective.f, num_samples)
-            estimator.backward(out.sum() / num_samples, *copies.values())
-        estimator.eval()
+        train_control_variate(
+            estimator, self.model, self.objective.params, num_samples, batch, self.cfg.cv_steps
+        )
 
     def reference(
         self, context: Context, progress: Progress
@@ -380,8 +373,6 @@ class CustomTask(Task):
 
     def run(self, make_estimator: EstimatorFactory, context: Context) -> Result:
         """One ``metrics`` row per parameter tensor and a ``total`` row."""
-        import pandas as pd  # here, not at the top: a bad input answers without pandas
-
         cfg = self.cfg
         objective = self.load(context.device)
         estimator = make_estimator()
@@ -404,16 +395,8 @@ class CustomTask(Task):
                 estimator, num_samples, cfg.n_estimates, context.device, done
             )
         evaluations = estimator.evaluations(objective.dist(objective.params), num_samples)
-        named = estimator_columns(estimator)
-        columns = {
-            "estimator": named.pop("estimator"),
-            "options": named.pop("options"),
-            "task": self.name,
-            "target": cfg.target if self.given is None else "objective",
-            "seed": context.seed,
-            "device": context.device.type,
-            **named,
-        }
+        where = {"target": cfg.target if self.given is None else "objective"}
+        columns = run_columns(estimator, self.name, context.seed, context.device, where)
         rows = []
         for i, name in enumerate(self.names):
             stats = tensor_statistics(
@@ -435,7 +418,7 @@ class CustomTask(Task):
                     "reference_se": math.nan
                     if target_se is None
                     else target_se[name].norm().item(),
-                    **{f"learned_{k}": v for k, v in estimator.learned().items()},
+                    **learned_columns(estimator),
                 }
             )
-        return Result({"metrics": pd.DataFrame(rows)})
+        return Result({"metrics": rows})

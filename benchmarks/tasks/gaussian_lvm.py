@@ -25,17 +25,17 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
-import pandas as pd
 import torch
 from torch.distributions import Independent, Normal
 
 import estimators
-from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, estimator_columns
+from benchmarks import measure
+from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, run_columns
 from estimators.base import ConfigError, Estimator, positive_number, require_int, serving
 from estimators.objectives import OBJECTIVES, Objective
 
-if TYPE_CHECKING:
-    pass
+if TYPE_CHECKING:  # annotations only: a task imports no pandas at module level
+    import pandas as pd
 
 NETWORKS = {"encoder": ("A", "b", "log_sigma"), "decoder": ("mu",)}
 INITS = ("optimal", "perturbed")
@@ -103,14 +103,13 @@ def gradient_estimates(
     m: int,
 ) -> dict[str, torch.Tensor]:
     """``m`` independent estimates [m, *shape] of the gradient of ``objective`` at the data point
-    ``x`` with respect to each parameter, from one backward pass over broadcast copies."""
-    leaves = {name: p.detach().requires_grad_() for name, p in params.items()}
-    copies = {name: p.expand(m, *p.shape) for name, p in leaves.items()}
-    out = estimator.surrogate(
-        posterior(copies, x), log_joint(copies["mu"], x), objective, estimator.min_samples
-    )
-    grads = torch.autograd.grad(out.mean(0).sum(), list(copies.values()))
-    return dict(zip(copies, grads, strict=True))
+    ``x`` with respect to each parameter, from one backward pass
+    (``measure.gradient_estimates``)."""
+
+    def model(copies: dict[str, torch.Tensor]):
+        return posterior(copies, x), log_joint(copies["mu"], x)
+
+    return measure.gradient_estimates(estimator, model, params, estimator.min_samples, m, objective)
 
 
 def snr_rows(
@@ -225,18 +224,16 @@ class GaussianLVMTask(Task):
         params = initial_parameters(data, cfg.init, cfg.perturbation, cfg.init_seed)
         x = data[cfg.point]
         reference = None if estimator.name == "reparam" else estimators.build("reparam")
-        named = estimator_columns(estimator)
-        run_columns = {
-            "estimator": named.pop("estimator"),
-            "options": named.pop("options"),
-            "task": self.name,
-            "seed": context.seed,
-            "init": cfg.init,
-            "point": cfg.point,
-            "m": cfg.m,
-            "num_samples": estimator.min_samples,
-            **named,
-        }
+        columns = run_columns(
+            estimator,
+            self.name,
+            context.seed,
+            None,  # it runs on the CPU
+            init=cfg.init,
+            point=cfg.point,
+            m=cfg.m,
+            num_samples=estimator.min_samples,
+        )
         rows = []
         for objective in self.objectives(estimator):
             context.progress.update(objective=objective.name, K=objective.num_samples)
@@ -249,11 +246,11 @@ class GaussianLVMTask(Task):
             for row in snr_rows(grads, against):
                 rows.append(
                     {
-                        **run_columns,
+                        **columns,
                         "objective": objective.name,
                         "K": objective.num_samples,
                         **row,
                         "time_s": seconds,
                     }
                 )
-        return Result({"snr": pd.DataFrame(rows)})
+        return Result({"snr": rows})

@@ -25,9 +25,25 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.distributions import Distribution
 
-from benchmarks.measure import Moments, gradient_statistics, measure_estimates, synchronize
+from benchmarks.measure import (
+    Model,
+    Moments,
+    gradient_estimates,
+    gradient_statistics,
+    measure_estimates,
+    synchronize,
+    train_control_variate,
+)
 from benchmarks.progress import Progress
-from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, estimator_columns
+from benchmarks.tasks.base import (
+    Context,
+    EstimatorFactory,
+    Result,
+    Rows,
+    Task,
+    learned_columns,
+    run_columns,
+)
 from estimators.base import ConfigError, Estimator, require_int
 
 if TYPE_CHECKING:
@@ -58,12 +74,6 @@ def require_finite_moments(*values: float | None) -> None:
     """OverflowError where a measured or exact moment is not finite (None: no exact one)."""
     if not all(math.isfinite(v) for v in values if v is not None):
         raise OverflowError
-
-
-def leaf_copies(params: list[torch.Tensor], batch: int) -> list[torch.Tensor]:
-    """``batch`` broadcast copies of each parameter [dim], differentiable one by one: row b of a
-    gradient with respect to a copy is estimate b's, and no copy is materialized."""
-    return [p.detach().requires_grad_().expand(batch, len(p)) for p in params]
 
 
 def or_nan(value: float | None) -> float:
@@ -168,6 +178,10 @@ class Toy(Task):
             for v in self.start().values()
         ]
 
+    def model(self, f: CostFn) -> Model:
+        """The toy's distribution at copies of its parameters (``params``' order) and f."""
+        return lambda copies: (self.distribution(*copies.values()), f)
+
     def gradient_estimates(
         self,
         estimator: Estimator,
@@ -177,18 +191,10 @@ class Toy(Task):
         batch: int,
     ) -> list[torch.Tensor]:
         """``batch`` independent estimates of the gradient of E[f] with respect to each
-        parameter's first coordinate, at ``params`` (each [dim]), from one backward pass over
-        ``leaf_copies`` of them."""
-        copies = leaf_copies(params, batch)
-        out = estimator(self.distribution(*copies), f, num_samples)
-        if out.shape != (num_samples, batch):
-            raise RuntimeError(
-                f"estimator '{estimator.name}' returned shape {tuple(out.shape)}; the contract "
-                f"asks for [num_samples, *batch_shape] = {[num_samples, batch]}"
-            )
-        # The loss is the sum over the batch of each estimate's mean over its draws.
-        grads = torch.autograd.grad(out.sum() / num_samples, copies, materialize_grads=True)
-        return [g[:, 0] for g in grads]
+        parameter's first coordinate, at ``params`` (each [dim]), from one backward pass."""
+        named = dict(zip(self.params, params, strict=True))
+        grads = gradient_estimates(estimator, self.model(f), named, num_samples, batch)
+        return [g[:, 0] for g in grads.values()]
 
     def measure(
         self,
@@ -219,14 +225,11 @@ class Toy(Task):
         self, estimator: Estimator, f: CostFn, params: list[torch.Tensor], num_samples: int
     ) -> None:
         """``cv_steps`` steps of a learned control variate (rebar, relax) at fixed parameters,
-        each on the variance of ``cv_batch`` estimates, as the RELAX paper trains it; then
-        freeze it."""
-        batch = self.cfg.cv_batch
-        for _ in range(self.cfg.cv_steps):
-            copies = leaf_copies(params, batch)
-            loss = estimator(self.distribution(*copies), f, num_samples).sum() / num_samples
-            estimator.backward(loss, *copies)
-        estimator.eval()
+        each on ``cv_batch`` estimates (``measure.train_control_variate``); then freeze it."""
+        named = dict(zip(self.params, params, strict=True))
+        train_control_variate(
+            estimator, self.model(f), named, num_samples, self.cfg.cv_batch, self.cfg.cv_steps
+        )
 
     def cases(
         self, make_estimator: EstimatorFactory, seed: int
@@ -243,16 +246,7 @@ class Toy(Task):
 
     def run_columns(self, estimator: Estimator, context: Context) -> dict:
         """The columns that say which run a row comes from."""
-        columns = estimator_columns(estimator)
-        options = columns.pop("options")
-        return {
-            "estimator": columns.pop("estimator"),
-            "options": options,
-            "task": self.name,
-            "seed": context.seed,
-            "device": context.device.type,
-            **columns,
-        }
+        return run_columns(estimator, self.name, context.seed, context.device)
 
     def point_columns(self) -> dict:
         """mu, sigma and theta: the starting point, NaN for another toy's parameters."""
@@ -448,20 +442,18 @@ class Toy(Task):
             name, batches = "metrics", self.estimate_rows(make_estimator, context)
         else:
             name, batches = "optimize", self.optimize_rows(make_estimator, context)
-        import pandas as pd  # here, not at the top: a bad input answers without pandas
-
-        rows: list[dict] = []
+        rows: Rows = []
         try:
             for batch in batches:
                 rows.extend(batch)
         except KeyboardInterrupt:
             if rows and context.writer is not None:
-                context.writer.table(name, pd.DataFrame(rows))
+                context.writer.table(name, rows)
             raise
-        table = pd.DataFrame(rows)
         if name == "metrics":
-            return Result({"metrics": table})
-        return Result({"optimize": table}, "diverged" if table["diverged"].any() else "completed")
+            return Result({"metrics": rows})
+        diverged = any(row["diverged"] for row in rows)
+        return Result({"optimize": rows}, "diverged" if diverged else "completed")
 
     def summary_rows(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
         """Every metrics row, without exact_mean where it only repeats exact_grad (every unbiased
@@ -471,11 +463,6 @@ class Toy(Task):
         if table["exact_mean"].equals(table["exact_grad"]):
             return table.drop(columns="exact_mean")
         return table
-
-
-def learned_columns(estimator: Estimator) -> dict[str, float]:
-    """``learned_eta``, ``learned_temperature``: a learned control variate's values as measured."""
-    return {f"learned_{key}": value for key, value in estimator.learned().items()}
 
 
 def warn_diverged(estimator: Estimator, cost: str, k: float, step: int) -> None:

@@ -11,13 +11,12 @@ import sys
 import time
 from contextlib import nullcontext
 
-import pandas as pd
 import torch
 from omegaconf import DictConfig
 
 from benchmarks import data
 from benchmarks.progress import Progress
-from benchmarks.tasks.base import Context, Result, estimator_columns
+from benchmarks.tasks.base import Context, Result, Rows, run_columns
 from benchmarks.tasks.vae.evaluate import evaluation_row, fixed_train_set
 from benchmarks.tasks.vae.models import (
     VAE,
@@ -248,8 +247,8 @@ class Trainer:
                 "state": self.state,
             }
         )
-        for name, table in self.tables().items():
-            self.writer.table(name, table)
+        for name, rows in self.tables().items():
+            self.writer.table(name, rows)
         self.writer.status(
             "running", epoch=self.state["epoch"], step=self.state["step"], message=""
         )
@@ -289,25 +288,19 @@ class Trainer:
         details = {"epoch": self.state["epoch"], "step": self.state["step"], "message": message}
         return Result(self.tables(), status, details)
 
-    def tables(self) -> dict[str, pd.DataFrame]:
+    def tables(self) -> dict[str, Rows]:
         """``train``, ``eval`` and ``grad_var`` so far, each row with the run's columns."""
-        named = estimator_columns(self.estimator)
-        run_columns = {
-            "estimator": named.pop("estimator"),
-            "options": named.pop("options"),
-            "task": "vae",
-            "dataset": self.dataset.name,
-            "seed": self.seed,
-            "device": self.device.type,
-            "num_samples": self.num_samples,
+        columns = run_columns(
+            self.estimator,
+            "vae",
+            self.seed,
+            self.device,
+            {"dataset": self.dataset.name},
+            num_samples=self.num_samples,
             # not "objective": the toy task's tables have a numeric column of that name
-            "objective_name": self.objective.name if self.objective else "elbo",
-            "K": self.objective.num_samples if self.objective else 1,
-            "evaluations": self.evaluations,
-            "latent": self.task.latent,
-            **named,
-        }
-        return {
-            name: pd.DataFrame([{**run_columns, **row} for row in self.state[name]])
-            for name in TABLES
-        }
+            objective_name=self.objective.name if self.objective else "elbo",
+            K=self.objective.num_samples if self.objective else 1,
+            evaluations=self.evaluations,
+            latent=self.task.latent,
+        )
+        return {name: [{**columns, **row} for row in self.state[name]] for name in TABLES}
