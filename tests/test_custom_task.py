@@ -16,7 +16,7 @@ from torch.distributions import Independent, Normal
 import estimators
 from benchmarks import api
 from benchmarks.config import CONF_DIR
-from benchmarks.measure import CoordinateMoments, Moments, gradient_statistics, tensor_statistics
+from benchmarks.moments import CoordinateMoments, Moments, gradient_statistics, tensor_statistics
 from benchmarks.tasks.base import build
 from benchmarks.tasks.custom import CustomTask, Objective
 from benchmarks.tasks.gaussian_exact import pathwise_variance, score_variance

@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import stats
 
-from benchmarks.measure import Moments, gradient_statistics
+from benchmarks.moments import Moments, gradient_statistics
 
 
 def direct(x: torch.Tensor) -> tuple[float, float, float, float]:

@@ -36,7 +36,7 @@ from scipy import stats
 import estimators
 from benchmarks.config import CONF_DIR
 from benchmarks.experiment import run_overrides
-from benchmarks.measure import Z_95
+from benchmarks.moments import Z_95
 from benchmarks.regression import report
 from benchmarks.results import write_table
 from benchmarks.tasks.base import Context, build, run_task

@@ -9,7 +9,7 @@ import pandas as pd
 
 import estimators
 from benchmarks.figures import legend_below, line_handles, mark_zero_variance
-from benchmarks.measure import Z_95
+from benchmarks.moments import Z_95
 from benchmarks.tasks.base import Style
 from benchmarks.tasks.toy_panels import (
     exact_variance,

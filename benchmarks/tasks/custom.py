@@ -27,13 +27,12 @@ from torch.distributions import Distribution
 
 import estimators
 from benchmarks.measure import (
-    CoordinateMoments,
     Params,
     gradient_estimates,
     measure_estimates,
-    tensor_statistics,
     train_control_variate,
 )
+from benchmarks.moments import CoordinateMoments, tensor_statistics
 from benchmarks.progress import Progress
 from benchmarks.tasks.base import (
     Context,

@@ -27,13 +27,12 @@ from torch.distributions import Distribution
 
 from benchmarks.measure import (
     Model,
-    Moments,
     gradient_estimates,
-    gradient_statistics,
     measure_estimates,
     synchronize,
     train_control_variate,
 )
+from benchmarks.moments import Moments, gradient_statistics
 from benchmarks.progress import Progress
 from benchmarks.tasks.base import (
     Context,
