@@ -30,7 +30,14 @@ from torch.distributions import Independent, Normal
 from torch.nn.functional import logsigmoid
 
 from benchmarks.progress import Progress
-from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, estimator_columns
+from benchmarks.tasks.base import (
+    Context,
+    EstimatorFactory,
+    Result,
+    Task,
+    estimator_columns,
+    register,
+)
 from estimators.base import ConfigError, Estimator, positive_number, require_int
 
 if TYPE_CHECKING:
@@ -128,6 +135,7 @@ def variance_columns(grads: torch.Tensor) -> dict[str, float]:
 # The task.
 
 
+@register
 class BLRTask(Task):
     """Bayesian logistic regression trained with the estimator on the expected log-likelihood:
     a ``train`` row every ``eval_every`` steps (``conf/task/blr.yaml`` lists the options)."""

@@ -28,7 +28,14 @@ from torch.distributions import Distribution
 import estimators
 from benchmarks.measure import CoordinateMoments, measure_estimates, tensor_statistics
 from benchmarks.progress import Progress
-from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, estimator_columns
+from benchmarks.tasks.base import (
+    Context,
+    EstimatorFactory,
+    Result,
+    Task,
+    estimator_columns,
+    register,
+)
 from estimators.base import ConfigError, Estimator, require_int
 
 if TYPE_CHECKING:
@@ -146,6 +153,7 @@ def unvalidated() -> Iterator[None]:
         Distribution.set_default_validate_args(before)
 
 
+@register
 class CustomTask(Task):
     """Estimates of the gradient of E[f] at the objective's parameters, against its exact
     gradient or a reference; ``objective`` in place of ``target`` serves ``benchmarks.api``."""

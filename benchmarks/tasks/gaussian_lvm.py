@@ -30,7 +30,14 @@ import torch
 from torch.distributions import Independent, Normal
 
 import estimators
-from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, estimator_columns
+from benchmarks.tasks.base import (
+    Context,
+    EstimatorFactory,
+    Result,
+    Task,
+    estimator_columns,
+    register,
+)
 from estimators.base import ConfigError, Estimator, positive_number, require_int, serving
 from estimators.objectives import OBJECTIVES, Objective
 
@@ -150,6 +157,7 @@ def snr_rows(
 # The task.
 
 
+@register
 class GaussianLVMTask(Task):
     """The gradient SNR of multi-sample objectives against K on Rainforth et al.'s Gaussian model:
     ``snr.csv`` (``conf/task/gaussian_lvm.yaml`` lists the options)."""

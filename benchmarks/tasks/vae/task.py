@@ -9,7 +9,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from benchmarks import data
-from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task
+from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, register
 from benchmarks.tasks.vae.settings import (
     check_estimator,
     resolve,
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     pass
 
 
+@register
 class VAETask(Task):
     """VAE training with the estimator on the encoder: ``train`` rows per logged step, ``eval``
     rows per epoch and ``grad_var`` rows per probe, encoder and decoder (``conf/task/vae.yaml``
