@@ -75,7 +75,8 @@ def compare(
         table = run_task(task, make, context).tables["metrics"]
         if out is not None:
             writer = RunWriter(Path(out) / f"{i}_{table['estimator'].iloc[0]}")
-            writer.task = f"{CustomTask.__module__}.{CustomTask.__qualname__}"
+            writer.task = CustomTask.name
+            writer.task_class = f"{CustomTask.__module__}.{CustomTask.__qualname__}"
             writer.table("metrics", table)
             writer.status("completed")
             writer.finish()

@@ -1,11 +1,11 @@
 """From runs to one tidy table and comparison figures: ``python -m benchmarks.plot DIR``.
 
 Reads every run under DIR (one run or a multirun sweep): each run's CSV tables get a ``table``
-column naming them, a ``run`` column with the run's folder, and the run's Hydra overrides as
-columns; all of it goes into ``DIR/summary.csv``. Each task among the runs (its class, which the
-run's status names) writes its sections of ``DIR/summary.md`` and its figures, as PNG and PDF,
-into ``DIR/plots/``, every estimator in one colour, marker and dash pattern throughout. Figures
-come from tables only; nothing is recomputed here.
+column naming them, a ``run`` column with the run's folder, and the run's command-line overrides
+(which its status records) as columns; all of it goes into ``DIR/summary.csv``. Each task among
+the runs (found by the name the run's status records) writes its sections of ``DIR/summary.md``
+and its figures, as PNG and PDF, into ``DIR/plots/``, every estimator in one colour, marker and
+dash pattern throughout. Figures come from tables only; nothing is recomputed here.
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 import estimators
+from benchmarks import tasks
 from benchmarks.figures import plt
 from benchmarks.results import atomic_write, markdown_table, write_table
 from benchmarks.tasks.base import Style, Task
 
 MARKERS = ("o", "s", "^", "D", "P", "X", "*")
 DASHES = ("", (4, 1.5), (1.5, 1.5))
+NOT_WHERE = ("status", "task", "task_class", "overrides", "message")  # the rest: where it was
 
 
 def run_marks(root: Path) -> dict[Path, int]:
@@ -61,20 +63,28 @@ def stale_runs(root: Path, before: dict[Path, int]) -> set[Path]:
     return {run_of(m) for m in now} - touched
 
 
-def overrides(run: Path) -> dict[str, str]:
-    """The run's command-line overrides as {key: value}, Hydra's own settings left out."""
+def overrides(run: Path, status: dict) -> dict[str, str]:
+    """The run's command-line overrides as {key: value}, Hydra's own settings left out: from its
+    status, or from Hydra's record of them (``.hydra/overrides.yaml``) where the status has none
+    (a run written before statuses kept them, or one that has written no status yet)."""
+    items = status.get("overrides")
     path = run / ".hydra/overrides.yaml"
-    if not path.exists():
-        return {}
-    pairs = (item.split("=", 1) for item in yaml.safe_load(path.read_text()) or [])
+    if items is None and path.exists():
+        items = yaml.safe_load(path.read_text())
+    pairs = (item.split("=", 1) for item in items or [])
     return {k.lstrip("+~"): v for k, v in pairs if not k.lstrip("+~").startswith("hydra")}
 
 
-def task_class(run: Path) -> type[Task] | None:
-    """The task class a run used: named in its status, or in Hydra's record of its config while
-    the run has written no status yet; None where neither says (no tables are read then)."""
-    status = run / "status.json"
-    target = json.loads(status.read_text()).get("task") if status.exists() else None
+def task_class(run: Path, status: dict) -> type[Task] | None:
+    """The task class a run used: registered under the name its status records; else at the
+    class path the status records (a task this process has not imported; before tasks had names,
+    the status's ``task`` was that path), or that Hydra's record of the config names while the run
+    has written no status yet; None where none says (no tables are read then)."""
+    name = status.get("task")
+    cls = tasks.lookup(name) if name else None
+    if cls is not None:
+        return cls
+    target = status.get("task_class") or (name if name and "." in name else None)
     config = run / ".hydra/config.yaml"
     if target is None and config.exists():
         target = OmegaConf.select(OmegaConf.load(config), "task._target_")
@@ -89,21 +99,19 @@ def collect(
     frames, statuses, classes = [], [], {}
     for run in find_runs(root, exclude):
         name = str(run.relative_to(root)) if run != root else "."
-        extra = overrides(run)
         status_path = run / "status.json"
         status = json.loads(status_path.read_text()) if status_path.exists() else {}
+        extra = overrides(run, status)
         statuses.append(
             {
                 "run": name,
                 "overrides": " ".join(f"{k}={v}" for k, v in extra.items()),
                 "status": status.get("status", "unknown"),
                 "error": status.get("error", status.get("message", "")),
-                "where": ", ".join(
-                    f"{k}={v}" for k, v in status.items() if k not in ("status", "task", "message")
-                ),
+                "where": ", ".join(f"{k}={v}" for k, v in status.items() if k not in NOT_WHERE),
             }
         )
-        cls = task_class(run)
+        cls = task_class(run, status)
         if cls is None or status.get("status") == "interrupted":  # partial tables: left out
             continue
         classes[cls.name] = cls
