@@ -296,6 +296,25 @@ def test_an_exact_step_in_the_relax_figure_is_marked_on_the_bottom_edge():
     plt.close(fig)
 
 
+def test_a_folder_redraws_to_the_same_bytes(tmp_path):
+    """The committed figures are checked by redrawing them: that needs the same bytes each time."""
+    write_run(tmp_path / "0", "optimize", optimize_rows("bernoulli", "reinforce", 0.0156))
+    write_run(tmp_path / "1", "optimize", optimize_rows("bernoulli", "disarm", 2.5e-7))
+    first = {path: path.read_bytes() for path in plot.plot(tmp_path)[0]}
+    assert {path: path.read_bytes() for path in plot.plot(tmp_path)[0]} == first
+    assert any(path.suffix == ".png" for path in first)
+
+
+def test_a_png_keeps_its_resolution_in_256_colours(tmp_path):
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [0, 1])
+    with open(tmp_path / "line.png", "wb") as handle:
+        plot.png(fig, handle)
+    plt.close(fig)
+    with Image.open(tmp_path / "line.png") as image:
+        assert image.mode == "P" and image.size == (4 * plot.DPI, 3 * plot.DPI)
+
+
 def test_toy_optimizations_without_variances_draw_no_relax_figure(tmp_path):
     write_run(tmp_path / "0", "optimize", optimize_rows("bernoulli", "reinforce", None))
     write_run(tmp_path / "1", "optimize", optimize_rows("gaussian", "reparam", None))
