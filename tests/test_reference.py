@@ -1,0 +1,42 @@
+"""The committed results: a reference sweep's folder is pruned to what is committed."""
+
+from __future__ import annotations
+
+from cli import ROOT
+
+from benchmarks import reference
+
+RESULTS = ROOT / "results"
+FOLDERS = sorted(path for path in (RESULTS / "reference").iterdir() if path.is_dir())
+IGNORED = {"runs", "multiruns", "mlruns"}  # ad-hoc runs, which git ignores
+
+
+def test_a_finished_sweep_is_pruned_to_what_is_committed(tmp_path):
+    kept = [
+        "0/metrics.csv",
+        "0/status.json",
+        "part1_0/train.csv",
+        "part1_0/model.json",
+        "part1_0/status.json",
+        "multirun.yaml",
+        "summary.md",
+        "plots/toy_variance_vs_k.png",
+    ]
+    pruned = [
+        "0/.hydra/config.yaml",
+        "0/.hydra/overrides.yaml",
+        "0/run.log",
+        "part1_0/run.log",
+        "summary.csv",
+        "plots/toy_variance_vs_k.pdf",
+    ]
+    for name in kept + pruned:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    reference.prune(tmp_path)
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert left == sorted(kept) and not (tmp_path / "0/.hydra").exists()
+
+
+def test_the_committed_reference_folders_are_the_reference_sweeps():
+    assert [folder.name for folder in FOLDERS] == sorted(reference.SWEEPS)
