@@ -1,10 +1,14 @@
-"""The committed results: a reference sweep's folder is pruned to what is committed."""
+"""The committed results: a reference sweep's folder is pruned to what is committed, each
+committed run names its task and overrides, and each committed summary is what its runs give."""
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from cli import ROOT
 
-from benchmarks import reference
+from benchmarks import plot, reference, tasks
 
 RESULTS = ROOT / "results"
 FOLDERS = sorted(path for path in (RESULTS / "reference").iterdir() if path.is_dir())
@@ -40,3 +44,15 @@ def test_a_finished_sweep_is_pruned_to_what_is_committed(tmp_path):
 
 def test_the_committed_reference_folders_are_the_reference_sweeps():
     assert [folder.name for folder in FOLDERS] == sorted(reference.SWEEPS)
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda folder: folder.name)
+def test_a_committed_summary_is_what_its_runs_tables_and_statuses_give(folder):
+    """No .hydra/ needed: each status names its task and records its overrides."""
+    for path in folder.glob("*/status.json"):
+        status = json.loads(path.read_text())
+        assert tasks.lookup(status["task"]) is not None and status["overrides"], path
+    assert (folder / "multirun.yaml").exists()
+    summary, statuses, classes = plot.collect(folder)
+    summary["label"] = plot.estimator_labels(summary)
+    assert plot.headline(summary, statuses, classes) == (folder / "summary.md").read_text()
