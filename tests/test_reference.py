@@ -1,9 +1,11 @@
 """The committed results: a reference sweep's folder is pruned to what is committed, each
-committed run names its task and overrides, and each committed summary is what its runs give."""
+committed run names its task and overrides, each committed summary is what its runs give, and
+results/README.md lists every committed folder and table."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from cli import ROOT
@@ -56,3 +58,15 @@ def test_a_committed_summary_is_what_its_runs_tables_and_statuses_give(folder):
     summary, statuses, classes = plot.collect(folder)
     summary["label"] = plot.estimator_labels(summary)
     assert plot.headline(summary, statuses, classes) == (folder / "summary.md").read_text()
+
+
+def test_the_results_readme_lists_every_committed_folder_and_table():
+    listed = set(re.findall(r"`([^`]+)`", (RESULTS / "README.md").read_text()))
+    wanted = {f"reference/{folder.name}/" for folder in FOLDERS}
+    for folder in RESULTS.iterdir():
+        if folder.is_dir() and folder.name not in IGNORED | {"reference"}:
+            wanted |= {f"{folder.name}/{path.name}" for path in folder.iterdir()}
+    assert not wanted - listed, f"results/README.md misses {sorted(wanted - listed)}"
+    # and lists nothing that is not there
+    named = {path for path in listed if re.fullmatch(r"(perf|reference|vae_\w+)/[\w./]*", path)}
+    assert not {path for path in named if not (RESULTS / path).exists()}
