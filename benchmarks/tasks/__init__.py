@@ -12,7 +12,7 @@ import functools
 import importlib
 import pkgutil
 
-from benchmarks.tasks.base import REGISTRY, Task, register
+from benchmarks.tasks.base import REGISTRY, Task
 
 
 @functools.cache
@@ -34,4 +34,4 @@ def lookup(name: str) -> type[Task] | None:
     return REGISTRY.get(name)
 
 
-__all__ = ["REGISTRY", "Task", "lookup", "names", "register"]
+__all__ = ["load_builtin", "lookup", "names"]
