@@ -76,7 +76,8 @@ def compare(
         table = pd.DataFrame(rows)
         if out is not None:
             writer = RunWriter(Path(out) / f"{i}_{rows[0]['estimator']}")
-            writer.task = f"{CustomTask.__module__}.{CustomTask.__qualname__}"
+            writer.task = CustomTask.name
+            writer.task_class = f"{CustomTask.__module__}.{CustomTask.__qualname__}"
             writer.table("metrics", rows)
             writer.status("completed")
             writer.finish()

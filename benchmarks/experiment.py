@@ -65,7 +65,7 @@ def run_config(
     where one is given (which hands the tables on to the configured logger); the task keeps
     ``progress`` current (where it is, for an interrupt)."""
     if writer is not None:  # every status, a failure's too, names the task's class
-        writer.task = OmegaConf.select(cfg, "task._target_")
+        writer.task_class = OmegaConf.select(cfg, "task._target_")
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r}: must be an integer")
     require_int(cfg.threads, "threads", nullable=True)
@@ -75,6 +75,7 @@ def run_config(
     make_estimator = make_estimator or estimator_factory(cfg.estimator)
     task = build(cfg.task)
     if writer is not None:
+        writer.task = task.name
         writer.logger = build_logger(cfg, writer.run_dir, task.name, make_estimator().name)
     np.random.seed(cfg.seed % 2**32)
     context = Context(cfg.seed, device, writer, cfg, {} if progress is None else progress)

@@ -28,7 +28,8 @@ A sweep is one Hydra sweep (a list of arguments) or several into the same folder
 such lists: options that only some estimators take, the moving-average baseline); the later
 parts' runs go to ``partN_JOB`` and one summary and set of figures then covers them all.
 
-Each sweep's folder is replaced as a whole; checkpoints are not written, so it stays small.
+Each sweep's folder is replaced as a whole, then pruned to what is committed (``PRUNED`` goes);
+checkpoints are not written.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ import sys
 from pathlib import Path
 
 OUT = Path("results/reference")
+# A reference folder keeps each run's tables and status.json (its task and overrides), and per
+# sweep Hydra's multirun.yaml (the composed config and the sweep's command line; for a sweep of
+# several parts, the last part's), summary.md and the PNG figures. PRUNED goes: Hydra's record of
+# each run, the runs' log lines, and what `python -m benchmarks.plot FOLDER` rebuilds from the
+# tables in seconds (summary.csv, the union of every table; the PDF figures).
+PRUNED = ("*/.hydra", "*/run.log", "summary.csv", "plots/*.pdf")
 ESTIMATORS = "estimator=reparam,reinforce,reinforce_baseline"
 DISCRETE = "estimator=reinforce,reinforce_baseline,disarm,rebar,relax"
 
@@ -202,6 +209,16 @@ ONE_THREAD = {
 }
 
 
+def prune(folder: Path) -> None:
+    """Remove what a finished sweep's folder does not commit (``PRUNED``)."""
+    for pattern in PRUNED:
+        for path in folder.glob(pattern):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
 def main(argv: list[str] | None = None) -> int:
     names = sys.argv[1:] if argv is None else argv
     unknown = [name for name in names if name not in SWEEPS]
@@ -233,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             command = [sys.executable, "-m", "benchmarks.plot", str(OUT / name)]
             print("$", " ".join(command[1:]), flush=True)
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        prune(OUT / name)
     print(f"reference sweep written to {OUT}")
     return 0
 

@@ -91,9 +91,11 @@ class RunWriter:
     run did not rewrite (another mode's table, an old status). Each table it writes goes on to
     the run's logger (``benchmarks.loggers``), which ``finish`` closes with the last status."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, overrides: list[str] | None = None) -> None:
         self.run_dir = Path(run_dir)
-        self.task: str | None = None  # the task class's import path, which every status names
+        self.task: str | None = None  # the task's registered name, which every status records
+        self.task_class: str | None = None  # its import path: for a task plot has not imported
+        self.overrides = overrides  # the command line's, which a status records where given
         self.earlier = output_times(self.run_dir)
         self.details: dict = {}  # the fields of the last status written, which an interrupt keeps
         self.last_status: str | None = None
@@ -115,9 +117,13 @@ class RunWriter:
         return write_json(data, self.path(f"{name}.json"))
 
     def status(self, status: str, **fields) -> Path:
-        """``status.json``: completed, running, diverged, interrupted or failed, with details."""
+        """``status.json``: completed, running, diverged, interrupted or failed, with the task's
+        name and class, the run's overrides (which ``benchmarks.plot`` reads) and details."""
         self.details, self.last_status = fields, status
-        return self.json("status", {"status": status, "task": self.task, **fields})
+        head = {"status": status, "task": self.task, "task_class": self.task_class}
+        if self.overrides is not None:
+            head["overrides"] = self.overrides
+        return self.json("status", {**head, **fields})
 
     def checkpoint(self, state: dict) -> Path:
         """``checkpoint.pt``, for resuming."""

@@ -91,7 +91,7 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     # The writer notes what an earlier run in this folder left, if anything.
-    writer = RunWriter(run_dir)
+    writer = RunWriter(run_dir, overrides=list(hydra_cfg.overrides.task))
     progress: dict = {}
     try:
         task, result = run_config(cfg, writer, progress=progress)

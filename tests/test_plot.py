@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -12,8 +13,9 @@ from cli import interrupt, run
 from PIL import Image
 
 import estimators
-from benchmarks import figures, plot
+from benchmarks import figures, plot, tasks
 from benchmarks.tasks import bernoulli_figures, toy_figures, toy_panels, toy_summary
+from benchmarks.tasks.bernoulli import BernoulliToy
 from benchmarks.tasks.vae import figures as vae_figures
 
 TOY = ["task.n_estimates=2000", "task.k=[1.0,2.0]", "task.costs=[square,cos]"]
@@ -193,18 +195,54 @@ def test_a_zero_variance_breaks_the_line_and_is_marked_on_the_bottom_edge():
     plt.close(fig)
 
 
-TASKS = {
-    "gaussian": "benchmarks.tasks.gaussian.GaussianToy",
-    "bernoulli": "benchmarks.tasks.bernoulli.BernoulliToy",
-}
-
-
-def write_run(path: Path, table: str, rows: list[dict]) -> None:
-    """A finished run's folder as the runner leaves it: its table and a status."""
+def write_run(path: Path, table: str, rows: list[dict], **status) -> None:
+    """A finished run's folder as the runner leaves it: its table and a status naming its task
+    (and whatever else ``status`` gives)."""
     path.mkdir(parents=True)
     pd.DataFrame(rows).to_csv(path / f"{table}.csv", index=False)
-    task = TASKS[rows[0]["task"]]
-    (path / "status.json").write_text(f'{{"status": "completed", "task": "{task}"}}')
+    status = {"status": "completed", "task": rows[0]["task"], **status}
+    (path / "status.json").write_text(json.dumps(status))
+
+
+def test_a_run_is_read_from_its_status_and_tables_alone(tmp_path):
+    """No .hydra/ needed: the status names the task and records the overrides, the columns."""
+    args = ["task=bernoulli", "estimator=reinforce", "task.optimize.lr=0.01", "hydra.verbose=true"]
+    write_run(
+        tmp_path / "0", "optimize", optimize_rows("bernoulli", "reinforce", None), overrides=args
+    )
+    summary, statuses, classes = plot.collect(tmp_path)
+    assert classes == {"bernoulli": BernoulliToy}
+    assert set(summary["task.optimize.lr"]) == {"0.01"} and "hydra.verbose" not in summary
+    assert statuses["overrides"].tolist() == [
+        "task=bernoulli estimator=reinforce task.optimize.lr=0.01"
+    ]
+
+
+def test_a_run_written_before_statuses_named_tasks_reads_as_before(tmp_path):
+    """Its status names the task's class path, and Hydra's .hydra/overrides.yaml the overrides."""
+    args = ["task=bernoulli", "estimator=reinforce", "task.optimize.lr=0.01"]
+    rows = optimize_rows("bernoulli", "reinforce", None)
+    write_run(tmp_path / "new/0", "optimize", rows, overrides=args)
+    write_run(tmp_path / "old/0", "optimize", rows, task="benchmarks.tasks.bernoulli.BernoulliToy")
+    (tmp_path / "old/0/.hydra").mkdir()
+    (tmp_path / "old/0/.hydra/overrides.yaml").write_text("".join(f"- {a}\n" for a in args))
+    new, old = plot.collect(tmp_path / "new"), plot.collect(tmp_path / "old")
+    pd.testing.assert_frame_equal(old[0], new[0])
+    pd.testing.assert_frame_equal(old[1], new[1])
+    assert old[2] == new[2] == {"bernoulli": BernoulliToy}
+
+
+def test_a_task_this_process_has_not_imported_is_found_at_the_class_path_its_status_keeps(
+    tmp_path, monkeypatch
+):
+    """A task from outside this repository: its name is registered only where it is imported."""
+    tasks.load_builtin()
+    monkeypatch.delitem(tasks.REGISTRY, "bernoulli")
+    rows = optimize_rows("bernoulli", "reinforce", None)
+    write_run(
+        tmp_path / "0", "optimize", rows, task_class="benchmarks.tasks.bernoulli.BernoulliToy"
+    )
+    assert plot.collect(tmp_path)[2] == {"bernoulli": BernoulliToy}
 
 
 def optimize_rows(task: str, estimator: str, grad_var: float | None) -> list[dict]:
@@ -258,6 +296,25 @@ def test_an_exact_step_in_the_relax_figure_is_marked_on_the_bottom_edge():
     assert pd.isna(line.get_ydata()[2]) and list(marks.get_xdata()) == [40]
     assert marks.get_gid() == figures.ZERO_VARIANCE
     plt.close(fig)
+
+
+def test_a_folder_redraws_to_the_same_bytes(tmp_path):
+    """The committed figures are checked by redrawing them: that needs the same bytes each time."""
+    write_run(tmp_path / "0", "optimize", optimize_rows("bernoulli", "reinforce", 0.0156))
+    write_run(tmp_path / "1", "optimize", optimize_rows("bernoulli", "disarm", 2.5e-7))
+    first = {path: path.read_bytes() for path in plot.plot(tmp_path)[0]}
+    assert {path: path.read_bytes() for path in plot.plot(tmp_path)[0]} == first
+    assert any(path.suffix == ".png" for path in first)
+
+
+def test_a_png_keeps_its_resolution_in_256_colours(tmp_path):
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [0, 1])
+    with open(tmp_path / "line.png", "wb") as handle:
+        plot.png(fig, handle)
+    plt.close(fig)
+    with Image.open(tmp_path / "line.png") as image:
+        assert image.mode == "P" and image.size == (4 * plot.DPI, 3 * plot.DPI)
 
 
 def test_toy_optimizations_without_variances_draw_no_relax_figure(tmp_path):

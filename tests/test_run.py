@@ -49,6 +49,9 @@ def test_a_run_prints_a_summary_and_writes_the_tidy_table(tmp_path):
     assert set(table.param) == {"mu", "sigma"} and set(table.estimator) == {"reinforce"}
     assert "exact_grad" in out.stdout and "square" in out.stdout
     assert f"wrote metrics.csv into {tmp_path}" in out.stdout
+    # The status names the task and records the command line, which is all benchmarks.plot reads.
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["task"] == "gaussian" and status["overrides"] == ["estimator=reinforce", *SMALL]
 
 
 @pytest.mark.slow
@@ -103,7 +106,9 @@ def test_a_run_into_a_used_folder_replaces_the_earlier_runs_outputs(tmp_path):
     assert out.returncode == 0, out.stderr
     assert json.loads((tmp_path / "status.json").read_text()) == {
         "status": "completed",
-        "task": "benchmarks.tasks.gaussian.GaussianToy",
+        "task": "gaussian",
+        "task_class": "benchmarks.tasks.gaussian.GaussianToy",
+        "overrides": ["estimator=reinforce", *SMALL],
     }
     assert (tmp_path / "metrics.csv").exists() and not (tmp_path / "optimize.csv").exists()
     # Bad input into the same folder leaves it as it was.

@@ -15,8 +15,9 @@ options (``task.KEY`` on the command line), which the class keeps as ``self.cfg`
 - from the tidy table of all its runs in a folder (``benchmarks.plot``), gives its sections of
   ``summary.md`` (``summary_lines``) and its figures (``figures``): figures come from tables only.
 
-Adding a task is a module or package of its own with such a class, a yaml, tests and a docs page;
-the runner, the writer, the sweep callback and the plotting core name no task.
+Adding a task is a module or package of its own with such a class (``@register``: its ``name``,
+which every run's status records, finds it again), a yaml, tests and a docs page; the runner, the
+writer, the sweep callback and the plotting core name no task.
 """
 
 from __future__ import annotations
@@ -115,6 +116,24 @@ class Task:
         if not cls.figures_module:
             return iter(())
         return importlib.import_module(cls.figures_module).figures(summary, style)
+
+
+REGISTRY: dict[str, type[Task]] = {}
+
+
+def register(cls: type[Task]) -> type[Task]:
+    """Class decorator: make ``cls`` findable by its ``name`` (``benchmarks.tasks.lookup``), the
+    name a run's status records, so that moving a task's module breaks no committed result."""
+    if not cls.name:
+        raise TypeError(f"{cls.__qualname__} needs a non-empty class attribute `name`")
+    taken = REGISTRY.get(cls.name)
+    if taken is not None and taken is not cls:
+        raise TypeError(
+            f"task name '{cls.name}' of {cls.__module__}.{cls.__qualname__} is taken by "
+            f"{taken.__module__}.{taken.__qualname__}"
+        )
+    REGISTRY[cls.name] = cls
+    return cls
 
 
 def run_columns(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Bernoulli, Independent
 
+from benchmarks.tasks.base import register
 from benchmarks.tasks.bernoulli_exact import COSTS, cost_of, exact_gradient, exact_moments
 from benchmarks.tasks.costs import require_derivative
 from benchmarks.tasks.toy import CostFn, Toy
@@ -28,6 +29,7 @@ def total_cost(cost: str, k: float) -> CostFn:
     return lambda b: c(b, k).sum(-1)
 
 
+@register
 class BernoulliToy(Toy):
     """Gradients of E[f] with respect to the logits."""
 

@@ -30,7 +30,15 @@ from torch.nn.functional import logsigmoid
 
 from benchmarks.measure import gradient_estimates
 from benchmarks.progress import Progress
-from benchmarks.tasks.base import Context, EstimatorFactory, Result, Rows, Task, run_columns
+from benchmarks.tasks.base import (
+    Context,
+    EstimatorFactory,
+    Result,
+    Rows,
+    Task,
+    register,
+    run_columns,
+)
 from estimators.base import ConfigError, Estimator, positive_number, require_int
 
 if TYPE_CHECKING:  # annotations only: a task imports no pandas at module level
@@ -129,6 +137,7 @@ def variance_columns(grads: torch.Tensor) -> dict[str, float]:
 # The task.
 
 
+@register
 class BLRTask(Task):
     """Bayesian logistic regression trained with the estimator on the expected log-likelihood:
     a ``train`` row every ``eval_every`` steps (``conf/task/blr.yaml`` lists the options)."""

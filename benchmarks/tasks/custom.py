@@ -40,6 +40,7 @@ from benchmarks.tasks.base import (
     Result,
     Task,
     learned_columns,
+    register,
     run_columns,
 )
 from estimators.base import ConfigError, Estimator, require_int
@@ -146,6 +147,7 @@ def unvalidated() -> Iterator[None]:
         Distribution.set_default_validate_args(before)
 
 
+@register
 class CustomTask(Task):
     """Estimates of the gradient of E[f] at the objective's parameters, against its exact
     gradient or a reference; ``objective`` in place of ``target`` serves ``benchmarks.api``."""

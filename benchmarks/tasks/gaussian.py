@@ -9,6 +9,7 @@ import sys
 import torch
 from torch.distributions import Independent, Normal
 
+from benchmarks.tasks.base import register
 from benchmarks.tasks.costs import require_derivative
 from benchmarks.tasks.gaussian_exact import (
     COSTS,
@@ -42,6 +43,7 @@ def total_cost(cost: str, k: float) -> CostFn:
     return lambda x: c(x, k).squeeze(-1) if x.shape[-1] == 1 else c(x, k).sum(-1)
 
 
+@register
 class GaussianToy(Toy):
     """Gradients of E[f] with respect to (mu, sigma); SGD when optimizing, sigma kept at or above
     ``optimize.sigma_min``."""

@@ -30,7 +30,14 @@ from torch.distributions import Independent, Normal
 
 import estimators
 from benchmarks import measure
-from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, run_columns
+from benchmarks.tasks.base import (
+    Context,
+    EstimatorFactory,
+    Result,
+    Task,
+    register,
+    run_columns,
+)
 from estimators.base import ConfigError, Estimator, positive_number, require_int, serving
 from estimators.objectives import OBJECTIVES, Objective
 
@@ -149,6 +156,7 @@ def snr_rows(
 # The task.
 
 
+@register
 class GaussianLVMTask(Task):
     """The gradient SNR of multi-sample objectives against K on Rainforth et al.'s Gaussian model:
     ``snr.csv`` (``conf/task/gaussian_lvm.yaml`` lists the options)."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from omegaconf import OmegaConf
 
 from benchmarks import data
-from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task
+from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, register
 from benchmarks.tasks.vae.settings import (
     check_estimator,
     resolve,
@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # annotations only: a task imports no pandas at module level
     import pandas as pd
 
 
+@register
 class VAETask(Task):
     """VAE training with the estimator on the encoder: ``train`` rows per logged step, ``eval``
     rows per epoch and ``grad_var`` rows per probe, encoder and decoder (``conf/task/vae.yaml``
