@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from benchmarks.results import check_writable
-from estimators.base import ConfigError
+from estimators.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -11,7 +11,7 @@ from typing import IO, TYPE_CHECKING
 
 import torch
 
-from estimators.base import ConfigError
+from estimators.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd  # only annotations: a bad input answers without pandas

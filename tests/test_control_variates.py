@@ -22,8 +22,8 @@ from benchmarks.config import CONF_DIR
 from benchmarks.tasks import base, toy_figures
 from benchmarks.tasks import gaussian_exact as gx
 from benchmarks.testing import check_unbiased
-from estimators.base import ConfigError
 from estimators.control_variates import DeltaMethod
+from estimators.errors import ConfigError
 
 CPU = torch.device("cpu")
 Z_CRIT = stats.norm.isf(0.5e-5)  # two-sided 1e-5 per check, as in the toys' own tests

@@ -20,7 +20,8 @@ from benchmarks.measure import CoordinateMoments, Moments, gradient_statistics, 
 from benchmarks.tasks.base import build
 from benchmarks.tasks.custom import CustomTask, Objective
 from benchmarks.tasks.gaussian_exact import pathwise_variance, score_variance
-from estimators.base import ConfigError, Estimator
+from estimators.base import Estimator
+from estimators.errors import ConfigError
 from examples import bandit, logistic_regression
 
 CPU = torch.device("cpu")

@@ -13,7 +13,7 @@ from benchmarks.tasks.gaussian_exact import (
     exact_variance,
     gaussian_expectation,
 )
-from estimators.base import ConfigError
+from estimators.errors import ConfigError
 
 POINTS = [
     (cost, k, mu, sigma)

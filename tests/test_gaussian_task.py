@@ -13,7 +13,7 @@ from scipy import stats
 import estimators
 from benchmarks.config import CONF_DIR
 from benchmarks.tasks import base
-from estimators.base import ConfigError
+from estimators.errors import ConfigError
 
 CPU = torch.device("cpu")
 # About 300 interval checks in this module at two-sided 1e-5 each: a family-wise false-alarm

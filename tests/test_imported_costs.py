@@ -23,7 +23,7 @@ from benchmarks.config import CONF_DIR
 from benchmarks.tasks import base
 from benchmarks.tasks import bernoulli_exact as bx
 from benchmarks.tasks import gaussian_exact as gx
-from estimators.base import ConfigError
+from estimators.errors import ConfigError
 
 CPU = torch.device("cpu")
 Z_CRIT = stats.norm.isf(0.5e-5)  # two-sided 1e-5 per check, as in the toys' own tests

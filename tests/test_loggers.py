@@ -18,7 +18,7 @@ from cli import ROOT, interrupt, run
 
 from benchmarks.experiment import compose_config, run_config
 from benchmarks.results import RunWriter
-from estimators.base import ConfigError
+from estimators.errors import ConfigError
 
 pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")

@@ -23,7 +23,7 @@ from benchmarks.results import RunWriter
 from benchmarks.tasks import base, toy_figures, toy_summary
 from benchmarks.tasks.gaussian_exact import exact_variance
 from benchmarks.testing import enumerated_gradient
-from estimators.base import ConfigError
+from estimators.errors import ConfigError
 
 Z_MAX = 4.5  # |z| per comparison at a fixed seed
 B = 100_000  # independent single-draw estimates per comparison

@@ -31,7 +31,8 @@ from torch.nn.functional import logsigmoid
 
 from benchmarks.progress import Progress
 from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, estimator_columns
-from estimators.base import ConfigError, Estimator, positive_number, require_int
+from estimators.base import Estimator
+from estimators.errors import ConfigError, positive_number, require_int
 
 if TYPE_CHECKING:
     pass

@@ -29,7 +29,8 @@ import estimators
 from benchmarks.measure import CoordinateMoments, measure_estimates, tensor_statistics
 from benchmarks.progress import Progress
 from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, estimator_columns
-from estimators.base import ConfigError, Estimator, require_int
+from estimators.base import Estimator
+from estimators.errors import ConfigError, require_int
 
 if TYPE_CHECKING:
     pass

@@ -27,7 +27,8 @@ from benchmarks.tasks.toy import (
     require_finite,
     require_finite_moments,
 )
-from estimators.base import ConfigError, Estimator
+from estimators.base import Estimator
+from estimators.errors import ConfigError
 
 
 def gaussian(mu: torch.Tensor, sigma: torch.Tensor) -> Independent:

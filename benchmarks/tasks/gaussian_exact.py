@@ -21,7 +21,7 @@ import torch
 
 from benchmarks.tasks import costs
 from benchmarks.tasks.score_variance import DrawMoments, score_function_variance
-from estimators.base import ConfigError
+from estimators.errors import ConfigError
 
 PARAMS = ("mu", "sigma")
 

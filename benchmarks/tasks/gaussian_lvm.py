@@ -31,7 +31,8 @@ from torch.distributions import Independent, Normal
 
 import estimators
 from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, estimator_columns
-from estimators.base import ConfigError, Estimator, positive_number, require_int, serving
+from estimators.base import Estimator, serving
+from estimators.errors import ConfigError, positive_number, require_int
 from estimators.objectives import OBJECTIVES, Objective
 
 if TYPE_CHECKING:

@@ -28,7 +28,8 @@ from torch.distributions import Distribution
 from benchmarks.measure import Moments, gradient_statistics, measure_estimates, synchronize
 from benchmarks.progress import Progress
 from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, estimator_columns
-from estimators.base import ConfigError, Estimator, require_int
+from estimators.base import Estimator
+from estimators.errors import ConfigError, require_int
 
 if TYPE_CHECKING:
     import pandas as pd
