@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from estimators.base import ConfigError
+from estimators.errors import ConfigError
 
 IDX_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 IDX_FILES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}

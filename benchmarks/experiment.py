@@ -16,7 +16,8 @@ from benchmarks.config import CONF_DIR, store_estimator_configs
 from benchmarks.loggers import build_logger
 from benchmarks.results import RunWriter
 from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, build, run_task
-from estimators.base import ConfigError, Estimator, require_int
+from estimators.base import Estimator
+from estimators.errors import ConfigError, require_int
 
 DEVICES = ("cpu", "cuda", "auto")
 

@@ -20,8 +20,9 @@ from urllib.parse import urlparse
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from benchmarks.logger_base import Logger  # conf/logger/none.yaml builds it from here
 from benchmarks.results import check_writable
-from estimators.base import ConfigError
+from estimators.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,20 +32,6 @@ Point = tuple[str, float, int]
 
 MLFLOW_STATUS = {"interrupted": "KILLED", "failed": "FAILED"}
 """MLflow's end state of a run per status; completed and diverged runs are FINISHED."""
-
-
-class Logger:
-    """``logger=none``: the tables stay in their CSVs alone. The base of the loggers, whose two
-    methods the run's writer calls."""
-
-    def __init__(self, **run) -> None:
-        """Takes (and here ignores) what every logger is built with: see ``TableLogger``."""
-
-    def log_table(self, name: str, table: pd.DataFrame) -> None:
-        """Table ``name`` as just written, whole (the rows written before included)."""
-
-    def close(self, status: str) -> None:
-        """The run's end, with its last status (completed, diverged, interrupted or failed)."""
 
 
 class TableLogger(Logger):

@@ -21,7 +21,7 @@ import torch
 
 from benchmarks.experiment import resolve_device
 from benchmarks.results import write_table
-from estimators.base import ConfigError
+from estimators.errors import ConfigError
 
 CPU = torch.device("cpu")
 

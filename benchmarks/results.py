@@ -11,12 +11,11 @@ from typing import IO, TYPE_CHECKING
 
 import torch
 
-from estimators.base import ConfigError
+from benchmarks.logger_base import Logger
+from estimators.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd  # only annotations: a bad input answers without pandas
-
-    from benchmarks.loggers import Logger
 
 
 def new_file_mode() -> int:

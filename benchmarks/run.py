@@ -33,7 +33,7 @@ from benchmarks.config import CONF_DIR, store_estimator_configs
 from benchmarks.experiment import run_config
 from benchmarks.results import RunWriter, check_writable
 from benchmarks.tasks.base import Task
-from estimators.base import ConfigError
+from estimators.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -28,7 +28,8 @@ from torch.distributions import Bernoulli, Distribution, Independent, Normal, On
 import estimators
 from benchmarks import measure
 from benchmarks.experiment import compose_config, run_config
-from estimators.base import ConfigError, Estimator
+from estimators.base import Estimator
+from estimators.errors import ConfigError
 
 # Two-sided 1e-6 per comparison: the project's tests make about 140 of them (every estimator,
 # toy, cost and coordinate), a family-wise false-alarm rate under 1e-3 whatever the seeds.

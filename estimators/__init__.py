@@ -13,7 +13,8 @@ import importlib.metadata
 import logging
 import pkgutil
 
-from estimators.base import REGISTRY, ConfigError, Estimator, register, score_surrogate
+from estimators.base import REGISTRY, Estimator, register, score_surrogate
+from estimators.errors import ConfigError
 
 ENTRY_POINTS = "estibench.estimators"
 log = logging.getLogger(__name__)

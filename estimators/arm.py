@@ -13,7 +13,8 @@ from collections.abc import Callable
 import torch
 from torch.distributions import Bernoulli, Distribution
 
-from estimators.base import ConfigError, CostFn, Estimator, base_distribution, register
+from estimators.base import CostFn, Estimator, base_distribution, register
+from estimators.errors import ConfigError
 
 Weights = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 

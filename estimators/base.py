@@ -23,21 +23,16 @@ estimator with a learned control variate can train it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 from torch.distributions import Distribution, Independent
 
-if TYPE_CHECKING:
-    from estimators.objectives import LogJoint, Objective
+from estimators.errors import ConfigError
+from estimators.errors import require_int as require_int  # re-exported: the docs import both here
+from estimators.objectives import LogJoint, Objective
 
 CostFn = Callable[[torch.Tensor], torch.Tensor]
-
-
-class ConfigError(ValueError):
-    """Bad input from a user: the runner prints its message as one line and exits with code 2."""
 
 
 class Estimator:
@@ -196,27 +191,6 @@ class Estimator:
         return (
             f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.options().items())})"
         )
-
-
-def positive_number(value, key: str) -> float:
-    """``value`` as a float if it is a finite number > 0; else a ConfigError naming ``key``."""
-    if not (isinstance(value, int | float) and not isinstance(value, bool) and value > 0):
-        raise ConfigError(f"{key}={value!r}: must be a number > 0")
-    if not math.isfinite(value):
-        raise ConfigError(f"{key}={value!r}: must be a finite number > 0")
-    return float(value)
-
-
-def require_int(value, key: str, minimum: int = 1, nullable: bool = False) -> None:
-    """A ConfigError naming ``key`` unless ``value`` is an integer >= ``minimum`` (or None, where
-    ``nullable``); booleans are not integers here."""
-    if nullable and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        wanted = {1: "a positive integer", 0: "a non-negative integer"}.get(
-            minimum, f"an integer >= {minimum}"
-        )
-        raise ConfigError(f"{key}={value!r}: must be {wanted}{' or null' if nullable else ''}")
 
 
 def base_distribution(dist: Distribution) -> Distribution:

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 
 import torch
 
-from estimators.base import ConfigError
 from estimators.control_variates import event_dims, expand_event, scores
+from estimators.errors import ConfigError
 
 SUPPLIED = "hook"
 """The option value that asks the caller (a task) for the baseline: ``baseline=hook``."""

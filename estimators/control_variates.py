@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch.distributions import Distribution, Independent, Normal
 
-from estimators.base import ConfigError, CostFn, base_distribution, describe_distribution
+from estimators.base import CostFn, base_distribution, describe_distribution
+from estimators.errors import ConfigError
 
 PARAMETERS = ("loc", "scale")
 CONTROL_VARIATES = ("none", "delta")

@@ -29,7 +29,8 @@ import math
 import torch
 from torch.distributions import Bernoulli, Distribution, Normal
 
-from estimators.base import ConfigError, CostFn, Estimator, base_distribution, register
+from estimators.base import CostFn, Estimator, base_distribution, register
+from estimators.errors import ConfigError
 
 LABELS = {True: "Measure-valued (coupled)", False: "Measure-valued (uncoupled)"}
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch.distributions import Distribution, Independent, Normal
 
-from estimators.base import ConfigError
+from estimators.errors import ConfigError
 
 LogJoint = Callable[[torch.Tensor], torch.Tensor]
 OBJECTIVES = ("elbo", "iwae")

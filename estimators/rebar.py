@@ -25,14 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, Distribution
 
-from estimators.base import (
-    ConfigError,
-    CostFn,
-    Estimator,
-    base_distribution,
-    positive_number,
-    register,
-)
+from estimators.base import CostFn, Estimator, base_distribution, register
+from estimators.errors import ConfigError, positive_number
 
 
 def logit_uniform(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:

@@ -12,16 +12,10 @@ from __future__ import annotations
 import torch
 from torch.distributions import Distribution
 
-from estimators.base import (
-    ConfigError,
-    CostFn,
-    Estimator,
-    describe_distribution,
-    register,
-    score_surrogate,
-)
+from estimators.base import CostFn, Estimator, describe_distribution, register, score_surrogate
 from estimators.baselines import SUPPLIED, Baseline, from_name
 from estimators.control_variates import event_dims, expand_event, is_normal, score_terms
+from estimators.errors import ConfigError
 from estimators.objectives import LogJoint, Objective
 from estimators.reinforce import objective_score_surrogate
 

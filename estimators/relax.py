@@ -13,7 +13,8 @@ import math
 import torch
 from torch import nn
 
-from estimators.base import register, require_int
+from estimators.base import register
+from estimators.errors import require_int
 from estimators.rebar import Rebar
 
 

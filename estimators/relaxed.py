@@ -18,7 +18,8 @@ from torch.distributions import (
     RelaxedOneHotCategorical,
 )
 
-from estimators.base import CostFn, Estimator, base_distribution, positive_number, register
+from estimators.base import CostFn, Estimator, base_distribution, register
+from estimators.errors import positive_number
 
 RELAXABLE = (Bernoulli, OneHotCategorical)
 

@@ -14,7 +14,8 @@ import math
 import torch
 from torch.distributions import Distribution
 
-from estimators.base import ConfigError, Estimator, register
+from estimators.base import Estimator, register
+from estimators.errors import ConfigError
 from estimators.objectives import LogJoint, Objective
 
 MEANS = ("geometric", "arithmetic")

@@ -10,8 +10,8 @@ from scipy import stats
 from torch.distributions import Normal
 
 from benchmarks.experiment import compose_config
-from estimators.base import ConfigError
 from estimators.baselines import Baseline, LeaveOneOut, MovingAverage, Supplied, from_name
+from estimators.errors import ConfigError
 from estimators.reinforce_baseline import ReinforceBaseline
 
 B = 20_000  # independent estimates: one per batch element of a single call

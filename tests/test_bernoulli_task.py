@@ -14,7 +14,7 @@ import estimators
 from benchmarks.config import CONF_DIR
 from benchmarks.tasks import base
 from benchmarks.tasks.bernoulli_exact import exact_moments
-from estimators.base import ConfigError
+from estimators.errors import ConfigError
 from estimators.reinforce import Reinforce
 
 CPU = torch.device("cpu")

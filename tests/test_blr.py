@@ -15,7 +15,8 @@ import estimators
 from benchmarks.experiment import compose_config, run_config
 from benchmarks.results import RunWriter
 from benchmarks.tasks import blr
-from estimators.base import ConfigError, Estimator
+from estimators.base import Estimator
+from estimators.errors import ConfigError
 
 SHORT = [
     "task=blr",

@@ -20,10 +20,11 @@ import estimators
 from benchmarks import plot
 from benchmarks.config import CONF_DIR
 from benchmarks.tasks import base, toy_figures
-from benchmarks.tasks import gaussian_exact as gx
+from benchmarks.tasks.gaussian_exact import variances as gx
+from benchmarks.tasks.gaussian_exact.point import Point
 from benchmarks.testing import check_unbiased
-from estimators.base import ConfigError
 from estimators.control_variates import DeltaMethod
+from estimators.errors import ConfigError
 
 CPU = torch.device("cpu")
 Z_CRIT = stats.norm.isf(0.5e-5)  # two-sided 1e-5 per check, as in the toys' own tests
@@ -132,10 +133,10 @@ def test_the_oracle_optimal_baseline_variance_matches_monte_carlo(dim):
     for param, s in (("mu", eps / sigma), ("sigma", (eps**2 - 1) / sigma)):
         b = np.mean(f * s**2) / np.mean(s**2)  # b* to Monte Carlo precision
         draws = (f - b) * s
-        exact = gx.optimal_baseline_variance("cos", k, mu, sigma, param, dim)
+        exact = gx.optimal_baseline_variance(Point("cos", k, mu, sigma, param, dim))
         se = draws.var() * math.sqrt(2 / n) * 3  # a generous error: b is estimated too
         assert abs(draws.var() - exact) < Z_CRIT * se
-        assert exact <= gx.score_variance({}, "cos", k, mu, sigma, param, dim)
+        assert exact <= gx.score_variance({}, Point("cos", k, mu, sigma, param, dim))
 
 
 def test_the_estimated_optimal_baseline_is_unbiased_and_bounded_by_its_oracle():
@@ -147,7 +148,7 @@ def test_the_estimated_optimal_baseline_is_unbiased_and_bounded_by_its_oracle():
     )
     assert (table.z_score.abs() < Z_CRIT).all() and table.exact_var.isna().all()
     oracle = np.array(
-        [gx.optimal_baseline_variance("cos", 2.0, 1.0, 1.0, p, 1, 50) for p in table.param]
+        [gx.optimal_baseline_variance(Point("cos", 2.0, 1.0, 1.0, p, 1, 50)) for p in table.param]
     )
     assert (table.grad_var.to_numpy() > 0.95 * oracle).all()
     assert table.grad_var[0] == pytest.approx(oracle[0], rel=0.15)
@@ -211,7 +212,7 @@ def test_the_per_draw_figure_draws_the_oracle_baseline_and_scales_by_draws():
     optimal = summary[(summary.estimator == "reinforce_baseline") & (summary.param == "mu")]
     color = style.colors[optimal.label.iloc[0]]
     lines = [line for line in mu_axis.get_lines() if line.get_color() == color]
-    oracle = [gx.optimal_baseline_variance("cos", k, 1.0, 1.0, "mu") for k in (0.5, 2.0)]
+    oracle = [gx.optimal_baseline_variance(Point("cos", k, 1.0, 1.0, "mu")) for k in (0.5, 2.0)]
     assert any(np.allclose(line.get_ydata(), oracle) for line in lines)
     assert any(np.allclose(line.get_ydata(), optimal.grad_var * 8) for line in lines)
     plt.close("all")

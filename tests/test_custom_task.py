@@ -19,8 +19,10 @@ from benchmarks.config import CONF_DIR
 from benchmarks.moments import CoordinateMoments, Moments, gradient_statistics, tensor_statistics
 from benchmarks.tasks.base import build
 from benchmarks.tasks.custom import CustomTask, Objective
-from benchmarks.tasks.gaussian_exact import pathwise_variance, score_variance
-from estimators.base import ConfigError, Estimator
+from benchmarks.tasks.gaussian_exact.point import Point
+from benchmarks.tasks.gaussian_exact.variances import pathwise_variance, score_variance
+from estimators.base import Estimator
+from estimators.errors import ConfigError
 from examples import bandit, logistic_regression
 
 CPU = torch.device("cpu")
@@ -77,8 +79,8 @@ def test_the_gaussian_toy_as_an_objective_measures_its_exact_variances():
     # Summed over mu and sigma, the exact variance is known; the interval must hold it (4 se).
     table = api.compare(["reparam", "reinforce"], TOY, gaussian, square, 100_000, exact=TOY_EXACT)
     exact = {
-        "reparam": {p: pathwise_variance({}, "square", 1.0, 1.0, 1.0, p) for p in TOY},
-        "reinforce": {p: score_variance({}, "square", 1.0, 1.0, 1.0, p) for p in TOY},
+        "reparam": {p: pathwise_variance({}, Point("square", 1.0, 1.0, 1.0, p)) for p in TOY},
+        "reinforce": {p: score_variance({}, Point("square", 1.0, 1.0, 1.0, p)) for p in TOY},
     }
     for row in table.itertuples():
         want = sum(exact[row.estimator].values()) if row.param == "total" else None
@@ -167,7 +169,7 @@ def test_an_objective_that_does_not_broadcast_is_measured_one_pass_each(caplog):
     assert "one backward pass per estimate" in caplog.text
     total = table.set_index("param").loc["total"]
     se = (total.grad_var_hi - total.grad_var_lo) / 3.92
-    exact = sum(pathwise_variance({}, "square", 1.0, 1.0, 1.0, p) for p in TOY)  # 4 + 8
+    exact = sum(pathwise_variance({}, Point("square", 1.0, 1.0, 1.0, p)) for p in TOY)  # 4 + 8
     assert abs(total.grad_var - exact) < 4 * se
     assert total.bias_p > 1e-3
 

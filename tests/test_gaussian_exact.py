@@ -5,15 +5,16 @@ from __future__ import annotations
 import re
 
 import pytest
+from omegaconf import OmegaConf
 
-from benchmarks.tasks.gaussian_exact import (
-    COSTS,
-    PARAMS,
-    exact_gradient,
-    exact_variance,
-    gaussian_expectation,
-)
-from estimators.base import ConfigError
+import estimators
+from benchmarks.config import CONF_DIR
+from benchmarks.tasks.base import build
+from benchmarks.tasks.gaussian_exact.catalogue import COSTS, exact_gradient
+from benchmarks.tasks.gaussian_exact.point import PARAMS, NoExactAnswer, Point
+from benchmarks.tasks.gaussian_exact.quadrature import gaussian_expectation
+from benchmarks.tasks.gaussian_exact.variances import exact_variance
+from estimators.errors import ConfigError
 
 POINTS = [
     (cost, k, mu, sigma)
@@ -42,8 +43,10 @@ def test_closed_form_gradient_matches_finite_differences(cost, k, mu, sigma):
     expectation, h = COSTS[cost].expectation, 1e-5
     fd_mu = (expectation(k, mu + h, sigma) - expectation(k, mu - h, sigma)) / (2 * h)
     fd_sigma = (expectation(k, mu, sigma + h) - expectation(k, mu, sigma - h)) / (2 * h)
-    assert exact_gradient(cost, k, mu, sigma, "mu") == pytest.approx(fd_mu, rel=1e-6, abs=1e-9)
-    assert exact_gradient(cost, k, mu, sigma, "sigma") == pytest.approx(
+    assert exact_gradient(Point(cost, k, mu, sigma, "mu")) == pytest.approx(
+        fd_mu, rel=1e-6, abs=1e-9
+    )
+    assert exact_gradient(Point(cost, k, mu, sigma, "sigma")) == pytest.approx(
         fd_sigma, rel=1e-6, abs=1e-9
     )
 
@@ -51,19 +54,19 @@ def test_closed_form_gradient_matches_finite_differences(cost, k, mu, sigma):
 @pytest.mark.parametrize("mu, sigma, k", [(1.0, 1.0, 1.0), (0.5, 2.0, -1.5)])
 def test_variances_in_closed_form(mu, sigma, k):
     # reparam on (x-k)^2: d/dmu = 2 sigma eps, d/dsigma = 2 (mu - k + sigma eps) eps.
-    assert exact_variance("reparam", {}, "square", k, mu, sigma, "mu") == pytest.approx(
+    assert exact_variance("reparam", {}, Point("square", k, mu, sigma, "mu")) == pytest.approx(
         4 * sigma**2
     )
-    assert exact_variance("reparam", {}, "square", k, mu, sigma, "sigma") == pytest.approx(
-        4 * (mu - k) ** 2 + 8 * sigma**2
+    assert exact_variance("reparam", {}, Point("square", k, mu, sigma, "sigma")) == (
+        pytest.approx(4 * (mu - k) ** 2 + 8 * sigma**2)
     )
     # reinforce on k x, d/dmu: k x eps / sigma has variance k^2 (mu^2 / sigma^2 + 2).
-    assert exact_variance("reinforce", {}, "linear", k, mu, sigma, "mu") == pytest.approx(
-        k**2 * (mu**2 / sigma**2 + 2)
+    assert exact_variance("reinforce", {}, Point("linear", k, mu, sigma, "mu")) == (
+        pytest.approx(k**2 * (mu**2 / sigma**2 + 2))
     )
     # With K draws the variance of the average falls as 1/K.
-    one = exact_variance("reinforce", {}, "cos", k, mu, sigma, "sigma")
-    assert exact_variance("reinforce", {}, "cos", k, mu, sigma, "sigma", num_samples=4) == (
+    one = exact_variance("reinforce", {}, Point("cos", k, mu, sigma, "sigma"))
+    assert exact_variance("reinforce", {}, Point("cos", k, mu, sigma, "sigma", num_samples=4)) == (
         pytest.approx(one / 4)
     )
 
@@ -78,19 +81,20 @@ def test_leave_one_out_variance_for_many_draws_approaches_the_mean_baseline():
         g = lambda e, score=score: score(e) * (c.np_fn(mu + sigma * e, k) - mean_f)  # noqa: E731
         limit = (
             gaussian_expectation(lambda e, g=g: g(e) ** 2)
-            - exact_gradient("square", k, mu, sigma, param) ** 2
+            - exact_gradient(Point("square", k, mu, sigma, param)) ** 2
         ) / K
         loo = exact_variance(
-            "reinforce_baseline", {"baseline": "loo"}, "square", k, mu, sigma, param, num_samples=K
+            "reinforce_baseline",
+            {"baseline": "loo"},
+            Point("square", k, mu, sigma, param, num_samples=K),
         )
         assert loo == pytest.approx(limit, rel=1e-3)
 
 
 def test_no_exact_variance_for_the_moving_average():
-    assert (
-        exact_variance("reinforce_baseline", {"baseline": "ema"}, "square", 1, 1, 1, "mu") is None
-    )
-    assert exact_variance("someone_elses", {}, "square", 1, 1, 1, "mu") is None
+    at = Point("square", 1, 1, 1, "mu")
+    assert exact_variance("reinforce_baseline", {"baseline": "ema"}, at) is None
+    assert exact_variance("someone_elses", {}, at) is None
     assert set(PARAMS) == {"mu", "sigma"}
 
 
@@ -99,7 +103,11 @@ def test_no_exact_variance_for_the_moving_average():
 def test_quadrature_that_cannot_resolve_the_cost_is_refused(estimator, cost, k):
     # cos oscillates ~4k times over the Gaussian's bulk and exp(-k x^2) is 1/sqrt(k) wide:
     # adaptive quadrature misses them, which the closed-form mean and gradient reveal.
-    message = f"task.k={k:g}: quadrature cannot resolve cost '{cost}'"
-    with pytest.raises(ConfigError, match=re.escape(message)):
+    message = f"quadrature cannot resolve cost '{cost}'"
+    with pytest.raises(NoExactAnswer, match=re.escape(message)):
         for param in PARAMS:
-            exact_variance(estimator, {}, cost, k, 1.0, 1.0, param)
+            exact_variance(estimator, {}, Point(cost, k, 1.0, 1.0, param))
+    # The task (at mu = sigma = 1) words it for the user, naming the key and its value.
+    toy = build(OmegaConf.load(CONF_DIR / "task/gaussian.yaml"))
+    with pytest.raises(ConfigError, match=re.escape(f"task.k={k:g}: {message}")):
+        toy.exact_variances(estimators.build(estimator), cost, k, 1)

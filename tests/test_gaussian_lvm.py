@@ -14,7 +14,7 @@ import estimators
 from benchmarks.experiment import compose_config, run_config
 from benchmarks.results import RunWriter
 from benchmarks.tasks import gaussian_lvm
-from estimators.base import ConfigError
+from estimators.errors import ConfigError
 from estimators.objectives import Objective
 
 SHORT = ["task=gaussian_lvm", "task.k=[1,4,16]", "task.m=200", "task.dim=5", "task.points=64"]

@@ -22,8 +22,10 @@ import estimators
 from benchmarks.config import CONF_DIR
 from benchmarks.tasks import base
 from benchmarks.tasks import bernoulli_exact as bx
-from benchmarks.tasks import gaussian_exact as gx
-from estimators.base import ConfigError
+from benchmarks.tasks.gaussian_exact import catalogue as gx
+from benchmarks.tasks.gaussian_exact.point import PARAMS, Point
+from benchmarks.tasks.gaussian_exact.variances import exact_variance
+from estimators.errors import ConfigError
 
 CPU = torch.device("cpu")
 Z_CRIT = stats.norm.isf(0.5e-5)  # two-sided 1e-5 per check, as in the toys' own tests
@@ -137,13 +139,15 @@ def assert_inside_intervals(table) -> None:
 def test_an_imported_copy_of_a_built_in_has_its_exact_answers(
     name, opts, num_samples, k, mu, sigma
 ):
-    for param in gx.PARAMS:
+    for param in PARAMS:
         args = (k, mu, sigma, param, 2, num_samples or 1)
-        built_in = gx.exact_variance(name, opts, "square", *args)
-        imported = gx.exact_variance(name, opts, f"{MODULE}:square", *args)
+        built_in = exact_variance(name, opts, Point("square", *args))
+        imported = exact_variance(name, opts, Point(f"{MODULE}:square", *args))
         assert imported == pytest.approx(built_in, rel=1e-9)
-        imported = gx.exact_gradient(f"{MODULE}:square", k, mu, sigma, param)
-        assert imported == pytest.approx(gx.exact_gradient("square", k, mu, sigma, param), abs=1e-9)
+        imported = gx.exact_gradient(Point(f"{MODULE}:square", k, mu, sigma, param))
+        assert imported == pytest.approx(
+            gx.exact_gradient(Point("square", k, mu, sigma, param)), abs=1e-9
+        )
     assert gx.expectation(f"{MODULE}:square", k, mu, sigma) == pytest.approx(
         gx.expectation("square", k, mu, sigma), rel=1e-9
     )
@@ -166,7 +170,7 @@ def test_a_cost_that_overflows_far_in_the_tails_has_its_exact_gradient(k):
     # integrand is 0 there, not inf * 0. E[exp(k x)] = exp(k mu + k^2 sigma^2 / 2).
     mu, sigma = 1.0, 0.7
     value = math.exp(k * mu + k * k * sigma * sigma / 2)
-    grads = [gx.exact_gradient(f"{MODULE}:exponential", k, mu, sigma, p) for p in gx.PARAMS]
+    grads = [gx.exact_gradient(Point(f"{MODULE}:exponential", k, mu, sigma, p)) for p in PARAMS]
     assert grads == pytest.approx([k * value, k * k * sigma * value], rel=1e-9)
 
 

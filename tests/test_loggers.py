@@ -19,7 +19,7 @@ from extras import needs
 
 from benchmarks.experiment import compose_config, run_config
 from benchmarks.results import RunWriter
-from estimators.base import ConfigError
+from estimators.errors import ConfigError
 
 pytestmark = needs("tensorboard", "mlflow")
 

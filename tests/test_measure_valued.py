@@ -21,9 +21,10 @@ from benchmarks.config import CONF_DIR
 from benchmarks.experiment import compose_config, run_config
 from benchmarks.results import RunWriter
 from benchmarks.tasks import base, toy_figures, toy_summary
-from benchmarks.tasks.gaussian_exact import exact_variance
+from benchmarks.tasks.gaussian_exact.point import Point
+from benchmarks.tasks.gaussian_exact.variances import exact_variance
 from benchmarks.testing import enumerated_gradient
-from estimators.base import ConfigError
+from estimators.errors import ConfigError
 
 Z_MAX = 4.5  # |z| per comparison at a fixed seed
 B = 100_000  # independent single-draw estimates per comparison
@@ -264,7 +265,7 @@ def closed_form_variance(cost, coupling, k, mu, sigma, param):
 def test_quadrature_variance_matches_the_closed_forms(cost, coupling, mu, sigma, k):
     for param in ("mu", "sigma"):
         quadrature = exact_variance(
-            "measure_valued", {"coupling": coupling}, cost, k, mu, sigma, param, 3, 2
+            "measure_valued", {"coupling": coupling}, Point(cost, k, mu, sigma, param, 3, 2)
         )
         expected = closed_form_variance(cost, coupling, k, mu, sigma, param) / 2
         assert quadrature == pytest.approx(expected, rel=1e-8, abs=1e-12), param
@@ -307,7 +308,7 @@ def test_the_interval_check_tells_the_couplings_apart():
     table = toy_metrics(cfg, coupling=True)
     assert (variance_z(table, table.exact_var).abs() < Z_CRIT).all()
     wrong = [
-        exact_variance("measure_valued", {"coupling": False}, r.cost, r.k, 1.0, 1.0, r.param)
+        exact_variance("measure_valued", {"coupling": False}, Point(r.cost, r.k, 1.0, 1.0, r.param))
         for r in table.itertuples()
     ]
     assert (variance_z(table, wrong).abs() > Z_CRIT).all()
@@ -316,7 +317,7 @@ def test_the_interval_check_tells_the_couplings_apart():
 @pytest.mark.parametrize("cost, k", [("square", 0.5), ("cos", 1.0), ("exp", 1.0), ("linear", 2.0)])
 def test_coupling_lowers_the_exact_variance_of_the_scale_gradient(cost, k):
     coupled, uncoupled = (
-        exact_variance("measure_valued", {"coupling": c}, cost, k, 1.0, 1.0, "sigma")
+        exact_variance("measure_valued", {"coupling": c}, Point(cost, k, 1.0, 1.0, "sigma"))
         for c in (True, False)
     )
     assert coupled < 0.8 * uncoupled
@@ -373,7 +374,7 @@ def test_the_custom_task_counts_evaluations_and_measures_the_exact_variance():
     assert table.loc[("measure_valued", "mu"), "evaluations"] == 8
     assert table.loc[("reparam", "mu"), "evaluations"] == 1
     row = table.loc[("measure_valued", "sigma")]
-    want = 2 * exact_variance("measure_valued", {}, "square", 1.0, 1.0, 1.0, "sigma")
+    want = 2 * exact_variance("measure_valued", {}, Point("square", 1.0, 1.0, 1.0, "sigma"))
     se = (row.grad_var_hi - row.grad_var_lo) / (2 * stats.norm.isf(0.025))
     assert abs(row.grad_var - want) < Z_CRIT * se
 

@@ -13,7 +13,7 @@ from torch.distributions import Bernoulli, Independent, Normal
 
 import estimators
 from estimators import vimco
-from estimators.base import ConfigError
+from estimators.errors import ConfigError
 from estimators.objectives import Objective
 
 D, M = 3, 20_000

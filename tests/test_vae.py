@@ -23,7 +23,8 @@ from benchmarks import data
 from benchmarks.experiment import compose_config, run_config
 from benchmarks.results import RunWriter
 from benchmarks.tasks.vae import evaluate, models, probe, settings
-from estimators.base import ConfigError, Estimator, score_surrogate
+from estimators.base import Estimator, score_surrogate
+from estimators.errors import ConfigError
 
 CPU = torch.device("cpu")
 SHORT = [

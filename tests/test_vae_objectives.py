@@ -19,7 +19,7 @@ import estimators
 from benchmarks import data
 from benchmarks.figures import plt
 from benchmarks.tasks.vae import figures, models, probe
-from estimators.base import ConfigError
+from estimators.errors import ConfigError
 from estimators.objectives import Objective
 
 

@@ -40,7 +40,7 @@ from benchmarks.moments import Z_95
 from benchmarks.regression import report
 from benchmarks.results import write_table
 from benchmarks.tasks.base import Context, build, run_task
-from estimators.base import ConfigError
+from estimators.errors import ConfigError
 
 BASELINE_TOY = Path(__file__).with_name("stat_baseline_toy.csv")
 BASELINE_VAE = Path(__file__).with_name("stat_baseline_vae.csv")

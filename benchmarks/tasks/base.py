@@ -33,7 +33,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from benchmarks.results import RunWriter, frame
-from estimators.base import ConfigError, Estimator
+from estimators.base import Estimator
+from estimators.errors import ConfigError
 
 if TYPE_CHECKING:  # pandas and matplotlib only in annotations: a bad input answers fast
     import pandas as pd

@@ -39,7 +39,8 @@ from benchmarks.tasks.base import (
     register,
     run_columns,
 )
-from estimators.base import ConfigError, Estimator, positive_number, require_int
+from estimators.base import Estimator
+from estimators.errors import ConfigError, positive_number, require_int
 
 if TYPE_CHECKING:  # annotations only: a task imports no pandas at module level
     import pandas as pd

@@ -18,7 +18,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from estimators.base import ConfigError, Estimator
+from estimators.base import Estimator
+from estimators.errors import ConfigError
 
 Scalars = np.ndarray | float
 """What exact answers evaluate a cost on: a numpy array (a quadrature grid) or one float."""

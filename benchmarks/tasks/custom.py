@@ -43,7 +43,8 @@ from benchmarks.tasks.base import (
     register,
     run_columns,
 )
-from estimators.base import ConfigError, Estimator, require_int
+from estimators.base import Estimator
+from estimators.errors import ConfigError, require_int
 
 log = logging.getLogger(__name__)
 REFERENCES = ("reparam", "reinforce_baseline")

@@ -11,16 +11,15 @@ from torch.distributions import Independent, Normal
 
 from benchmarks.tasks.base import register
 from benchmarks.tasks.costs import require_derivative
-from benchmarks.tasks.gaussian_exact import (
+from benchmarks.tasks.gaussian_exact.catalogue import (
     COSTS,
-    PARAMS,
-    Unresolved,
     check_cost,
     cost_of,
     exact_gradient,
-    exact_variance,
     expectation,
 )
+from benchmarks.tasks.gaussian_exact.point import PARAMS, NoExactAnswer, Point, Unresolved
+from benchmarks.tasks.gaussian_exact.variances import exact_variance
 from benchmarks.tasks.toy import (
     CostFn,
     Toy,
@@ -28,7 +27,8 @@ from benchmarks.tasks.toy import (
     require_finite,
     require_finite_moments,
 )
-from estimators.base import ConfigError, Estimator
+from estimators.base import Estimator
+from estimators.errors import ConfigError
 
 
 def gaussian(mu: torch.Tensor, sigma: torch.Tensor) -> Independent:
@@ -65,33 +65,32 @@ class GaussianToy(Toy):
         mu, sigma = (p.detach().tolist() for p in params)
         return sum(expectation(cost, k, m, s) for m, s in zip(mu, sigma, strict=True))
 
+    def point(self, cost: str, k: float, param: str, num_samples: int) -> Point:
+        """Where the exact answers are asked: the toy's mu, sigma and dim."""
+        cfg = self.cfg
+        return Point(cost, k, cfg.mu, cfg.sigma, param, cfg.dim, num_samples)
+
     def exact_variances(
         self, estimator: Estimator, cost: str, k: float, num_samples: int
     ) -> dict[str, float | None]:
-        """The exact variance of one estimate per parameter at the toy's mu, sigma and dim."""
-        cfg = self.cfg
-        return {
-            param: exact_variance(
-                estimator.name,
-                estimator.options(),
-                cost,
-                k,
-                cfg.mu,
-                cfg.sigma,
-                param,
-                cfg.dim,
-                num_samples,
-            )
-            for param in PARAMS
-        }
+        """The exact variance of one estimate per parameter at the toy's mu, sigma and dim; where
+        there is none at this k, a ConfigError naming it."""
+        try:
+            return {
+                param: exact_variance(
+                    estimator.name, estimator.options(), self.point(cost, k, param, num_samples)
+                )
+                for param in PARAMS
+            }
+        except NoExactAnswer as why:
+            raise ConfigError(f"task.k={k:g}: {why}") from None
 
     def exact(self, estimator: Estimator, cost: str, k: float, num_samples: int) -> dict:
         """The estimators with an exact variance here are all unbiased: their exact mean is the
         gradient. An imported cost whose gradient fails its self-check (``Unresolved``) has no
         exact answers: one line on stderr says why."""
-        cfg = self.cfg
         try:
-            grads = {p: exact_gradient(cost, k, cfg.mu, cfg.sigma, p) for p in PARAMS}
+            grads = {p: exact_gradient(self.point(cost, k, p, num_samples)) for p in PARAMS}
             variances = self.exact_variances(estimator, cost, k, num_samples)
         except Unresolved as why:
             print(f"warning: {why}; its exact columns are left empty", file=sys.stderr)
@@ -113,7 +112,10 @@ class GaussianToy(Toy):
             require_derivative(cost, cost_of(cost), estimator)
         for cost in cfg.costs:
             for k in map(float, cfg.k):
-                check_cost(cost, k, cfg.sigma)
+                try:
+                    check_cost(cost, k, cfg.sigma)
+                except NoExactAnswer as why:
+                    raise ConfigError(f"task.k={k}: {why}") from None
                 if cfg.mode != "estimate":
                     continue
                 with overflow_names_k(cost, k):  # the exact variances: quadrature checks itself

@@ -38,7 +38,8 @@ from benchmarks.tasks.base import (
     register,
     run_columns,
 )
-from estimators.base import ConfigError, Estimator, positive_number, require_int, serving
+from estimators.base import Estimator, serving
+from estimators.errors import ConfigError, positive_number, require_int
 from estimators.objectives import OBJECTIVES, Objective
 
 if TYPE_CHECKING:  # annotations only: a task imports no pandas at module level

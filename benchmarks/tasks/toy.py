@@ -43,7 +43,8 @@ from benchmarks.tasks.base import (
     learned_columns,
     run_columns,
 )
-from estimators.base import ConfigError, Estimator, require_int
+from estimators.base import Estimator
+from estimators.errors import ConfigError, require_int
 
 if TYPE_CHECKING:
     import pandas as pd

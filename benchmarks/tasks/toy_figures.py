@@ -63,11 +63,12 @@ def optimal_baseline_rows(rows: pd.DataFrame) -> pd.Series:
 def oracle_baseline_variance(rows: pd.DataFrame) -> pd.Series:
     """Per row, the exact variance of one draw with the oracle b* = E[f s^2] / E[s^2]: the
     paper's curve, which ``baseline=optimal`` approaches as its leave-one-out b* gets more draws."""
-    from benchmarks.tasks.gaussian_exact import optimal_baseline_variance
+    from benchmarks.tasks.gaussian_exact.point import Point
+    from benchmarks.tasks.gaussian_exact.variances import optimal_baseline_variance
 
     return rows.apply(
         lambda r: optimal_baseline_variance(
-            r["cost"], r["k"], r["mu"], r["sigma"], r["param"], int(r["dim"])
+            Point(r["cost"], r["k"], r["mu"], r["sigma"], r["param"], int(r["dim"]))
         ),
         axis=1,
     )

@@ -16,7 +16,8 @@ from benchmarks.tasks.vae.models import (
     objective_estimators,
     posterior,
 )
-from estimators.base import ConfigError, Estimator, require_int
+from estimators.base import Estimator
+from estimators.errors import ConfigError, require_int
 from estimators.objectives import OBJECTIVES, Objective
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
