@@ -29,7 +29,6 @@ import torch
 from torch.distributions import Distribution, Independent
 
 from estimators.errors import ConfigError
-from estimators.errors import require_int as require_int  # re-exported: the docs import both here
 from estimators.objectives import LogJoint, Objective
 
 CostFn = Callable[[torch.Tensor], torch.Tensor]

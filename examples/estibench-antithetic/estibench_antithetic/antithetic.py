@@ -3,7 +3,8 @@
 
 import torch
 
-from estimators.base import ConfigError, Estimator, register
+from estimators.base import Estimator, register
+from estimators.errors import ConfigError
 
 
 @register
