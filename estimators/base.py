@@ -12,13 +12,13 @@ An estimator is called as ``est(dist, f, num_samples)``:
 
 Estimators of multi-sample objectives (the ELBO and the IWAE bound over K importance samples)
 also implement ``estimate_objective``, called as ``est.surrogate(dist, log_joint, objective,
-num_samples)``: see ``estimators.objectives``. One that serves only objectives (``plain = False``:
-STL, DReG, VIMCO, RWS) refuses the plain call in one line.
+num_samples)`` (``MultiSample``; see ``estimators.objectives``). One that serves only objectives
+(``ObjectiveOnly``: STL, DReG, VIMCO, RWS) refuses the plain call in one line.
 
 Estimators that keep state between calls (a moving-average baseline, a learned control variate)
 expose it through ``state_dict`` / ``load_state_dict`` so that a checkpoint can include it, and a
 training loop calls ``est.backward(loss, dist_params)`` in place of ``loss.backward()`` so that an
-estimator with a learned control variate can train it.
+estimator with a learned control variate can train it (``TrainingState``).
 """
 
 from __future__ import annotations
@@ -34,20 +34,53 @@ from estimators.objectives import LogJoint, Objective
 CostFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-class Estimator:
-    """Base class: subclasses set ``name`` and implement ``estimate``; calls validate first."""
+class TrainingState:
+    """What a training loop and a checkpoint see of an estimator: ``backward`` in place of
+    ``loss.backward()``, train and eval modes, the learned values its tables report and the state
+    kept between calls. These defaults keep nothing; a moving-average baseline keeps its average,
+    a learned control variate (rebar, relax) trains in ``backward``."""
+
+    trainable: bool = False  # True if ``backward`` trains parameters of the estimator's own
+    training: bool = True  # as in torch.nn.Module: ``eval()`` freezes those parameters
+
+    def train(self, mode: bool = True) -> TrainingState:
+        """Training mode (the default): ``backward`` may train the estimator's own parameters."""
+        self.training = mode
+        return self
+
+    def eval(self) -> TrainingState:
+        """Evaluation mode: the estimator's own parameters stay fixed."""
+        return self.train(False)
+
+    def learned(self) -> dict[str, float]:
+        """Current values of trained scalars (rebar's eta and temperature), for result tables."""
+        return {}
+
+    def backward(self, loss: torch.Tensor, *dist_params: torch.Tensor) -> None:
+        """``loss.backward()``. Estimators with a learned control variate (rebar, relax) override
+        it to also take a step on their own parameters, lowering the variance of their gradient
+        estimate with respect to ``dist_params`` (the tensors the distribution was built from)."""
+        loss.backward()
+
+    def state_dict(self) -> dict:
+        """State kept between calls (none by default), for checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what ``state_dict`` returned."""
+
+
+class Estimator(TrainingState):
+    """The contract ``est(dist, f, num_samples)``: subclasses set ``name`` and implement
+    ``estimate``; a call validates first."""
 
     name: str = ""
     title: str = ""  # the name readers know, for figures and summaries ("REINFORCE")
     variants: tuple[dict, ...] = ()  # option sets the label tells apart (none: the defaults')
     unbiased: bool = True  # False for a biased one (a relaxation): its mean is not checked
-    trainable: bool = False  # True if ``backward`` trains parameters of the estimator's own
-    training: bool = True  # as in torch.nn.Module: ``eval()`` freezes those parameters
     differentiates_f: bool = False  # True if its estimate differentiates f (a pathwise or relaxed
     # sample): a cost without a derivative is refused
-    plain: bool = True  # False if it serves multi-sample objectives only, not est(dist, f, n)
-    objectives: tuple[str, ...] = ()  # the objectives ``estimate_objective`` serves
-    min_importance_samples: int = 1  # the fewest K it takes (VIMCO leaves one out: 2)
+    objectives: tuple[str, ...] = ()  # the multi-sample objectives it serves (``MultiSample``)
 
     @property
     def min_samples(self) -> int:
@@ -60,40 +93,15 @@ class Estimator:
 
     def check(self, dist: Distribution, num_samples: int) -> None:
         """Raise ConfigError if this estimator cannot serve ``dist`` with ``num_samples`` draws."""
-        if not self.plain:
-            raise ConfigError(
-                f"estimator '{self.name}' estimates the gradients of multi-sample objectives "
-                f"({', '.join(self.objectives)}) only, not of E[f] for a given f: "
-                "task=vae with task.objective, or task=gaussian_lvm"
-            )
         if not self.supports(dist):
             applicable = [
-                name for name, cls in sorted(REGISTRY.items()) if cls.plain and cls().supports(dist)
+                name
+                for name, cls in sorted(REGISTRY.items())
+                if not issubclass(cls, ObjectiveOnly) and cls().supports(dist)
             ]
             raise ConfigError(
                 f"estimator '{self.name}' does not apply to {describe_distribution(dist)}; "
                 f"estimators that do: {', '.join(applicable)}"
-            )
-        self.check_num_samples(num_samples)
-
-    def check_objective(self, dist: Distribution, objective: Objective, num_samples: int) -> None:
-        """Raise ConfigError if this estimator cannot estimate ``objective``'s gradient for
-        ``dist`` with ``num_samples`` estimates."""
-        applicable = serving([objective.name], dist)
-        if objective.name not in self.objectives:
-            raise ConfigError(
-                f"task.objective={objective.name}: estimator '{self.name}' does not estimate "
-                f"it; estimators that do for {describe_distribution(dist)}: {', '.join(applicable)}"
-            )
-        if not self.supports(dist):
-            raise ConfigError(
-                f"estimator '{self.name}' does not apply to {describe_distribution(dist)}; "
-                f"estimators of task.objective={objective.name} that do: {', '.join(applicable)}"
-            )
-        if objective.num_samples < self.min_importance_samples:
-            raise ConfigError(
-                f"task.num_samples={objective.num_samples}: estimator '{self.name}' needs K >= "
-                f"{self.min_importance_samples} importance samples"
             )
         self.check_num_samples(num_samples)
 
@@ -122,18 +130,24 @@ class Estimator:
         self.check(dist, num_samples)
         return self.estimate(dist, f, num_samples)
 
-    def estimate_objective(
-        self, dist: Distribution, log_joint: LogJoint, objective: Objective, num_samples: int
-    ) -> torch.Tensor:
-        raise NotImplementedError
-
     def surrogate(
         self, dist: Distribution, log_joint: LogJoint, objective: Objective, num_samples: int
     ) -> torch.Tensor:
         """``num_samples`` estimates ``[num_samples, *batch]`` of ``objective`` whose gradient
-        is this estimator's (``estimators.objectives`` states the contract)."""
+        is this estimator's (``estimators.objectives`` states the contract; ``MultiSample``
+        serves it): refused in one line where the estimator serves no such objective."""
         self.check_objective(dist, objective, num_samples)
         return self.estimate_objective(dist, log_joint, objective, num_samples)
+
+    def check_objective(self, dist: Distribution, objective: Objective, num_samples: int) -> None:
+        """Raise ConfigError unless this estimator estimates ``objective`` (an estimator of E[f]
+        alone estimates none), naming those that do for ``dist``."""
+        if objective.name not in self.objectives:
+            raise ConfigError(
+                f"task.objective={objective.name}: estimator '{self.name}' does not estimate "
+                f"it; estimators that do for {describe_distribution(dist)}: "
+                f"{', '.join(serving([objective.name], dist))}"
+            )
 
     def options(self) -> dict:
         """The constructor options, for tables and reprs."""
@@ -155,32 +169,6 @@ class Estimator:
             default = {}
         return [cls.label(options) for options in cls.variants or (default,)]
 
-    def state_dict(self) -> dict:
-        """State kept between calls (none by default), for checkpoints."""
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore what ``state_dict`` returned."""
-
-    def train(self, mode: bool = True) -> Estimator:
-        """Training mode (the default): ``backward`` may train the estimator's own parameters."""
-        self.training = mode
-        return self
-
-    def eval(self) -> Estimator:
-        """Evaluation mode: the estimator's own parameters stay fixed."""
-        return self.train(False)
-
-    def learned(self) -> dict[str, float]:
-        """Current values of trained scalars (rebar's eta and temperature), for result tables."""
-        return {}
-
-    def backward(self, loss: torch.Tensor, *dist_params: torch.Tensor) -> None:
-        """``loss.backward()``. Estimators with a learned control variate (rebar, relax) override
-        it to also take a step on their own parameters, lowering the variance of their gradient
-        estimate with respect to ``dist_params`` (the tensors the distribution was built from)."""
-        loss.backward()
-
     def describe_options(self) -> str:
         """' (baseline=loo)' for messages, or '' for an estimator without options."""
         opts = ", ".join(f"{k}={v}" for k, v in self.options().items())
@@ -189,6 +177,49 @@ class Estimator:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.options().items())})"
+        )
+
+
+class MultiSample:
+    """The second contract, ``est.surrogate(dist, log_joint, objective, num_samples)``, served:
+    mixed in before ``Estimator`` by an estimator of multi-sample objectives
+    (``estimators.objectives``), which sets ``objectives`` and implements
+    ``estimate_objective``."""
+
+    min_importance_samples: int = 1  # the fewest K it takes (VIMCO leaves one out: 2)
+
+    def check_objective(self, dist: Distribution, objective: Objective, num_samples: int) -> None:
+        """Raise ConfigError if this estimator cannot estimate ``objective``'s gradient for
+        ``dist`` with ``num_samples`` estimates."""
+        super().check_objective(dist, objective, num_samples)
+        if not self.supports(dist):
+            raise ConfigError(
+                f"estimator '{self.name}' does not apply to {describe_distribution(dist)}; "
+                f"estimators of task.objective={objective.name} that do: "
+                f"{', '.join(serving([objective.name], dist))}"
+            )
+        if objective.num_samples < self.min_importance_samples:
+            raise ConfigError(
+                f"task.num_samples={objective.num_samples}: estimator '{self.name}' needs K >= "
+                f"{self.min_importance_samples} importance samples"
+            )
+        self.check_num_samples(num_samples)
+
+    def estimate_objective(
+        self, dist: Distribution, log_joint: LogJoint, objective: Objective, num_samples: int
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class ObjectiveOnly(MultiSample, Estimator):
+    """An estimator of multi-sample objectives only (STL, DReG, VIMCO, RWS): the plain call
+    ``est(dist, f, num_samples)`` is refused in one line."""
+
+    def check(self, dist: Distribution, num_samples: int) -> None:
+        raise ConfigError(
+            f"estimator '{self.name}' estimates the gradients of multi-sample objectives "
+            f"({', '.join(self.objectives)}) only, not of E[f] for a given f: "
+            "task=vae with task.objective, or task=gaussian_lvm"
         )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch.distributions import Distribution
 
-from estimators.base import CostFn, Estimator, register, score_surrogate
+from estimators.base import CostFn, Estimator, MultiSample, register, score_surrogate
 from estimators.control_variates import (
     COEFFICIENT_DRAWS,
     TakesControlVariate,
@@ -27,7 +27,7 @@ from estimators.objectives import LogJoint, Objective
 
 
 @register
-class Reinforce(TakesControlVariate, Estimator):
+class Reinforce(TakesControlVariate, MultiSample, Estimator):
     """The plain score-function estimator, without a baseline; optionally with the delta-method
     control variate."""
 

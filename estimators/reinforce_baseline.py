@@ -12,7 +12,14 @@ from __future__ import annotations
 import torch
 from torch.distributions import Distribution
 
-from estimators.base import CostFn, Estimator, describe_distribution, register, score_surrogate
+from estimators.base import (
+    CostFn,
+    Estimator,
+    MultiSample,
+    describe_distribution,
+    register,
+    score_surrogate,
+)
 from estimators.baselines import SUPPLIED, Baseline, from_name
 from estimators.control_variates import event_dims, expand_event, is_normal, score_terms
 from estimators.errors import ConfigError
@@ -28,7 +35,7 @@ LABELS = {
 
 
 @register
-class ReinforceBaseline(Estimator):
+class ReinforceBaseline(MultiSample, Estimator):
     """Score-function estimator with a leave-one-out, moving-average or supplied baseline."""
 
     name = "reinforce_baseline"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Distribution
 
-from estimators.base import CostFn, Estimator, base_distribution, register
+from estimators.base import CostFn, Estimator, MultiSample, base_distribution, register
 from estimators.control_variates import (
     COEFFICIENT_DRAWS,
     TakesControlVariate,
@@ -23,7 +23,7 @@ from estimators.objectives import LogJoint, Objective
 
 
 @register
-class Reparam(TakesControlVariate, Estimator):
+class Reparam(TakesControlVariate, MultiSample, Estimator):
     """f at ``dist.rsample()``; for a Normal, z = mu + sigma * eps with eps ~ N(0, 1)."""
 
     name = "reparam"

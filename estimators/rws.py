@@ -10,17 +10,16 @@ from __future__ import annotations
 import torch
 from torch.distributions import Distribution
 
-from estimators.base import Estimator, register
+from estimators.base import ObjectiveOnly, register
 from estimators.objectives import LogJoint, Objective
 
 
 @register
-class ReweightedWakeSleep(Estimator):
+class ReweightedWakeSleep(ObjectiveOnly):
     """Wake-phase q update with the normalized importance weights; any latent family."""
 
     name = "rws"
     title = "RWS"
-    plain = False
     objectives = ("iwae",)
     unbiased = False  # for q it follows the wake-phase direction, not the bound's gradient
 

@@ -10,17 +10,16 @@ from __future__ import annotations
 import torch
 from torch.distributions import Distribution, Normal
 
-from estimators.base import Estimator, base_distribution, register
+from estimators.base import ObjectiveOnly, base_distribution, register
 from estimators.objectives import LogJoint, Objective, stopped
 
 
 @register
-class StickingTheLanding(Estimator):
+class StickingTheLanding(ObjectiveOnly):
     """Pathwise through z, with log q's own parameter path dropped; Gaussian latents."""
 
     name = "stl"
     title = "STL"
-    plain = False
     objectives = ("elbo", "iwae")
 
     def supports(self, dist: Distribution) -> bool:

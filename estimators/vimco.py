@@ -14,7 +14,7 @@ import math
 import torch
 from torch.distributions import Distribution
 
-from estimators.base import Estimator, register
+from estimators.base import ObjectiveOnly, register
 from estimators.errors import ConfigError
 from estimators.objectives import LogJoint, Objective
 
@@ -40,12 +40,11 @@ def leave_one_out_bounds(log_w: torch.Tensor, mean: str) -> torch.Tensor:
 
 
 @register
-class Vimco(Estimator):
+class Vimco(ObjectiveOnly):
     """The IWAE bound's score-function gradient with VIMCO's per-sample baselines."""
 
     name = "vimco"
     title = "VIMCO"
-    plain = False
     objectives = ("iwae",)
     min_importance_samples = 2
     variants = ({"mean": "geometric"}, {"mean": "arithmetic"})

@@ -39,7 +39,7 @@ from torch.distributions import (
 
 import estimators
 from benchmarks import data
-from estimators.base import Estimator, serving
+from estimators.base import Estimator, ObjectiveOnly, serving
 from estimators.baselines import Supplied
 from estimators.objectives import Objective
 
@@ -84,14 +84,15 @@ def discrete_log_q(
 
 
 def estimators_for(latent: str) -> list[str]:
-    """The registered estimators of E[f] (``plain``) that apply to this latent family (new ones
-    join by registering)."""
+    """The registered estimators of E[f] (not ``ObjectiveOnly``) that apply to this latent family
+    (new ones join by registering)."""
     categories = 2 if latent == "categorical" else None
     q = posterior(torch.zeros(1, encoder_size(latent, 1, categories)), latent, categories)
     return [
         name
         for name in estimators.names()
-        if estimators.REGISTRY[name].plain and estimators.build(name).supports(q)
+        if not issubclass(estimators.REGISTRY[name], ObjectiveOnly)
+        and estimators.build(name).supports(q)
     ]
 
 

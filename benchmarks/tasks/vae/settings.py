@@ -16,7 +16,7 @@ from benchmarks.tasks.vae.models import (
     objective_estimators,
     posterior,
 )
-from estimators.base import Estimator
+from estimators.base import Estimator, ObjectiveOnly
 from estimators.errors import ConfigError, require_int
 from estimators.objectives import OBJECTIVES, Objective
 
@@ -97,7 +97,7 @@ def validate(task: DictConfig, dataset: str, estimator: Estimator) -> None:
 def training_objective(task: DictConfig, estimator: Estimator) -> Objective | None:
     """The objective of the multi-sample path, K = ``task.num_samples`` (null: DEFAULT_K); None
     for the plain ELBO path (``objective=elbo`` with an estimator of E[f]), kept as it was."""
-    if task.objective == "elbo" and estimator.plain:
+    if task.objective == "elbo" and not isinstance(estimator, ObjectiveOnly):
         return None
     return Objective(task.objective, DEFAULT_K if task.num_samples is None else task.num_samples)
 
