@@ -119,6 +119,11 @@ def estimator_columns(estimator: Estimator) -> dict:
     }
 
 
+def learned_columns(estimator: Estimator) -> dict[str, float]:
+    """``learned_eta``, ``learned_temperature``: a learned control variate's values as measured."""
+    return {f"learned_{key}": value for key, value in estimator.learned().items()}
+
+
 def build(cfg: DictConfig) -> Task:
     """The task that ``cfg`` (a ``conf/task/NAME.yaml`` node) describes, by its ``_target_``; a
     ConfigError raised while building it stays one."""
