@@ -5,17 +5,15 @@ f(x) = sum_j c(x_j; k). Mode ``estimate`` measures ``n_estimates`` independent e
 gradient with respect to the first coordinate's parameters in chunks: each chunk is one batched
 distribution of ``chunk`` independent copies of the parameters and one backward pass, so row b of
 the parameter gradients is estimate b. Mode ``optimize`` minimizes E[f] over the parameters with
-the estimator and records the exact objective. A trainable estimator (a learned control variate)
-trains for ``cv_steps`` steps at the starting parameters before it is measured, and along the way
-while optimizing. A subclass supplies only its distribution, costs, objective and exact answers.
+the estimator and records the exact objective (``toy_optimize``, mixed into ``Toy``). A trainable
+estimator (a learned control variate) trains for ``cv_steps`` steps at the starting parameters
+before it is measured, and along the way while optimizing. A subclass supplies only its
+distribution, costs, objective and exact answers.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-import sys
-import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,7 +27,6 @@ from benchmarks.measure import (
     Model,
     gradient_estimates,
     measure_estimates,
-    synchronize,
     train_control_variate,
 )
 from benchmarks.moments import Moments, gradient_statistics
@@ -43,6 +40,7 @@ from benchmarks.tasks.base import (
     learned_columns,
     run_columns,
 )
+from benchmarks.tasks.toy_optimize import OPTIMIZE_COLUMNS, OptimizeMode
 from estimators.base import Estimator
 from estimators.errors import ConfigError, require_int
 
@@ -87,7 +85,7 @@ def require_finite(cfg: DictConfig, key: str, prefix: str = "task.") -> None:
         raise ConfigError(f"{prefix}{key}={value!r}: must be a finite number")
 
 
-class Toy(Task):
+class Toy(OptimizeMode, Task):
     """The shared loops. A subclass sets ``params`` (the parameter names, one row each in
     metrics.csv), ``costs`` and ``dtype`` and implements the methods that raise here."""
 
@@ -114,21 +112,7 @@ class Toy(Task):
             "learned_eta",
             "learned_temperature",
         ],
-        "optimize": [
-            "estimator",
-            "options",
-            "cost",
-            "k",
-            "step",
-            "time_s",
-            "objective",
-            "mu",
-            "sigma",
-            "theta",
-            "grad_var",
-            "learned_eta",
-            "learned_temperature",
-        ],
+        "optimize": OPTIMIZE_COLUMNS,
     }
     params: ClassVar[tuple[str, ...]] = ()
     costs: ClassVar[tuple[str, ...]] = ()
@@ -306,28 +290,6 @@ class Toy(Task):
                         )
                 yield rows
 
-    def step_variance(
-        self,
-        estimator: Estimator,
-        f: CostFn,
-        params: list[torch.Tensor],
-        num_samples: int,
-        step: int,
-    ) -> float:
-        """The variance of one estimate of the gradient with respect to the first parameter's
-        first coordinate at the current parameters, from ``optimize.var_estimates`` estimates of
-        a frozen copy of the estimator, on a random stream of their own: the optimization goes on
-        exactly as it would without the measurement."""
-        m = self.cfg.optimize.var_estimates
-        if not m:
-            return math.nan
-        frozen = copy.deepcopy(estimator).eval()
-        device = params[0].device
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(1_000_003 + step)
-            grads = self.gradient_estimates(frozen, f, params, num_samples, m)
-        return grads[0].var().item()
-
     def optimize_rows(
         self, make_estimator: EstimatorFactory, context: Context
     ) -> Iterator[list[dict]]:
@@ -338,61 +300,6 @@ class Toy(Task):
                 progress.describe(f"{cost}, k={k:g}")
                 with overflow_names_k(cost, k):
                     yield from self.trajectory(cost, k, estimator, num_samples, context, progress)
-
-    def trajectory(
-        self,
-        cost: str,
-        k: float,
-        estimator: Estimator,
-        num_samples: int,
-        context: Context,
-        progress: Progress,
-    ) -> Iterator[list[dict]]:
-        """The optimization of E[f] from the starting point: the exact objective and the mean
-        parameters against step and time, one row every ``log_every`` steps. A non-finite
-        gradient (plain REINFORCE can blow up once sigma is small) stops the trajectory with a
-        last row marked ``diverged``; that is a result, not a crash."""
-        opt_cfg = self.cfg.optimize
-        f = self.cost(cost, k)
-        params = [p.requires_grad_() for p in self.initial(context.device)]
-        optimizer = self.optimizer(params)
-        names = list(self.start())
-        seconds, diverged = 0.0, False
-        for step in range(opt_cfg.steps + 1):
-            context.progress.update(cost=cost, k=k, step=step)
-            if step % opt_cfg.log_every == 0 or step == opt_cfg.steps or diverged:
-                row = {
-                    **self.run_columns(estimator, context),
-                    "cost": cost,
-                    "k": k,
-                    "dim": self.cfg.dim,
-                    "num_samples": num_samples,
-                    "lr": opt_cfg.lr,
-                    "step": step,
-                    "time_s": seconds,
-                    "objective": self.objective(cost, k, params),
-                    **{n: p.detach().mean().item() for n, p in zip(names, params, strict=True)},
-                    **learned_columns(estimator),
-                    "grad_var": self.step_variance(estimator, f, params, num_samples, step),
-                    "diverged": diverged,
-                }
-                yield [row]
-            if step == opt_cfg.steps or diverged:
-                break
-            start = time.perf_counter()
-            optimizer.zero_grad()
-            loss = estimator(self.distribution(*params), f, num_samples).mean()
-            estimator.backward(loss, *params)
-            diverged = not all(torch.isfinite(p.grad).all() for p in params)
-            if not diverged:
-                optimizer.step()
-                self.after_step(params)
-            synchronize(context.device)
-            seconds += time.perf_counter() - start
-            progress.update()
-        if diverged:
-            progress.update(opt_cfg.steps - step)  # the steps it will not take
-            warn_diverged(estimator, cost, k, step)
 
     def validate(self, estimator: Estimator, context: Context) -> None:
         """The keys every toy shares (mode, sizes, num_samples, the costs and k lists, the
@@ -463,12 +370,3 @@ class Toy(Task):
         if table["exact_mean"].equals(table["exact_grad"]):
             return table.drop(columns="exact_mean")
         return table
-
-
-def warn_diverged(estimator: Estimator, cost: str, k: float, step: int) -> None:
-    """The one stderr line for a toy optimization stopped by a non-finite gradient."""
-    print(
-        f"{estimator.name}: optimization of {cost} (k={k:g}) diverged at step {step} "
-        "(a non-finite gradient); its trajectory stops there",
-        file=sys.stderr,
-    )
