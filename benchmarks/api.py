@@ -23,7 +23,8 @@ import estimators
 from benchmarks.experiment import resolve_device
 from benchmarks.results import RunWriter
 from benchmarks.tasks.base import Context, EstimatorFactory, run_task
-from benchmarks.tasks.custom import CustomTask, Objective
+from benchmarks.tasks.custom import CustomTask
+from benchmarks.tasks.custom.objective import Objective
 from estimators.base import Estimator
 
 __all__ = ["Objective", "compare", "plot"]
@@ -89,7 +90,7 @@ def plot(table: pd.DataFrame):
     """The figure of ``compare``'s table: each estimator's summed gradient variance per parameter
     tensor with its 95% interval, beside the work-normalized variance (a matplotlib Figure)."""
     from benchmarks.plot import estimator_labels, style_for
-    from benchmarks.tasks.custom_figures import variance_figure
+    from benchmarks.tasks.custom.figures import variance_figure
 
     table = table.assign(label=estimator_labels(table))
     target = table["target"].iloc[0]

@@ -20,8 +20,8 @@ import estimators
 from benchmarks.config import CONF_DIR
 from benchmarks.measure import measure_estimates
 from benchmarks.perf import interleaved_medians, write_report
-from benchmarks.tasks import bernoulli
 from benchmarks.tasks.base import build
+from benchmarks.tasks.toy import bernoulli
 
 THETA, K = 0.3, 0.499
 CPU = torch.device("cpu")

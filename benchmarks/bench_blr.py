@@ -2,8 +2,8 @@
 
 ``python -m benchmarks.bench_blr`` times, in one process with the contenders interleaved
 (medians over repeats), one training step of ``task=blr`` with ``reparam`` as its loop takes it
-(the batch picked from a shuffled epoch, ``benchmarks.tasks.blr.train_step``, the cosine decay's
-new learning rate; no evaluation) against a hand-written step of the same model: rsample 50
+(the batch picked from a shuffled epoch, ``benchmarks.tasks.blr.task.train_step``, the cosine
+decay's new learning rate; no evaluation) against a hand-written step of the same model: rsample 50
 weights, the batch's log-likelihood, the closed-form KL, backward, an SGD step and the same
 learning rate. Batch 32 of breast_cancer, 50 draws, as in the task's defaults. The contract:
 the task's step costs at most 1.2x the hand-written one. ``--device cuda`` times the same on a
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 import estimators
 from benchmarks.perf import device_or_exit, interleaved_medians, speed_csv, write_report
-from benchmarks.tasks.blr import breast_cancer, cosine_lr, train_step
+from benchmarks.tasks.blr.task import breast_cancer, cosine_lr, train_step
 
 BATCH, DRAWS, LR, STEPS = 32, 50, 1e-3, 5000
 

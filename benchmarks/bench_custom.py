@@ -30,7 +30,8 @@ from benchmarks import api
 from benchmarks.config import CONF_DIR
 from benchmarks.perf import interleaved_medians, write_report
 from benchmarks.tasks.base import Context, build, run_task
-from benchmarks.tasks.custom import CustomTask, Objective
+from benchmarks.tasks.custom import CustomTask
+from benchmarks.tasks.custom.objective import Objective
 from examples import logistic_regression
 
 CPU = torch.device("cpu")

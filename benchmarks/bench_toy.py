@@ -22,7 +22,7 @@ import estimators
 from benchmarks.config import CONF_DIR
 from benchmarks.perf import interleaved_medians, write_report
 from benchmarks.tasks.base import build
-from benchmarks.tasks.toy import Toy
+from benchmarks.tasks.toy.loops import Toy
 
 MU = SIGMA = K = 1.0
 CPU = torch.device("cpu")

@@ -19,9 +19,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmarks import data
 from benchmarks.experiment import run_overrides
 from benchmarks.perf import device_or_exit, write_report
+from benchmarks.tasks.vae import data
 from benchmarks.tasks.vae.settings import COMPARED
 
 MNIST_SIZES = {"train": 60000, "test": 10000}

@@ -13,7 +13,7 @@ from scipy import stats
 import estimators
 from benchmarks.config import CONF_DIR
 from benchmarks.tasks import base
-from benchmarks.tasks.bernoulli_exact import exact_moments
+from benchmarks.tasks.toy.exact.bernoulli import exact_moments
 from estimators.errors import ConfigError
 from estimators.reinforce import Reinforce
 

@@ -14,7 +14,7 @@ from torch.nn.functional import logsigmoid
 import estimators
 from benchmarks.experiment import compose_config, run_config
 from benchmarks.results import RunWriter
-from benchmarks.tasks import blr
+from benchmarks.tasks.blr import task as blr
 from estimators.base import Estimator
 from estimators.errors import ConfigError
 

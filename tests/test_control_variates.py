@@ -19,9 +19,10 @@ from torch.distributions import Bernoulli, Independent, Normal
 import estimators
 from benchmarks import plot
 from benchmarks.config import CONF_DIR
-from benchmarks.tasks import base, toy_figures
-from benchmarks.tasks.gaussian_exact import variances as gx
-from benchmarks.tasks.gaussian_exact.point import Point
+from benchmarks.tasks import base
+from benchmarks.tasks.toy.exact.gaussian import variances as gx
+from benchmarks.tasks.toy.exact.gaussian.point import Point
+from benchmarks.tasks.toy.figures import toys as toy_figures
 from benchmarks.testing import check_unbiased
 from estimators.control_variates import DeltaMethod
 from estimators.errors import ConfigError

@@ -18,9 +18,10 @@ from benchmarks import api
 from benchmarks.config import CONF_DIR
 from benchmarks.moments import CoordinateMoments, Moments, gradient_statistics, tensor_statistics
 from benchmarks.tasks.base import build
-from benchmarks.tasks.custom import CustomTask, Objective
-from benchmarks.tasks.gaussian_exact.point import Point
-from benchmarks.tasks.gaussian_exact.variances import pathwise_variance, score_variance
+from benchmarks.tasks.custom import CustomTask
+from benchmarks.tasks.custom.objective import Objective
+from benchmarks.tasks.toy.exact.gaussian.point import Point
+from benchmarks.tasks.toy.exact.gaussian.variances import pathwise_variance, score_variance
 from estimators.base import Estimator
 from estimators.errors import ConfigError
 from examples import bandit, logistic_regression

@@ -10,10 +10,10 @@ from omegaconf import OmegaConf
 import estimators
 from benchmarks.config import CONF_DIR
 from benchmarks.tasks.base import build
-from benchmarks.tasks.gaussian_exact.catalogue import COSTS, exact_gradient
-from benchmarks.tasks.gaussian_exact.point import PARAMS, NoExactAnswer, Point
-from benchmarks.tasks.gaussian_exact.quadrature import gaussian_expectation
-from benchmarks.tasks.gaussian_exact.variances import exact_variance
+from benchmarks.tasks.toy.exact.gaussian.catalogue import COSTS, exact_gradient
+from benchmarks.tasks.toy.exact.gaussian.point import PARAMS, NoExactAnswer, Point
+from benchmarks.tasks.toy.exact.gaussian.quadrature import gaussian_expectation
+from benchmarks.tasks.toy.exact.gaussian.variances import exact_variance
 from estimators.errors import ConfigError
 
 POINTS = [

@@ -13,7 +13,7 @@ from scipy import stats
 import estimators
 from benchmarks.experiment import compose_config, run_config
 from benchmarks.results import RunWriter
-from benchmarks.tasks import gaussian_lvm
+from benchmarks.tasks.gaussian_lvm import task as gaussian_lvm
 from estimators.errors import ConfigError
 from estimators.objectives import Objective
 

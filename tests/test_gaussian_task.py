@@ -71,8 +71,8 @@ def test_a_wrong_exact_variance_is_rejected_by_the_same_check():
     # The interval check has power: reinforce's measurements reject reparam's exact variance.
     cfg = task_cfg(k=[2.0], costs=["square"])
     table = run_task(cfg, lambda: estimators.build("reinforce"), 0)["metrics"]
-    from benchmarks.tasks.gaussian_exact.point import Point
-    from benchmarks.tasks.gaussian_exact.variances import exact_variance
+    from benchmarks.tasks.toy.exact.gaussian.point import Point
+    from benchmarks.tasks.toy.exact.gaussian.variances import exact_variance
 
     wrong = [exact_variance("reparam", {}, Point("square", 2.0, 1.0, 1.0, p)) for p in table.param]
     se = (table.grad_var_hi - table.grad_var_lo) / (2 * stats.norm.isf(0.025))

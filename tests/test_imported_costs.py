@@ -21,10 +21,10 @@ from scipy import stats
 import estimators
 from benchmarks.config import CONF_DIR
 from benchmarks.tasks import base
-from benchmarks.tasks import bernoulli_exact as bx
-from benchmarks.tasks.gaussian_exact import catalogue as gx
-from benchmarks.tasks.gaussian_exact.point import PARAMS, Point
-from benchmarks.tasks.gaussian_exact.variances import exact_variance
+from benchmarks.tasks.toy.exact import bernoulli as bx
+from benchmarks.tasks.toy.exact.gaussian import catalogue as gx
+from benchmarks.tasks.toy.exact.gaussian.point import PARAMS, Point
+from benchmarks.tasks.toy.exact.gaussian.variances import exact_variance
 from estimators.errors import ConfigError
 
 CPU = torch.device("cpu")

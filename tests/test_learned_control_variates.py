@@ -12,9 +12,9 @@ from torch.distributions import Bernoulli, Independent, OneHotCategorical
 
 import estimators
 from benchmarks.config import CONF_DIR
-from benchmarks.tasks import bernoulli
 from benchmarks.tasks.base import build
-from benchmarks.tasks.bernoulli_exact import exact_gradient, exact_moments
+from benchmarks.tasks.toy import bernoulli
+from benchmarks.tasks.toy.exact.bernoulli import exact_gradient, exact_moments
 from tests.test_bernoulli_task import Z_CRIT, table_for
 
 LEARNED = ["rebar", "relax"]

@@ -20,9 +20,11 @@ from benchmarks import api, plot
 from benchmarks.config import CONF_DIR
 from benchmarks.experiment import compose_config, run_config
 from benchmarks.results import RunWriter
-from benchmarks.tasks import base, toy_figures, toy_summary
-from benchmarks.tasks.gaussian_exact.point import Point
-from benchmarks.tasks.gaussian_exact.variances import exact_variance
+from benchmarks.tasks import base
+from benchmarks.tasks.toy.exact.gaussian.point import Point
+from benchmarks.tasks.toy.exact.gaussian.variances import exact_variance
+from benchmarks.tasks.toy.figures import summary as toy_summary
+from benchmarks.tasks.toy.figures import toys as toy_figures
 from benchmarks.testing import enumerated_gradient
 from estimators.errors import ConfigError
 

@@ -14,8 +14,11 @@ from PIL import Image
 
 import estimators
 from benchmarks import figures, plot, tasks
-from benchmarks.tasks import bernoulli_figures, toy_figures, toy_panels, toy_summary
-from benchmarks.tasks.bernoulli import BernoulliToy
+from benchmarks.tasks.toy.bernoulli import BernoulliToy
+from benchmarks.tasks.toy.figures import bernoulli as bernoulli_figures
+from benchmarks.tasks.toy.figures import panels as toy_panels
+from benchmarks.tasks.toy.figures import summary as toy_summary
+from benchmarks.tasks.toy.figures import toys as toy_figures
 from benchmarks.tasks.vae import figures as vae_figures
 
 TOY = ["task.n_estimates=2000", "task.k=[1.0,2.0]", "task.costs=[square,cos]"]
@@ -223,7 +226,7 @@ def test_a_run_written_before_statuses_named_tasks_reads_as_before(tmp_path):
     args = ["task=bernoulli", "estimator=reinforce", "task.optimize.lr=0.01"]
     rows = optimize_rows("bernoulli", "reinforce", None)
     write_run(tmp_path / "new/0", "optimize", rows, overrides=args)
-    write_run(tmp_path / "old/0", "optimize", rows, task="benchmarks.tasks.bernoulli.BernoulliToy")
+    write_run(tmp_path / "old/0", "optimize", rows, task="benchmarks.tasks.toy.BernoulliToy")
     (tmp_path / "old/0/.hydra").mkdir()
     (tmp_path / "old/0/.hydra/overrides.yaml").write_text("".join(f"- {a}\n" for a in args))
     new, old = plot.collect(tmp_path / "new"), plot.collect(tmp_path / "old")
@@ -239,9 +242,7 @@ def test_a_task_this_process_has_not_imported_is_found_at_the_class_path_its_sta
     tasks.load_builtin()
     monkeypatch.delitem(tasks.REGISTRY, "bernoulli")
     rows = optimize_rows("bernoulli", "reinforce", None)
-    write_run(
-        tmp_path / "0", "optimize", rows, task_class="benchmarks.tasks.bernoulli.BernoulliToy"
-    )
+    write_run(tmp_path / "0", "optimize", rows, task_class="benchmarks.tasks.toy.BernoulliToy")
     assert plot.collect(tmp_path)[2] == {"bernoulli": BernoulliToy}
 
 
@@ -450,9 +451,9 @@ def test_a_run_without_options_or_rows_plots_without_a_warning(tmp_path):
 
 def test_tasks_share_a_summary_only_where_they_share_its_module():
     """The two toys draw into the same figures; every other task draws its own."""
-    from benchmarks.tasks.bernoulli import BernoulliToy
-    from benchmarks.tasks.blr import BLRTask
-    from benchmarks.tasks.gaussian import GaussianToy
+    from benchmarks.tasks.blr.task import BLRTask
+    from benchmarks.tasks.toy.bernoulli import BernoulliToy
+    from benchmarks.tasks.toy.gaussian import GaussianToy
     from benchmarks.tasks.vae.task import VAETask
 
     classes = {"gaussian": GaussianToy, "bernoulli": BernoulliToy, "blr": BLRTask, "vae": VAETask}

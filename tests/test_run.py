@@ -107,7 +107,7 @@ def test_a_run_into_a_used_folder_replaces_the_earlier_runs_outputs(tmp_path):
     assert json.loads((tmp_path / "status.json").read_text()) == {
         "status": "completed",
         "task": "gaussian",
-        "task_class": "benchmarks.tasks.gaussian.GaussianToy",
+        "task_class": "benchmarks.tasks.toy.GaussianToy",
         "overrides": ["estimator=reinforce", *SMALL],
     }
     assert (tmp_path / "metrics.csv").exists() and not (tmp_path / "optimize.csv").exists()

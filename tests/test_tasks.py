@@ -37,6 +37,6 @@ def test_a_task_needs_a_name_of_its_own(monkeypatch):
 
     with pytest.raises(TypeError, match="Unnamed needs a non-empty class attribute `name`"):
         base.register(Unnamed)
-    with pytest.raises(TypeError, match="is taken by benchmarks.tasks.gaussian.GaussianToy"):
+    with pytest.raises(TypeError, match="is taken by benchmarks.tasks.toy.gaussian.GaussianToy"):
         base.register(Impostor)
     assert base.register(tasks.lookup("gaussian")) is tasks.lookup("gaussian")  # again: no harm

@@ -19,10 +19,9 @@ from hydra.utils import instantiate
 from scipy import stats
 
 import estimators
-from benchmarks import data
 from benchmarks.experiment import compose_config, run_config
 from benchmarks.results import RunWriter
-from benchmarks.tasks.vae import evaluate, models, probe, settings
+from benchmarks.tasks.vae import data, evaluate, models, probe, settings
 from estimators.base import Estimator, score_surrogate
 from estimators.errors import ConfigError
 

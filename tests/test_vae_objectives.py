@@ -16,9 +16,8 @@ from scipy import stats
 from test_vae import config, linear_gaussian_model, train, whole_and_resumed
 
 import estimators
-from benchmarks import data
 from benchmarks.figures import plt
-from benchmarks.tasks.vae import figures, models, probe
+from benchmarks.tasks.vae import data, figures, models, probe
 from estimators.errors import ConfigError
 from estimators.objectives import Objective
 

@@ -11,8 +11,7 @@ from scipy import stats
 from test_vae import linear_gaussian_model
 
 import estimators
-from benchmarks import data
-from benchmarks.tasks.vae import models, probe
+from benchmarks.tasks.vae import data, models, probe
 from estimators.objectives import Objective
 
 # (latent, estimator, objective): plain paths that call f once, twice (measure_valued's

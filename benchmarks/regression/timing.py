@@ -25,8 +25,8 @@ from benchmarks.config import CONF_DIR
 from benchmarks.perf import interleaved_medians
 from benchmarks.regression import BASELINE, THRESHOLD, compare, ratios_from_json, report
 from benchmarks.results import atomic_write
-from benchmarks.tasks import gaussian
 from benchmarks.tasks.base import build
+from benchmarks.tasks.toy import gaussian
 from benchmarks.tasks.vae.models import VAE
 from benchmarks.tasks.vae.probe import encoder_gradient_samples
 from benchmarks.tasks.vae.train import train_step

@@ -16,7 +16,7 @@ import torch
 
 import estimators
 from benchmarks.regression.timing import CASES, interleaved_ratio
-from benchmarks.tasks.gaussian import gaussian
+from benchmarks.tasks.toy.gaussian import gaussian
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -8,7 +8,7 @@ import math
 import torch
 from omegaconf import DictConfig
 
-from benchmarks import data
+from benchmarks.tasks.vae import data
 from benchmarks.tasks.vae.models import VAE, LinearGaussianVAE
 from estimators.objectives import Objective
 

@@ -38,7 +38,7 @@ from torch.distributions import (
 )
 
 import estimators
-from benchmarks import data
+from benchmarks.tasks.vae import data
 from estimators.base import Estimator, ObjectiveOnly, serving
 from estimators.baselines import Supplied
 from estimators.objectives import Objective

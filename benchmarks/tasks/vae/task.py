@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from omegaconf import OmegaConf
 
-from benchmarks import data
 from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, register
+from benchmarks.tasks.vae import data
 from benchmarks.tasks.vae.settings import (
     check_estimator,
     resolve,

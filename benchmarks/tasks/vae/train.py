@@ -14,9 +14,9 @@ from contextlib import nullcontext
 import torch
 from omegaconf import DictConfig
 
-from benchmarks import data
 from benchmarks.progress import Progress
 from benchmarks.tasks.base import Context, Result, Rows, run_columns
+from benchmarks.tasks.vae import data
 from benchmarks.tasks.vae.evaluate import evaluation_row, fixed_train_set
 from benchmarks.tasks.vae.models import (
     VAE,

@@ -10,17 +10,17 @@ import torch
 from torch.distributions import Independent, Normal
 
 from benchmarks.tasks.base import register
-from benchmarks.tasks.costs import require_derivative
-from benchmarks.tasks.gaussian_exact.catalogue import (
+from benchmarks.tasks.toy.costs import require_derivative
+from benchmarks.tasks.toy.exact.gaussian.catalogue import (
     COSTS,
     check_cost,
     cost_of,
     exact_gradient,
     expectation,
 )
-from benchmarks.tasks.gaussian_exact.point import PARAMS, NoExactAnswer, Point, Unresolved
-from benchmarks.tasks.gaussian_exact.variances import exact_variance
-from benchmarks.tasks.toy import (
+from benchmarks.tasks.toy.exact.gaussian.point import PARAMS, NoExactAnswer, Point, Unresolved
+from benchmarks.tasks.toy.exact.gaussian.variances import exact_variance
+from benchmarks.tasks.toy.loops import (
     CostFn,
     Toy,
     overflow_names_k,

@@ -12,9 +12,9 @@ import torch
 from torch.distributions import Bernoulli, Independent
 
 from benchmarks.tasks.base import register
-from benchmarks.tasks.bernoulli_exact import COSTS, cost_of, exact_gradient, exact_moments
-from benchmarks.tasks.costs import require_derivative
-from benchmarks.tasks.toy import CostFn, Toy
+from benchmarks.tasks.toy.costs import require_derivative
+from benchmarks.tasks.toy.exact.bernoulli import COSTS, cost_of, exact_gradient, exact_moments
+from benchmarks.tasks.toy.loops import CostFn, Toy
 from estimators.base import Estimator
 
 

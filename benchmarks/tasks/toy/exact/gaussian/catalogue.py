@@ -10,15 +10,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from benchmarks.tasks import costs
-from benchmarks.tasks.gaussian_exact.point import (
+from benchmarks.tasks.toy import costs
+from benchmarks.tasks.toy.exact.gaussian.point import (
     PARAMS,
     NoExactAnswer,
     Point,
     Unresolved,
     require_finite,
 )
-from benchmarks.tasks.gaussian_exact.quadrature import gaussian_expectation, path_of, score_of
+from benchmarks.tasks.toy.exact.gaussian.quadrature import gaussian_expectation, path_of, score_of
 
 
 @dataclass(frozen=True)

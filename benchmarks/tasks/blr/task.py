@@ -145,7 +145,7 @@ class BLRTask(Task):
 
     name = "blr"
     tables = ("train",)
-    figures_module = "benchmarks.tasks.blr_figures"
+    figures_module = "benchmarks.tasks.blr.figures"
     summary_columns: ClassVar[dict[str, list[str]]] = {
         "train": [
             "estimator",

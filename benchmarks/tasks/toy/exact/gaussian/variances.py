@@ -11,9 +11,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from benchmarks.tasks.gaussian_exact.catalogue import cost_of, exact_gradient
-from benchmarks.tasks.gaussian_exact.point import NoExactAnswer, Point, require_finite
-from benchmarks.tasks.gaussian_exact.quadrature import (
+from benchmarks.tasks.toy.exact.gaussian.catalogue import cost_of, exact_gradient
+from benchmarks.tasks.toy.exact.gaussian.point import NoExactAnswer, Point, require_finite
+from benchmarks.tasks.toy.exact.gaussian.quadrature import (
     gaussian_expectation,
     maxwell_expectation,
     path_of,
@@ -21,7 +21,7 @@ from benchmarks.tasks.gaussian_exact.quadrature import (
     score_of,
     uniform_average,
 )
-from benchmarks.tasks.score_variance import DrawMoments, score_function_variance
+from benchmarks.tasks.toy.exact.score_variance import DrawMoments, score_function_variance
 
 
 def pathwise_variance(options: dict, p: Point) -> float:

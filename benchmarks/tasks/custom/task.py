@@ -12,17 +12,13 @@ functions broadcast over a leading batch dimension of the parameters, one pass e
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import logging
 import math
-import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import ClassVar, NamedTuple
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch
-from omegaconf import DictConfig
 from torch.distributions import Distribution
 
 import estimators
@@ -43,119 +39,29 @@ from benchmarks.tasks.base import (
     register,
     run_columns,
 )
+from benchmarks.tasks.custom.objective import (
+    Objective,
+    broadcasts,
+    checked,
+    differentiable,
+    load_target,
+    unvalidated,
+)
+from benchmarks.tasks.custom.reference import ReferenceGradient
 from estimators.base import Estimator
 from estimators.errors import ConfigError, require_int
 
 log = logging.getLogger(__name__)
-REFERENCES = ("reparam", "reinforce_baseline")
-"""The unbiased estimators ``reference=auto`` chooses among (the latter with leave-one-out)."""
-
-
-class Objective(NamedTuple):
-    """What ``make(cfg)`` returns (a plain tuple of three or four does too)."""
-
-    params: Params
-    """The parameters, by name: leaf tensors whose gradient is estimated."""
-    dist: Callable[[Params], Distribution]
-    """The distribution at the parameters."""
-    f: Callable[[torch.Tensor], torch.Tensor]
-    """Samples [num_samples, *batch_shape, *event_shape] -> values [num_samples, *batch_shape]."""
-    exact: Params | None = None
-    """The exact gradient of E[f], by parameter name, where known."""
-
-
-def load_target(target: object) -> Callable[[DictConfig], object]:
-    """The function ``module:function`` names; a ConfigError naming ``task.target`` otherwise."""
-    key = f"task.target={target!r}"
-    if not isinstance(target, str) or target.count(":") != 1:
-        raise ConfigError(f"{key}: name the function that makes your objective as module:function")
-    module_name, name = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ConfigError(f"{key}: cannot import {module_name!r} ({error})") from None
-    make = getattr(module, name, None)
-    if not callable(make):
-        raise ConfigError(f"{key}: module {module_name!r} has no function {name!r}")
-    return make
-
-
-def checked(objective: object, where: str) -> Objective:
-    """``objective`` as an Objective of floating parameter tensors, with exact gradients shaped
-    like them; a ConfigError naming ``where`` (the key or the argument) otherwise."""
-    if not isinstance(objective, tuple) or len(objective) not in (3, 4):
-        raise ConfigError(
-            f"{where}: must give (params, dist, f) or (params, dist, f, exact), "
-            f"not {type(objective).__name__}"
-        )
-    objective = Objective(*objective)
-    params = objective.params
-    if not isinstance(params, dict) or not params:
-        raise ConfigError(f"{where}: params must be a non-empty dict of tensors by name")
-    for name, p in params.items():
-        if not isinstance(p, torch.Tensor) or not p.is_floating_point():
-            raise ConfigError(f"{where}: params[{name!r}] must be a floating-point tensor")
-        if name == "total":
-            raise ConfigError(f"{where}: 'total' names the row of all parameters; rename it")
-    if not callable(objective.dist) or not callable(objective.f):
-        raise ConfigError(f"{where}: dist and f must be functions")
-    if objective.exact is not None:
-        exact = objective.exact
-        if not isinstance(exact, dict) or set(exact) != set(params):
-            raise ConfigError(f"{where}: exact must be a dict with the keys of params")
-        for name, g in exact.items():
-            if not isinstance(g, torch.Tensor) or g.shape != params[name].shape:
-                raise ConfigError(
-                    f"{where}: exact[{name!r}] must be a tensor of shape "
-                    f"{tuple(params[name].shape)}, like params[{name!r}]"
-                )
-    return objective
-
-
-def broadcasts(objective: Objective, num_samples: int) -> bool:
-    """Whether ``dist`` and ``f`` broadcast over a leading batch dimension of the parameters:
-    two copies give a distribution of batch shape [2, *batch_shape] and values to match."""
-    with torch.no_grad():
-        single = objective.dist(objective.params).batch_shape
-        try:
-            dist = objective.dist({n: p.expand(2, *p.shape) for n, p in objective.params.items()})
-            if dist.batch_shape != (2, *single):
-                return False
-            return objective.f(dist.sample((num_samples,))).shape == (num_samples, 2, *single)
-        except Exception:  # the user's functions do not take the extra axis: one pass each
-            return False
-
-
-def differentiable(f: Callable[[torch.Tensor], torch.Tensor], dist: Distribution) -> bool:
-    """Whether autograd finds a gradient of f with respect to draws of ``dist`` (as floats)."""
-    z = dist.sample((2,))
-    z = (z if z.is_floating_point() else z.float()).requires_grad_()
-    try:
-        return f(z).requires_grad
-    except Exception:  # an f that takes only integer draws (indices)
-        return False
-
-
-@contextmanager
-def unvalidated() -> Iterator[None]:
-    """Distributions built with torch's default skip their argument checks while estimates are
-    measured (validate made them once), as the built-in tasks build theirs."""
-    before = Distribution._validate_args
-    Distribution.set_default_validate_args(False)
-    try:
-        yield
-    finally:
-        Distribution.set_default_validate_args(before)
 
 
 @register
-class CustomTask(Task):
+class CustomTask(ReferenceGradient, Task):
     """Estimates of the gradient of E[f] at the objective's parameters, against its exact
     gradient or a reference; ``objective`` in place of ``target`` serves ``benchmarks.api``."""
 
     name = "custom"
     tables = ("metrics",)
-    figures_module = "benchmarks.tasks.custom_figures"
+    figures_module = "benchmarks.tasks.custom.figures"
     summary_columns: ClassVar[dict[str, list[str]]] = {
         "metrics": [
             "estimator",
@@ -308,69 +214,6 @@ class CustomTask(Task):
         batch = self.cfg.cv_batch if self.batched else None
         train_control_variate(
             estimator, self.model, self.objective.params, num_samples, batch, self.cfg.cv_steps
-        )
-
-    def reference(
-        self, context: Context, progress: Progress
-    ) -> tuple[str, Params | None, Params | None]:
-        """The gradient bias is measured against: (how it was found, its value by name with
-        ``total``, its standard errors, None for the exact one); computed once per seed and
-        device, on a random stream of its own, so every estimator of a sweep meets the same."""
-        objective = self.objective
-        if objective.exact is not None:
-            exact = {n: g.reshape(-1) for n, g in objective.exact.items()}
-            return "exact", {**exact, "total": torch.cat(list(exact.values()))}, None
-        key = (context.seed, context.device.type)
-        if self.cfg.reference == "none":
-            return "none", None, None
-        if key not in self.references:
-            n = self.cfg.reference_estimates
-            devices = [context.device] if context.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(zlib.crc32(f"{context.seed}/reference".encode()))
-                estimator, num_samples = self.reference_estimator(context)
-                progress.describe(f"reference ({estimator.name})")
-                moments, _ = self.measure(
-                    estimator, num_samples, n, context.device, progress.update
-                )
-            label = f"{estimator.name}{estimator.describe_options()} x {n}"
-            means = {name: moments.mean(i) for i, name in enumerate(self.names)}
-            ses = {name: (moments.var(i) / n).sqrt() for i, name in enumerate(self.names)}
-            self.references[key] = (label, means, ses)
-        return self.references[key]
-
-    def reference_estimator(self, context: Context) -> tuple[Estimator, int]:
-        """``task.reference``, or for auto the unbiased estimator (reparam where f is
-        differentiable, the leave-one-out baseline) whose pilot chunk has the smallest summed
-        variance per evaluation of f; with its number of draws."""
-        options = {"reinforce_baseline": {"baseline": "loo"}}
-        if self.cfg.reference != "auto":
-            names = [self.cfg.reference]
-        else:
-            names = [name for name in REFERENCES if self.serves(name, options.get(name, {}))]
-        best = None
-        for name in names:
-            estimator = estimators.build(name, **options.get(name, {}))
-            num_samples = max(self.cfg.num_samples or 1, estimator.min_samples)
-            if len(names) > 1:
-                with unvalidated():
-                    (pilot,) = self.gradient_estimates(estimator, num_samples, self.cfg.chunk_size)
-                dist = self.objective.dist(self.objective.params)
-                cost = pilot.var(1).sum().item() * estimator.evaluations(dist, num_samples)
-            else:
-                cost = 0.0
-            if best is None or cost < best[0]:
-                best = (cost, estimator, num_samples)
-        return best[1], best[2]
-
-    def serves(self, name: str, options: dict) -> bool:
-        """Whether estimator ``name`` applies here: its distribution, and an f differentiable in
-        the draws where the estimator differentiates f (reparam)."""
-        objective = self.objective
-        dist = objective.dist(objective.params)
-        estimator = estimators.build(name, **options)
-        return estimator.supports(dist) and (
-            not estimator.differentiates_f or differentiable(objective.f, dist)
         )
 
     def run(self, make_estimator: EstimatorFactory, context: Context) -> Result:

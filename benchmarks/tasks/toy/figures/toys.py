@@ -15,7 +15,7 @@ import seaborn as sns
 
 from benchmarks.figures import mark_zero_variance
 from benchmarks.tasks.base import Style
-from benchmarks.tasks.bernoulli_figures import (
+from benchmarks.tasks.toy.figures.bernoulli import (
     at_one_theta,
     bernoulli_optimize,
     bernoulli_optimize_figure,
@@ -23,7 +23,7 @@ from benchmarks.tasks.bernoulli_figures import (
     relaxation_bias_figure,
     theta_sweep,
 )
-from benchmarks.tasks.toy_panels import (
+from benchmarks.tasks.toy.figures.panels import (
     exact_variance,
     facet_by_cost_and_param,
     fewest_draws,
@@ -63,8 +63,8 @@ def optimal_baseline_rows(rows: pd.DataFrame) -> pd.Series:
 def oracle_baseline_variance(rows: pd.DataFrame) -> pd.Series:
     """Per row, the exact variance of one draw with the oracle b* = E[f s^2] / E[s^2]: the
     paper's curve, which ``baseline=optimal`` approaches as its leave-one-out b* gets more draws."""
-    from benchmarks.tasks.gaussian_exact.point import Point
-    from benchmarks.tasks.gaussian_exact.variances import optimal_baseline_variance
+    from benchmarks.tasks.toy.exact.gaussian.point import Point
+    from benchmarks.tasks.toy.exact.gaussian.variances import optimal_baseline_variance
 
     return rows.apply(
         lambda r: optimal_baseline_variance(

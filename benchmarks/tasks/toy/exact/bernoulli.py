@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from benchmarks.tasks.costs import Cost, find
-from benchmarks.tasks.score_variance import DrawMoments, score_function_variance
+from benchmarks.tasks.toy.costs import Cost, find
+from benchmarks.tasks.toy.exact.score_variance import DrawMoments, score_function_variance
 
 COSTS: dict[str, Cost] = {
     "square": Cost(

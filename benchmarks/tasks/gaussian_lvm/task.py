@@ -164,7 +164,7 @@ class GaussianLVMTask(Task):
 
     name = "gaussian_lvm"
     tables = ("snr",)
-    figures_module = "benchmarks.tasks.gaussian_lvm_figures"
+    figures_module = "benchmarks.tasks.gaussian_lvm.figures"
     summary_columns: ClassVar[dict[str, list[str]]] = {
         "snr": ["estimator", "objective", "K", "network", "grad_var", "snr", "z_vs_reparam"]
     }

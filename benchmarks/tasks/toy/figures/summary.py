@@ -7,17 +7,17 @@ from __future__ import annotations
 import pandas as pd
 
 from benchmarks.results import markdown_table
-from benchmarks.tasks.bernoulli_figures import (
+from benchmarks.tasks.toy.figures.bernoulli import (
     at_one_theta,
     bernoulli_optimize,
     sigmoid,
     theta_sweep,
 )
-from benchmarks.tasks.toy_figures import (
+from benchmarks.tasks.toy.figures.panels import PARAM_LABELS, fewest_draws
+from benchmarks.tasks.toy.figures.toys import (
     figures as figures,  # re-exported: the toys' figures_module has both
 )
-from benchmarks.tasks.toy_figures import with_evaluations
-from benchmarks.tasks.toy_panels import PARAM_LABELS, fewest_draws
+from benchmarks.tasks.toy.figures.toys import with_evaluations
 
 
 def theta_headline(metrics: pd.DataFrame) -> list[str]:

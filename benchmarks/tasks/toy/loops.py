@@ -40,7 +40,7 @@ from benchmarks.tasks.base import (
     learned_columns,
     run_columns,
 )
-from benchmarks.tasks.toy_optimize import OPTIMIZE_COLUMNS, OptimizeMode
+from benchmarks.tasks.toy.optimize import OPTIMIZE_COLUMNS, OptimizeMode
 from estimators.base import Estimator
 from estimators.errors import ConfigError, require_int
 
@@ -90,7 +90,7 @@ class Toy(OptimizeMode, Task):
     metrics.csv), ``costs`` and ``dtype`` and implements the methods that raise here."""
 
     tables = ("metrics", "optimize")
-    figures_module = "benchmarks.tasks.toy_summary"
+    figures_module = "benchmarks.tasks.toy.figures.summary"
     summary_columns: ClassVar[dict[str, list[str]]] = {
         "metrics": [
             "estimator",

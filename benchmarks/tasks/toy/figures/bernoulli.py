@@ -11,7 +11,7 @@ import estimators
 from benchmarks.figures import legend_below, line_handles, mark_zero_variance
 from benchmarks.moments import Z_95
 from benchmarks.tasks.base import Style
-from benchmarks.tasks.toy_panels import (
+from benchmarks.tasks.toy.figures.panels import (
     exact_variance,
     facet_by_cost_and_param,
     fewest_draws,

@@ -1,0 +1,2 @@
+"""The toys' figures and summary sections, drawn from their tables alone (``summary`` is the
+toys' ``figures_module``)."""
