@@ -10,7 +10,8 @@ import re
 import pytest
 from cli import ROOT
 
-from benchmarks import plot, reference, tasks
+from benchmarks import plot, tasks
+from benchmarks.scripts import reference
 
 RESULTS = ROOT / "results"
 FOLDERS = sorted(path for path in (RESULTS / "reference").iterdir() if path.is_dir())

@@ -1,10 +1,10 @@
 """What the decoder's rows cost the VAE's gradient probe.
 
-``python -m benchmarks.bench_vae_probe`` times the probe (``probe.gradient_samples``, M = 100
-estimates of the encoder's and the decoder's gradients on one batch) against the encoder-only
-probe (``probe.encoder_gradient_samples``, the same pass without the decoder's per-copy
-gradients) in one process, interleaved, medians over repeats, on random binary images of the
-digits' size (64 pixels), with the reference runs' models (``results/reference/vae_iwae`` and
+``python -m benchmarks.scripts.bench_vae_probe`` times the probe (``probe.gradient_samples``, M =
+100 estimates of the encoder's and the decoder's gradients on one batch) against the encoder-only
+probe (``probe.encoder_gradient_samples``, the same pass without the decoder's per-copy gradients)
+in one process, interleaved, medians over repeats, on random binary images of the digits' size (64
+pixels), with the reference runs' models (``results/reference/vae_iwae`` and
 ``vae_bernoulli_iwae``):
 
 - the Gaussian VAE (64-400-20, batch 128): ``reparam`` and ``reinforce_baseline`` on the ELBO,
@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 import estimators
-from benchmarks.perf import interleaved_medians, write_report
+from benchmarks.scripts.perf import interleaved_medians, write_report
 from benchmarks.tasks.vae.models import VAE
 from benchmarks.tasks.vae.probe import encoder_gradient_samples, gradient_samples
 from estimators.objectives import Objective

@@ -1,6 +1,6 @@
 """Speed of the custom task and the Python API, each against what it should cost, in one process.
 
-``python -m benchmarks.bench_custom`` times, interleaved, with medians:
+``python -m benchmarks.scripts.bench_custom`` times, interleaved, with medians:
 
 - ``benchmarks.api.compare`` measuring 10^7 single-sample ``reparam`` estimates of the Gaussian
   toy's square cost (mu = sigma = k = 1, one dimension, its exact gradient given) against a
@@ -28,7 +28,7 @@ from torch.distributions import Independent, Normal
 import estimators
 from benchmarks import api
 from benchmarks.config import CONF_DIR
-from benchmarks.perf import interleaved_medians, write_report
+from benchmarks.scripts.perf import interleaved_medians, write_report
 from benchmarks.tasks.base import Context, build, run_task
 from benchmarks.tasks.custom import CustomTask, Objective
 from examples import logistic_regression

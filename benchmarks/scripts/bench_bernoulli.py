@@ -1,10 +1,10 @@
 """Speed of the Bernoulli toy's measurement: the harness's DisARM against hand-written torch.
 
-``python -m benchmarks.bench_bernoulli`` times 10^6 single-pair DisARM estimates (theta = 0.3,
-cost (b - 0.499)^2, float64): the harness's whole measurement (batched passes and streaming
-statistics, as ``task=bernoulli`` runs it), its gradient passes alone, and a hand-written
-vectorized torch DisARM computing the same estimates; interleaved, medians of repeats, in one
-process. Writes ``results/perf/bernoulli_speed.csv``.
+``python -m benchmarks.scripts.bench_bernoulli`` times 10^6 single-pair DisARM estimates (theta =
+0.3, cost (b - 0.499)^2, float64): the harness's whole measurement (batched passes and streaming
+statistics, as ``task=bernoulli`` runs it), its gradient passes alone, and a hand-written vectorized
+torch DisARM computing the same estimates; interleaved, medians of repeats, in one process. Writes
+``results/perf/bernoulli_speed.csv``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 import estimators
 from benchmarks.config import CONF_DIR
 from benchmarks.measure import measure_estimates
-from benchmarks.perf import interleaved_medians, write_report
+from benchmarks.scripts.perf import interleaved_medians, write_report
 from benchmarks.tasks import bernoulli
 from benchmarks.tasks.base import build
 

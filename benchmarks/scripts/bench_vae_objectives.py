@@ -1,10 +1,10 @@
 """Speed of a VAE training step on the IWAE bound, per estimator, against its reference at the
 same K.
 
-``python -m benchmarks.bench_vae_objectives`` times ``benchmarks.tasks.vae.train.train_step`` on
-the objective path (``task.objective=iwae``) in one process, every contender interleaved with
-every other, medians over repeats, on random binary images (a step's time does not depend on the
-pixel values), at K in 5 and 50:
+``python -m benchmarks.scripts.bench_vae_objectives`` times
+``benchmarks.tasks.vae.train.train_step`` on the objective path (``task.objective=iwae``) in one
+process, every contender interleaved with every other, medians over repeats, on random binary images
+(a step's time does not depend on the pixel values), at K in 5 and 50:
 
 - the Gaussian VAE (784-400-20, batch 128, Adam 1e-3): ``stl`` and ``dreg`` against ``reparam``;
 - the Bernoulli VAE (the DisARM paper's 784-200-200-200 bits, nonlinear, batch 50, Adam 1e-4):
@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 import estimators
-from benchmarks.perf import device_or_exit, interleaved_medians, speed_csv, write_report
+from benchmarks.scripts.perf import device_or_exit, interleaved_medians, speed_csv, write_report
 from benchmarks.tasks.vae.models import VAE
 from benchmarks.tasks.vae.train import train_step
 from estimators.objectives import Objective

@@ -1,11 +1,11 @@
 """Quality each estimator reaches on the digits VAE, after equal steps and after equal wall-clock.
 
-``python -m benchmarks.vae_quality`` trains the default VAE (``task=vae``, ``dataset=digits``) with
-each estimator for ``--epochs`` epochs, then again under a training-time budget equal to the time
-``reparam`` took, over ``--seeds`` seeds, and reports the final ELBO over the whole training set,
-the test ELBO and the test IWAE log-likelihood
-(k=1000). It also times one whole default run (10 epochs of reparam, probes and IWAE included).
-Writes ``results/vae_digits/quality.csv`` and ``quality.md``.
+``python -m benchmarks.scripts.vae_quality`` trains the default VAE (``task=vae``,
+``dataset=digits``) with each estimator for ``--epochs`` epochs, then again under a training-time
+budget equal to the time ``reparam`` took, over ``--seeds`` seeds, and reports the final ELBO over
+the whole training set, the test ELBO and the test IWAE log-likelihood (k=1000). It also times one
+whole default run (10 epochs of reparam, probes and IWAE included). Writes
+``results/vae_digits/quality.csv`` and ``quality.md``.
 
 ``--latent bernoulli`` (or ``categorical``) does the same for the discrete-latent VAE with every
 registered estimator that applies to it, and nvil; the time budget is then that of the
@@ -22,8 +22,8 @@ import pandas as pd
 import torch
 
 from benchmarks.experiment import compose_config, run_overrides
-from benchmarks.perf import machine
 from benchmarks.results import atomic_write, markdown_table, write_table
+from benchmarks.scripts.perf import machine
 from benchmarks.tasks.vae.models import ARCHS, LATENTS
 from benchmarks.tasks.vae.settings import compared, resolve
 

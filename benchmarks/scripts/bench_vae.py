@@ -1,6 +1,6 @@
 """Speed of the VAE task: the harness's training step and gradient probe against plain PyTorch.
 
-``python -m benchmarks.bench_vae`` measures, in one process with the contenders interleaved
+``python -m benchmarks.scripts.bench_vae`` measures, in one process with the contenders interleaved
 (medians over repeats), at 784-400-20 and batch 128 on random binary images (the time of a step
 does not depend on the pixel values):
 
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import estimators
-from benchmarks.perf import device_or_exit, interleaved_medians, speed_csv, write_report
+from benchmarks.scripts.perf import device_or_exit, interleaved_medians, speed_csv, write_report
 from benchmarks.tasks.vae.models import VAE, elbo_terms
 from benchmarks.tasks.vae.probe import encoder_gradient_samples
 from benchmarks.tasks.vae.train import train_step

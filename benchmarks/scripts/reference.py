@@ -1,5 +1,5 @@
-"""The committed reference sweep: ``python -m benchmarks.reference [SWEEP ...]`` (all of them by
-default; named ones alone replace only their folders).
+"""The committed reference sweep: ``python -m benchmarks.scripts.reference [SWEEP ...]`` (all of
+them by default; named ones alone replace only their folders).
 
 Runs these sweeps through the normal command line, each ending with its summary and figures
 (the plot callback), into ``results/reference/``:

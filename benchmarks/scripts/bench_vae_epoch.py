@@ -1,12 +1,13 @@
 """Seconds per training epoch at MNIST's size for each Gaussian-latent VAE estimator.
 
-``python -m benchmarks.bench_vae_epoch [--device cuda]`` trains the default VAE (784-400-20, Adam
-1e-3, batch 128) for one epoch with each estimator through the harness (``task=vae dataset=mnist``,
-gradient probes, IWAE and checkpoints off), in turn, ``--repeats`` times, and reports the median
-training seconds of the epoch: the harness's own clock, which leaves evaluation out and on a GPU
-synchronizes every step. With the MNIST files under ``--data-dir`` it reads them; without them it
-writes random images of MNIST's shape (60000 and 10000 of 28x28) to a temporary folder, since an
-epoch's time does not depend on the pixel values. Writes ``results/perf/vae_epoch_<device>.csv``.
+``python -m benchmarks.scripts.bench_vae_epoch [--device cuda]`` trains the default VAE (784-400-20,
+Adam 1e-3, batch 128) for one epoch with each estimator through the harness (``task=vae
+dataset=mnist``, gradient probes, IWAE and checkpoints off), in turn, ``--repeats`` times, and
+reports the median training seconds of the epoch: the harness's own clock, which leaves evaluation
+out and on a GPU synchronizes every step. With the MNIST files under ``--data-dir`` it reads them;
+without them it writes random images of MNIST's shape (60000 and 10000 of 28x28) to a temporary
+folder, since an epoch's time does not depend on the pixel values. Writes
+``results/perf/vae_epoch_<device>.csv``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 
 from benchmarks import data
 from benchmarks.experiment import run_overrides
-from benchmarks.perf import device_or_exit, write_report
+from benchmarks.scripts.perf import device_or_exit, write_report
 from benchmarks.tasks.vae.settings import COMPARED
 
 MNIST_SIZES = {"train": 60000, "test": 10000}

@@ -1,14 +1,14 @@
 """Speed of a training step on the Bernoulli-latent VAE, per estimator, against the leave-one-out
 baseline at the same number of decoder evaluations.
 
-``python -m benchmarks.bench_vae_discrete`` times ``benchmarks.tasks.vae.train.train_step`` on
-the DisARM paper's nonlinear VAE (784-200-200-200 bits, LeakyReLU, Adam 1e-4, batch 50; random
+``python -m benchmarks.scripts.bench_vae_discrete`` times ``benchmarks.tasks.vae.train.train_step``
+on the DisARM paper's nonlinear VAE (784-200-200-200 bits, LeakyReLU, Adam 1e-4, batch 50; random
 binary images, since a step's time does not depend on the pixel values) for every registered
 estimator that applies to Independent(Bernoulli) (so new ones join by being registered), in one
 process, the contenders interleaved, medians over repeats. The reference is ``reinforce_baseline``
-(leave-one-out) with num_samples=2; arm and disarm also take num_samples=2 (one antithetic pair,
-two decoder evaluations), the others their minimum. ``evaluations`` counts decoder rows per example
-per step. ``--device cuda`` times it on a GPU. Writes ``results/perf/vae_discrete_speed.csv``
+(leave-one-out) with num_samples=2; arm and disarm also take num_samples=2 (one antithetic pair, two
+decoder evaluations), the others their minimum. ``evaluations`` counts decoder rows per example per
+step. ``--device cuda`` times it on a GPU. Writes ``results/perf/vae_discrete_speed.csv``
 (``vae_discrete_speed_cuda.csv`` on a GPU) and prints it.
 """
 
@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 import estimators
-from benchmarks.perf import device_or_exit, interleaved_medians, speed_csv, write_report
+from benchmarks.scripts.perf import device_or_exit, interleaved_medians, speed_csv, write_report
 from benchmarks.tasks.vae.models import VAE, estimators_for
 from benchmarks.tasks.vae.train import train_step
 

@@ -1,6 +1,6 @@
 """Speed of the Bayesian logistic regression task: its training step against plain PyTorch.
 
-``python -m benchmarks.bench_blr`` times, in one process with the contenders interleaved
+``python -m benchmarks.scripts.bench_blr`` times, in one process with the contenders interleaved
 (medians over repeats), one training step of ``task=blr`` with ``reparam`` as its loop takes it
 (the batch picked from a shuffled epoch, ``benchmarks.tasks.blr.train_step``, the cosine decay's
 new learning rate; no evaluation) against a hand-written step of the same model: rsample 50
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import estimators
-from benchmarks.perf import device_or_exit, interleaved_medians, speed_csv, write_report
+from benchmarks.scripts.perf import device_or_exit, interleaved_medians, speed_csv, write_report
 from benchmarks.tasks.blr import breast_cancer, cosine_lr, train_step
 
 BATCH, DRAWS, LR, STEPS = 32, 50, 1e-3, 5000

@@ -1,11 +1,11 @@
 """Speed of the toy measurement: the harness against hand-written torch, in one process.
 
-``python -m benchmarks.bench_toy`` times, for 10^6 single-sample reparam estimates of the square
-cost (mu = sigma = k = 1): the harness's whole measurement (batched gradient passes plus streaming
-statistics, as ``task=gaussian`` runs it), its gradient passes alone, a hand-written vectorized
-torch expression computing the same per-sample gradients, and one backward pass per estimate
-(timed on a subset and scaled). Timings interleave the contenders and report medians, so the
-ratios compare like with like on a shared machine. Writes a CSV and prints a table.
+``python -m benchmarks.scripts.bench_toy`` times, for 10^6 single-sample reparam estimates of the
+square cost (mu = sigma = k = 1): the harness's whole measurement (batched gradient passes plus
+streaming statistics, as ``task=gaussian`` runs it), its gradient passes alone, a hand-written
+vectorized torch expression computing the same per-sample gradients, and one backward pass per
+estimate (timed on a subset and scaled). Timings interleave the contenders and report medians, so
+the ratios compare like with like on a shared machine. Writes a CSV and prints a table.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 import estimators
 from benchmarks.config import CONF_DIR
-from benchmarks.perf import interleaved_medians, write_report
+from benchmarks.scripts.perf import interleaved_medians, write_report
 from benchmarks.tasks.base import build
 from benchmarks.tasks.toy import Toy
 

@@ -1,6 +1,6 @@
 """Speed of the measure-valued estimator on the toy: the harness against hand-written torch.
 
-``python -m benchmarks.bench_mvd`` times, in one process, interleaved, with medians, 10^6
+``python -m benchmarks.scripts.bench_mvd`` times, in one process, interleaved, with medians, 10^6
 coupled single-draw ``measure_valued`` estimates of the square cost (mu = sigma = k = 1, one
 dimension) with respect to mu and sigma: the harness's whole measurement (``task=gaussian``'s
 ``Toy.measure``: batched estimator calls, backward passes and streaming statistics), its
@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 import estimators
 from benchmarks.allocator import keep_freed_memory
 from benchmarks.config import CONF_DIR
-from benchmarks.perf import interleaved_medians, write_report
+from benchmarks.scripts.perf import interleaved_medians, write_report
 from benchmarks.tasks.base import build
 
 MU = SIGMA = K = 1.0
