@@ -9,9 +9,6 @@ torch DisARM computing the same estimates; interleaved, medians of repeats, in o
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import pandas as pd
 import torch
 from omegaconf import OmegaConf
@@ -19,7 +16,7 @@ from omegaconf import OmegaConf
 import estimators
 from benchmarks.config import CONF_DIR
 from benchmarks.measure import measure_estimates
-from benchmarks.scripts.perf import interleaved_medians, write_report
+from benchmarks.scripts.perf import interleaved_medians, parse, parser, write_report
 from benchmarks.tasks import bernoulli
 from benchmarks.tasks.base import build
 
@@ -50,11 +47,7 @@ def hand_written(n: int) -> torch.Tensor:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=11)
-    parser.add_argument("--out", type=Path, default=Path("results/perf/bernoulli_speed.csv"))
-    args = parser.parse_args()
+    args = parse(parser(__doc__, "bernoulli_speed", repeats=11, n=1_000_000))
     chunk = OmegaConf.load(CONF_DIR / "task/bernoulli.yaml").chunk_size
     torch.manual_seed(0)
     medians = interleaved_medians(

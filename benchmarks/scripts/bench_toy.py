@@ -10,9 +10,7 @@ the ratios compare like with like on a shared machine. Writes a CSV and prints a
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -20,7 +18,7 @@ from omegaconf import OmegaConf
 
 import estimators
 from benchmarks.config import CONF_DIR
-from benchmarks.scripts.perf import interleaved_medians, write_report
+from benchmarks.scripts.perf import interleaved_medians, parse, parser, write_report
 from benchmarks.tasks.base import build
 from benchmarks.tasks.toy import Toy
 
@@ -78,12 +76,9 @@ def one_backward_per_estimate(n: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1_000_000, help="estimates per timing")
-    parser.add_argument("--loop-n", type=int, default=5_000, help="estimates for the naive loop")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=Path("results/perf/toy_speed.csv"))
-    args = parser.parse_args()
+    cli = parser(__doc__, "toy_speed", repeats=7, n=1_000_000)
+    cli.add_argument("--loop-n", type=int, default=5_000, help="estimates for the naive loop")
+    args = parse(cli)
 
     torch.manual_seed(0)
     contenders = {

@@ -17,14 +17,11 @@ Writes ``results/perf/vae_probe_speed.csv`` and prints it.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import pandas as pd
 import torch
 
 import estimators
-from benchmarks.scripts.perf import interleaved_medians, write_report
+from benchmarks.scripts.perf import interleaved_medians, parse, parser, write_report
 from benchmarks.tasks.vae.models import VAE
 from benchmarks.tasks.vae.probe import encoder_gradient_samples, gradient_samples
 from estimators.objectives import Objective
@@ -61,13 +58,9 @@ def probes(latent: str, name: str, objective: str | None, k: int, m: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--m", type=int, default=100, help="estimates per probe")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--out", type=Path, default=Path("results/perf/vae_probe_speed.csv"))
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    cli = parser(__doc__, "vae_probe_speed", repeats=5, threads=1)
+    cli.add_argument("--m", type=int, default=100, help="estimates per probe")
+    args = parse(cli)
     rows = []
     for latent, (_, _, cases) in SETUPS.items():
         for name, objective, k in cases:

@@ -8,7 +8,6 @@ would have failed. Writes ``results/perf/timing_false_alarms.csv``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -18,15 +17,14 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.results import write_table
-from benchmarks.scripts.perf import machine
+from benchmarks.scripts.perf import machine, parse, parser
 from benchmarks.scripts.regression import BASELINE, THRESHOLD, compare, ratios_from_json
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=Path("results/perf/timing_false_alarms.csv"))
-    args = parser.parse_args()
+    cli = parser(__doc__, "timing_false_alarms")
+    cli.add_argument("--runs", type=int, default=10)
+    args = parse(cli)
     baseline = json.loads(BASELINE.read_text())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
