@@ -5,6 +5,9 @@ The Hydra configs stay at the repository's top level (``conf/``) but ship inside
 ``python -m benchmarks.run`` finds them from any folder; ``benchmarks/config.py`` looks there
 first and then beside the package, as in a checkout. pyproject.toml alone cannot map a folder
 under another package's name while still finding the packages automatically.
+
+The maintainer's scripts (``benchmarks/scripts/``: speed benchmarks, the reference sweep, the
+regression gates and their baselines) run from a checkout and stay out of the wheel.
 """
 
 from pathlib import Path
@@ -18,13 +21,15 @@ CONF = [
 
 setup(
     packages=[
-        *find_packages(include=["estimators", "estimators.*", "benchmarks", "benchmarks.*"]),
+        *find_packages(
+            include=["estimators", "estimators.*", "benchmarks", "benchmarks.*"],
+            exclude=[
+                "benchmarks.scripts",
+                "benchmarks.scripts.*",
+            ],  # the maintainer's, not a user's
+        ),
         *CONF,
     ],
     package_dir={"benchmarks.conf": "conf"},
-    # the configs, and the regression gates' committed baselines
-    package_data={
-        **{name: ["*.yaml"] for name in CONF},
-        "benchmarks.regression": ["*.csv", "*.json"],
-    },
+    package_data={name: ["*.yaml"] for name in CONF},
 )

@@ -68,15 +68,16 @@ def stale_runs(root: Path, before: dict[Path, int]) -> set[Path]:
 
 
 def overrides(run: Path, status: dict) -> dict[str, str]:
-    """The run's command-line overrides as {key: value}, Hydra's own settings left out: from its
+    """The run's command-line overrides as {key: value}, Hydra's own settings and the experiment
+    config that set the others (``+experiment=NAME``, recorded beside them) left out: from its
     status, or from Hydra's record of them (``.hydra/overrides.yaml``) where the status has none
     (a run written before statuses kept them, or one that has written no status yet)."""
     items = status.get("overrides")
     path = run / ".hydra/overrides.yaml"
     if items is None and path.exists():
         items = yaml.safe_load(path.read_text())
-    pairs = (item.split("=", 1) for item in items or [])
-    return {k.lstrip("+~"): v for k, v in pairs if not k.lstrip("+~").startswith("hydra")}
+    pairs = ((k.lstrip("+~"), v) for k, v in (item.split("=", 1) for item in items or []))
+    return {k: v for k, v in pairs if not k.startswith("hydra") and k != "experiment"}
 
 
 def task_class(run: Path, status: dict) -> type[Task] | None:

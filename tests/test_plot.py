@@ -208,14 +208,19 @@ def write_run(path: Path, table: str, rows: list[dict], **status) -> None:
 
 
 def test_a_run_is_read_from_its_status_and_tables_alone(tmp_path):
-    """No .hydra/ needed: the status names the task and records the overrides, the columns."""
+    """No .hydra/ needed: the status names the task and records the overrides, the columns (but
+    Hydra's settings and the experiment config that set the others)."""
     args = ["task=bernoulli", "estimator=reinforce", "task.optimize.lr=0.01", "hydra.verbose=true"]
     write_run(
-        tmp_path / "0", "optimize", optimize_rows("bernoulli", "reinforce", None), overrides=args
+        tmp_path / "0",
+        "optimize",
+        optimize_rows("bernoulli", "reinforce", None),
+        overrides=[*args, "+experiment=bernoulli_optimize"],
     )
     summary, statuses, classes = plot.collect(tmp_path)
     assert classes == {"bernoulli": BernoulliToy}
-    assert set(summary["task.optimize.lr"]) == {"0.01"} and "hydra.verbose" not in summary
+    assert set(summary["task.optimize.lr"]) == {"0.01"}
+    assert "hydra.verbose" not in summary and "experiment" not in summary
     assert statuses["overrides"].tolist() == [
         "task=bernoulli estimator=reinforce task.optimize.lr=0.01"
     ]

@@ -1,6 +1,6 @@
 """The committed results: a reference sweep's folder is pruned to what is committed, each
-committed run names its task and overrides, each committed summary is what its runs give, and
-results/README.md lists every committed folder and table."""
+committed run names its task and the overrides its experiment config gives it, each committed
+summary is what its runs give, and results/README.md lists every committed folder and table."""
 
 from __future__ import annotations
 
@@ -9,8 +9,13 @@ import re
 
 import pytest
 from cli import ROOT
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 
-from benchmarks import plot, reference, tasks
+from benchmarks import plot, tasks
+from benchmarks.config import CONF_DIR
+from benchmarks.scripts import reference
 
 RESULTS = ROOT / "results"
 FOLDERS = sorted(path for path in (RESULTS / "reference").iterdir() if path.is_dir())
@@ -58,6 +63,25 @@ def test_a_committed_summary_is_what_its_runs_tables_and_statuses_give(folder):
     summary, statuses, classes = plot.collect(folder)
     summary["label"] = plot.estimator_labels(summary)
     assert plot.headline(summary, statuses, classes) == (folder / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda folder: folder.name)
+def test_each_committed_run_recorded_what_its_experiment_config_sweeps_for_its_job(folder):
+    """A run in ``JOB/`` (``partN_JOB/``) records the overrides that Hydra's sweeper makes of
+    conf/experiment/NAME.yaml (of part N in conf/experiment/NAME/) for that job."""
+    parser = OverridesParser.create()
+    jobs = []
+    for experiment in reference.SWEEPS[folder.name]:
+        params = OmegaConf.load(CONF_DIR / f"experiment/{experiment}.yaml").hydra.sweeper.params
+        args = [*(f"{key}={value}" for key, value in params.items()), f"+experiment={experiment}"]
+        (batch,) = BasicSweeper.split_arguments(parser.parse_overrides(args), None)
+        jobs.append(batch)
+    runs = sorted(folder.glob("*/status.json"))
+    assert len(runs) == sum(len(batch) for batch in jobs)
+    for path in runs:
+        part, job = re.fullmatch(r"(?:part(\d+)_)?(\d+)", path.parent.name).groups()
+        overrides = json.loads(path.read_text())["overrides"]
+        assert overrides == jobs[int(part or 0)][int(job)], path
 
 
 def test_the_results_readme_lists_every_committed_folder_and_table():

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import estimators
-from benchmarks.regression import stat_gate, timing
+from benchmarks.scripts.regression import stat_gate, timing
 from estimators import disarm, reinforce_baseline
 from estimators.base import score_surrogate
 from estimators.reparam import Reparam

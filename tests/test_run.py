@@ -214,7 +214,7 @@ def test_the_speed_benchmark_runs_and_writes_its_table(tmp_path):
         "--loop-n=20",
         "--repeats=1",
         f"--out={tmp_path / 'speed.csv'}",
-        module="benchmarks.bench_toy",
+        module="benchmarks.scripts.bench_toy",
     )
     assert out.returncode == 0, out.stderr
     table = pd.read_csv(tmp_path / "speed.csv")
@@ -227,7 +227,7 @@ def test_the_bernoulli_speed_benchmark_runs(tmp_path):
         "--n=20000",
         "--repeats=1",
         f"--out={tmp_path / 'speed.csv'}",
-        module="benchmarks.bench_bernoulli",
+        module="benchmarks.scripts.bench_bernoulli",
     )
     assert out.returncode == 0, out.stderr
     assert len(pd.read_csv(tmp_path / "speed.csv")) == 3

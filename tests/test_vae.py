@@ -556,7 +556,7 @@ def test_discrete_runs_get_their_own_figure_and_summary_rows(tmp_path):
 def test_the_discrete_speed_benchmark_times_every_bernoulli_estimator(tmp_path):
     out = tmp_path / "speed.csv"
     args = ["--repeats=1", "--steps=1", "--threads=1", f"--out={out}"]
-    done = run(*args, module="benchmarks.bench_vae_discrete")
+    done = run(*args, module="benchmarks.scripts.bench_vae_discrete")
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(out).set_index("estimator")
     assert set(table.index) == set(models.estimators_for("bernoulli"))
@@ -566,7 +566,7 @@ def test_the_discrete_speed_benchmark_times_every_bernoulli_estimator(tmp_path):
 
 
 def test_the_discrete_quality_comparison_covers_every_bernoulli_estimator_and_nvil():
-    from benchmarks import vae_quality
+    from benchmarks.scripts import vae_quality
 
     contenders = settings.compared("bernoulli")
     assert next(iter(contenders)) == "reinforce_baseline (loo)"  # it sets the time budget
@@ -581,7 +581,9 @@ def test_the_discrete_quality_comparison_covers_every_bernoulli_estimator_and_nv
 @pytest.mark.slow
 def test_the_vae_speed_benchmark_times_the_step_and_the_probe(tmp_path):
     out = tmp_path / "speed.csv"
-    done = run("--repeats=1", "--steps=1", "--m=4", f"--out={out}", module="benchmarks.bench_vae")
+    done = run(
+        "--repeats=1", "--steps=1", "--m=4", f"--out={out}", module="benchmarks.scripts.bench_vae"
+    )
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(out)
     assert len(table) == 6 and (table.seconds > 0).all()
@@ -595,7 +597,7 @@ def test_the_epoch_benchmark_reads_mnist_files_where_they_are(tmp_path):
     data.write_idx_images(raw / "t10k-images-idx3-ubyte.gz", torch.randint(0, 256, (10, 28, 28)))
     out = tmp_path / "epoch.csv"
     args = ["--repeats=1", f"--data-dir={tmp_path / 'data'}", f"--out={out}"]
-    done = run(*args, module="benchmarks.bench_vae_epoch")
+    done = run(*args, module="benchmarks.scripts.bench_vae_epoch")
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(out)
     assert table.estimator.tolist()[0] == "reparam" and len(table) == 5
@@ -607,7 +609,7 @@ def test_the_epoch_benchmark_reads_mnist_files_where_they_are(tmp_path):
 def test_the_epoch_benchmark_without_mnist_times_random_images_of_its_shape(tmp_path):
     out = tmp_path / "epoch.csv"
     args = ["--repeats=1", "--images=256", f"--data-dir={tmp_path}", f"--out={out}"]
-    done = run(*args, module="benchmarks.bench_vae_epoch")
+    done = run(*args, module="benchmarks.scripts.bench_vae_epoch")
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(out)
     assert set(table.data) == {"random images of MNIST's shape"} and set(table.steps) == {2}
@@ -616,7 +618,11 @@ def test_the_epoch_benchmark_without_mnist_times_random_images_of_its_shape(tmp_
 
 @pytest.mark.parametrize(
     "module",
-    ["benchmarks.bench_vae", "benchmarks.bench_vae_discrete", "benchmarks.bench_vae_epoch"],
+    [
+        "benchmarks.scripts.bench_vae",
+        "benchmarks.scripts.bench_vae_discrete",
+        "benchmarks.scripts.bench_vae_epoch",
+    ],
 )
 def test_the_vae_speed_benchmarks_on_cuda_without_a_gpu_say_so(module, monkeypatch, capsys):
     if torch.cuda.is_available():
@@ -658,9 +664,9 @@ def test_a_short_training_run_on_the_gpu(tmp_path, estimator):
 @pytest.mark.parametrize(
     "module, args",
     [
-        ("benchmarks.bench_vae", ["--repeats=1", "--steps=1", "--m=4"]),
-        ("benchmarks.bench_vae_discrete", ["--repeats=1", "--steps=1"]),
-        ("benchmarks.bench_vae_epoch", ["--repeats=1", "--images=256", "--data-dir={tmp}"]),
+        ("benchmarks.scripts.bench_vae", ["--repeats=1", "--steps=1", "--m=4"]),
+        ("benchmarks.scripts.bench_vae_discrete", ["--repeats=1", "--steps=1"]),
+        ("benchmarks.scripts.bench_vae_epoch", ["--repeats=1", "--images=256", "--data-dir={tmp}"]),
     ],
 )
 def test_the_vae_speed_benchmarks_run_on_the_gpu(tmp_path, module, args):

@@ -244,7 +244,7 @@ def test_a_plain_only_estimator_on_iwae_gets_one_line_from_the_command_line(tmp_
 def test_the_objective_speed_benchmark_times_each_estimator_against_its_reference(tmp_path):
     out = tmp_path / "speed.csv"
     args = ["--repeats=1", "--steps=1", "--ks", "2", "3", f"--out={out}"]
-    done = run(*args, module="benchmarks.bench_vae_objectives")
+    done = run(*args, module="benchmarks.scripts.bench_vae_objectives")
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(out)
     assert set(zip(table.latent, table.estimator, strict=True)) == {
@@ -337,7 +337,7 @@ def test_a_short_iwae_run_on_the_gpu(tmp_path, args):
 def test_the_objective_speed_benchmark_on_cuda_without_a_gpu_says_so(monkeypatch, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    from benchmarks import bench_vae_objectives
+    from benchmarks.scripts import bench_vae_objectives
 
     monkeypatch.setattr(sys, "argv", ["bench_vae_objectives", "--device=cuda"])
     with pytest.raises(SystemExit) as stop:
@@ -352,6 +352,6 @@ def test_the_objective_speed_benchmark_on_cuda_without_a_gpu_says_so(monkeypatch
 def test_the_objective_speed_benchmark_runs_on_the_gpu(tmp_path):
     out = tmp_path / "speed.csv"
     args = ["--device=cuda", "--repeats=1", "--steps=1", f"--out={out}"]
-    done = run(*args, module="benchmarks.bench_vae_objectives")
+    done = run(*args, module="benchmarks.scripts.bench_vae_objectives")
     assert done.returncode == 0, done.stderr
     assert pd.read_csv(out).machine.str.contains("GPU").all()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import estimators
-from benchmarks.regression.timing import ESTIMATORS
+from benchmarks.scripts.regression.timing import ESTIMATORS
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import estimators
-from benchmarks.regression.timing import CASES, interleaved_ratio
+from benchmarks.scripts.regression.timing import CASES, interleaved_ratio
 from benchmarks.tasks.toy.gaussian import gaussian
 
 

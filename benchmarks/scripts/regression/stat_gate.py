@@ -1,9 +1,9 @@
 """The statistical gate: estimators' bias and variance, and short VAE runs, against exact values
 and a committed baseline, with tolerances from confidence intervals; independent of the machine.
 
-    python -m benchmarks.regression.stat_gate            # check (exit 1 on a failure)
-    python -m benchmarks.regression.stat_gate --update   # refresh the baseline deliberately
-    python -m benchmarks.regression.stat_gate --estimators NAME --baseline FILE [--update]
+    python -m benchmarks.scripts.regression.stat_gate            # check (exit 1 on a failure)
+    python -m benchmarks.scripts.regression.stat_gate --update   # refresh the baseline deliberately
+    python -m benchmarks.scripts.regression.stat_gate --estimators NAME --baseline FILE [--update]
                                                          # registered estimators (a package's)
                                                          # on the toys, against your baseline
 
@@ -37,8 +37,8 @@ import estimators
 from benchmarks.config import CONF_DIR
 from benchmarks.experiment import run_overrides
 from benchmarks.moments import Z_95
-from benchmarks.regression import report
 from benchmarks.results import write_table
+from benchmarks.scripts.regression import report
 from benchmarks.tasks.base import Context, build, run_task
 from estimators.errors import ConfigError
 

@@ -1,5 +1,5 @@
-"""What the speed benchmarks share: the one interleaved-median timer, the machine a table was
-measured on, where a table goes, and writing it.
+"""What the speed benchmarks share: their command line, the one interleaved-median timer, the
+machine a table was measured on, where a table goes, and writing it.
 
 Contenders are timed in turn, round after round, and compared by their medians, so that a
 shared machine's changing speed falls on all of them alike: ratios measured side by side.
@@ -7,6 +7,7 @@ shared machine's changing speed falls on all of them alike: ratios measured side
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -84,7 +85,10 @@ def write_report(
 
 
 def speed_csv(stem: str, device: torch.device) -> Path:
-    """Where a speed table goes by default: a GPU's timings beside, not over, the CPU's."""
+    """Where a speed table goes by default: a GPU's timings beside, not over, the CPU's (as
+    STEM_cuda.csv, or where the stem holds ``{device}``, with the device's name there)."""
+    if "{device}" in stem:
+        return Path(f"results/perf/{stem.format(device=device.type)}.csv")
     return Path(f"results/perf/{stem}{'_cuda' if device.type == 'cuda' else ''}.csv")
 
 
@@ -95,3 +99,47 @@ def device_or_exit(name: str) -> torch.device:
     except ConfigError as error:
         print(f"error: --{error}", file=sys.stderr)
         sys.exit(2)
+
+
+def parser(
+    doc: str,
+    stem: str | None = None,
+    repeats: int | None = None,
+    *,
+    n: int | None = None,
+    steps: int | None = None,
+    device: bool = False,
+    threads: int | None = None,
+) -> argparse.ArgumentParser:
+    """The flags the scripts share, each where asked for with its default: --out (a table under
+    results/perf/ named by ``stem``), --repeats, --n, --steps, --device and --threads (0: torch's
+    own number); a script adds its own flags and reads them with ``parse``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if repeats is not None:
+        parser.add_argument("--repeats", type=int, default=repeats, help="timings per contender")
+    if n is not None:
+        parser.add_argument("--n", type=int, default=n, help="estimates per timing")
+    if steps is not None:
+        parser.add_argument("--steps", type=int, default=steps, help="training steps per timing")
+    if device:
+        parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    if threads is not None:
+        why = f"default {threads}: steadier" if threads else "default: torch's; 1 when shared"
+        parser.add_argument("--threads", type=int, default=threads, help=f"torch threads ({why})")
+    if stem is not None:
+        gpu = f", {stem}_cuda.csv on a GPU" if device and "{device}" not in stem else ""
+        parser.add_argument("--out", type=Path, help=f"default: results/perf/{stem}.csv{gpu}")
+        parser.set_defaults(stem=stem)
+    return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with ``device`` resolved (the CPU where there is no --device; one line
+    and exit code 2 where it is unknown or absent), torch's threads set and --out's default."""
+    args = parser.parse_args(argv)
+    args.device = device_or_exit(args.device) if "device" in args else CPU
+    if getattr(args, "threads", 0):
+        torch.set_num_threads(args.threads)
+    if "stem" in args:
+        args.out = args.out or speed_csv(args.stem, args.device)
+    return args

@@ -1,6 +1,6 @@
 """Speed of the Bayesian logistic regression task: its training step against plain PyTorch.
 
-``python -m benchmarks.bench_blr`` times, in one process with the contenders interleaved
+``python -m benchmarks.scripts.bench_blr`` times, in one process with the contenders interleaved
 (medians over repeats), one training step of ``task=blr`` with ``reparam`` as its loop takes it
 (the batch picked from a shuffled epoch, ``benchmarks.tasks.blr.task.train_step``, the cosine
 decay's new learning rate; no evaluation) against a hand-written step of the same model: rsample 50
@@ -13,32 +13,23 @@ GPU; ``--threads`` (default 1) sets torch's CPU threads. Writes ``results/perf/b
 
 from __future__ import annotations
 
-import argparse
 import math
-from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
 import estimators
-from benchmarks.perf import device_or_exit, interleaved_medians, speed_csv, write_report
+from benchmarks.scripts.perf import interleaved_medians, parse, parser, write_report
 from benchmarks.tasks.blr.task import breast_cancer, cosine_lr, train_step
 
 BATCH, DRAWS, LR, STEPS = 32, 50, 1e-3, 5000
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--steps", type=int, default=200, help="training steps per timing")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier)")
-    parser.add_argument("--out", type=Path, help="default: results/perf/blr_speed[_cuda].csv")
-    args = parser.parse_args()
-    device = device_or_exit(args.device)
-    torch.set_num_threads(args.threads)  # tensors of 50 x 32: a second thread only waits
-    out = args.out or speed_csv("blr_speed", device)
+    # one thread: on tensors of 50 x 32 a second one only waits
+    args = parse(parser(__doc__, "blr_speed", repeats=15, steps=200, device=True, threads=1))
+    device = args.device
     torch.manual_seed(0)
     x, y = (t.to(device) for t in breast_cancer())
     n, dim = x.shape
@@ -100,7 +91,7 @@ def main() -> None:
         }
         for name, seconds in medians.items()
     ]
-    write_report(pd.DataFrame(rows), out, device=device)
+    write_report(pd.DataFrame(rows), args.out, device=device)
 
 
 if __name__ == "__main__":

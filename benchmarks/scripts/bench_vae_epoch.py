@@ -1,17 +1,17 @@
 """Seconds per training epoch at MNIST's size for each Gaussian-latent VAE estimator.
 
-``python -m benchmarks.bench_vae_epoch [--device cuda]`` trains the default VAE (784-400-20, Adam
-1e-3, batch 128) for one epoch with each estimator through the harness (``task=vae dataset=mnist``,
-gradient probes, IWAE and checkpoints off), in turn, ``--repeats`` times, and reports the median
-training seconds of the epoch: the harness's own clock, which leaves evaluation out and on a GPU
-synchronizes every step. With the MNIST files under ``--data-dir`` it reads them; without them it
-writes random images of MNIST's shape (60000 and 10000 of 28x28) to a temporary folder, since an
-epoch's time does not depend on the pixel values. Writes ``results/perf/vae_epoch_<device>.csv``.
+``python -m benchmarks.scripts.bench_vae_epoch [--device cuda]`` trains the default VAE (784-400-20,
+Adam 1e-3, batch 128) for one epoch with each estimator through the harness (``task=vae
+dataset=mnist``, gradient probes, IWAE and checkpoints off), in turn, ``--repeats`` times, and
+reports the median training seconds of the epoch: the harness's own clock, which leaves evaluation
+out and on a GPU synchronizes every step. With the MNIST files under ``--data-dir`` it reads them;
+without them it writes random images of MNIST's shape (60000 and 10000 of 28x28) to a temporary
+folder, since an epoch's time does not depend on the pixel values. Writes
+``results/perf/vae_epoch_<device>.csv``.
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 from pathlib import Path
@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from benchmarks.experiment import run_overrides
-from benchmarks.perf import device_or_exit, write_report
+from benchmarks.scripts.perf import parse, parser, write_report
 from benchmarks.tasks.vae import data
 from benchmarks.tasks.vae.settings import COMPARED
 
@@ -41,17 +41,13 @@ def has_mnist(data_dir: Path) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--repeats", type=int, default=3, help="epochs per estimator")
-    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="MNIST's data_dir")
-    parser.add_argument(
+    cli = parser(__doc__, "vae_epoch_{device}", repeats=3, device=True)  # repeats: epochs
+    cli.add_argument("--data-dir", type=Path, default=Path("data"), help="MNIST's data_dir")
+    cli.add_argument(
         "--images", type=int, default=MNIST_SIZES["train"], help="random training images"
     )
-    parser.add_argument("--out", type=Path, help="default: results/perf/vae_epoch_DEVICE.csv")
-    args = parser.parse_args()
-    device = device_or_exit(args.device)
-    out = args.out or Path(f"results/perf/vae_epoch_{device.type}.csv")
+    args = parse(cli)
+    device = args.device
 
     with tempfile.TemporaryDirectory() as scratch:
         data_dir, source = args.data_dir, "MNIST"
@@ -90,7 +86,7 @@ def main() -> None:
     ]
     table = pd.DataFrame(rows)
     table["ratio_to_reparam"] = table.epoch_seconds / table.epoch_seconds.iloc[0]
-    write_report(table, out, device=device)
+    write_report(table, args.out, device=device)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,13 @@
 """Speed of the Bernoulli toy's measurement: the harness's DisARM against hand-written torch.
 
-``python -m benchmarks.bench_bernoulli`` times 10^6 single-pair DisARM estimates (theta = 0.3,
-cost (b - 0.499)^2, float64): the harness's whole measurement (batched passes and streaming
-statistics, as ``task=bernoulli`` runs it), its gradient passes alone, and a hand-written
-vectorized torch DisARM computing the same estimates; interleaved, medians of repeats, in one
-process. Writes ``results/perf/bernoulli_speed.csv``.
+``python -m benchmarks.scripts.bench_bernoulli`` times 10^6 single-pair DisARM estimates (theta =
+0.3, cost (b - 0.499)^2, float64): the harness's whole measurement (batched passes and streaming
+statistics, as ``task=bernoulli`` runs it), its gradient passes alone, and a hand-written vectorized
+torch DisARM computing the same estimates; interleaved, medians of repeats, in one process. Writes
+``results/perf/bernoulli_speed.csv``.
 """
 
 from __future__ import annotations
-
-import argparse
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -19,7 +16,7 @@ from omegaconf import OmegaConf
 import estimators
 from benchmarks.config import CONF_DIR
 from benchmarks.measure import measure_estimates
-from benchmarks.perf import interleaved_medians, write_report
+from benchmarks.scripts.perf import interleaved_medians, parse, parser, write_report
 from benchmarks.tasks.base import build
 from benchmarks.tasks.toy import bernoulli
 
@@ -50,11 +47,7 @@ def hand_written(n: int) -> torch.Tensor:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=11)
-    parser.add_argument("--out", type=Path, default=Path("results/perf/bernoulli_speed.csv"))
-    args = parser.parse_args()
+    args = parse(parser(__doc__, "bernoulli_speed", repeats=11, n=1_000_000))
     chunk = OmegaConf.load(CONF_DIR / "task/bernoulli.yaml").chunk_size
     torch.manual_seed(0)
     medians = interleaved_medians(

@@ -1,10 +1,10 @@
 """What the decoder's rows cost the VAE's gradient probe.
 
-``python -m benchmarks.bench_vae_probe`` times the probe (``probe.gradient_samples``, M = 100
-estimates of the encoder's and the decoder's gradients on one batch) against the encoder-only
-probe (``probe.encoder_gradient_samples``, the same pass without the decoder's per-copy
-gradients) in one process, interleaved, medians over repeats, on random binary images of the
-digits' size (64 pixels), with the reference runs' models (``results/reference/vae_iwae`` and
+``python -m benchmarks.scripts.bench_vae_probe`` times the probe (``probe.gradient_samples``, M =
+100 estimates of the encoder's and the decoder's gradients on one batch) against the encoder-only
+probe (``probe.encoder_gradient_samples``, the same pass without the decoder's per-copy gradients)
+in one process, interleaved, medians over repeats, on random binary images of the digits' size (64
+pixels), with the reference runs' models (``results/reference/vae_iwae`` and
 ``vae_bernoulli_iwae``):
 
 - the Gaussian VAE (64-400-20, batch 128): ``reparam`` and ``reinforce_baseline`` on the ELBO,
@@ -17,14 +17,11 @@ Writes ``results/perf/vae_probe_speed.csv`` and prints it.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import pandas as pd
 import torch
 
 import estimators
-from benchmarks.perf import interleaved_medians, write_report
+from benchmarks.scripts.perf import interleaved_medians, parse, parser, write_report
 from benchmarks.tasks.vae.models import VAE
 from benchmarks.tasks.vae.probe import encoder_gradient_samples, gradient_samples
 from estimators.objectives import Objective
@@ -61,13 +58,9 @@ def probes(latent: str, name: str, objective: str | None, k: int, m: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--m", type=int, default=100, help="estimates per probe")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--out", type=Path, default=Path("results/perf/vae_probe_speed.csv"))
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    cli = parser(__doc__, "vae_probe_speed", repeats=5, threads=1)
+    cli.add_argument("--m", type=int, default=100, help="estimates per probe")
+    args = parse(cli)
     rows = []
     for latent, (_, _, cases) in SETUPS.items():
         for name, objective, k in cases:

@@ -5,8 +5,8 @@ here pairs a target (an estimator's toy estimate, a VAE step, the gradient probe
 kernel, plain torch arithmetic on tensors of the same sizes, and times them in turn in the same
 process; the gate compares the ratio target / reference with a committed baseline.
 
-    python -m benchmarks.regression.timing compare results/perf/benchmarks.json
-    python -m benchmarks.regression.timing update results/perf/benchmarks.json   # new baseline
+    python -m benchmarks.scripts.regression.timing compare results/perf/benchmarks.json
+    python -m benchmarks.scripts.regression.timing update results/perf/benchmarks.json  # new one
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from omegaconf import OmegaConf
 
 import estimators
 from benchmarks.config import CONF_DIR
-from benchmarks.perf import interleaved_medians
-from benchmarks.regression import BASELINE, THRESHOLD, compare, ratios_from_json, report
 from benchmarks.results import atomic_write
+from benchmarks.scripts.perf import interleaved_medians
+from benchmarks.scripts.regression import BASELINE, THRESHOLD, compare, ratios_from_json, report
 from benchmarks.tasks.base import build
 from benchmarks.tasks.toy import gaussian
 from benchmarks.tasks.vae.models import VAE

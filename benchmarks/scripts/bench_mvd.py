@@ -1,6 +1,6 @@
 """Speed of the measure-valued estimator on the toy: the harness against hand-written torch.
 
-``python -m benchmarks.bench_mvd`` times, in one process, interleaved, with medians, 10^6
+``python -m benchmarks.scripts.bench_mvd`` times, in one process, interleaved, with medians, 10^6
 coupled single-draw ``measure_valued`` estimates of the square cost (mu = sigma = k = 1, one
 dimension) with respect to mu and sigma: the harness's whole measurement (``task=gaussian``'s
 ``Toy.measure``: batched estimator calls, backward passes and streaming statistics), its
@@ -11,9 +11,7 @@ with their mean and variance. Writes ``results/perf/mvd_speed.csv`` and prints t
 
 from __future__ import annotations
 
-import argparse
 import math
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -22,7 +20,7 @@ from omegaconf import OmegaConf
 import estimators
 from benchmarks.allocator import keep_freed_memory
 from benchmarks.config import CONF_DIR
-from benchmarks.perf import interleaved_medians, write_report
+from benchmarks.scripts.perf import interleaved_medians, parse, parser, write_report
 from benchmarks.tasks.base import build
 
 MU = SIGMA = K = 1.0
@@ -51,14 +49,8 @@ def hand_written(n: int, chunk: int, statistics: bool) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1_000_000, help="estimates per timing")
-    parser.add_argument("--repeats", type=int, default=11)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier)")
-    parser.add_argument("--out", type=Path, default=Path("results/perf/mvd_speed.csv"))
-    args = parser.parse_args()
+    args = parse(parser(__doc__, "mvd_speed", repeats=11, n=1_000_000, threads=1))
 
-    torch.set_num_threads(args.threads)
     keep_freed_memory()  # as the runner does
     torch.manual_seed(0)
     cfg = OmegaConf.load(CONF_DIR / "task/gaussian.yaml")

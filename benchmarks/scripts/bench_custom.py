@@ -1,6 +1,6 @@
 """Speed of the custom task and the Python API, each against what it should cost, in one process.
 
-``python -m benchmarks.bench_custom`` times, interleaved, with medians:
+``python -m benchmarks.scripts.bench_custom`` times, interleaved, with medians:
 
 - ``benchmarks.api.compare`` measuring 10^7 single-sample ``reparam`` estimates of the Gaussian
   toy's square cost (mu = sigma = k = 1, one dimension, its exact gradient given) against a
@@ -16,9 +16,7 @@ Writes ``results/perf/custom_speed.csv`` with the machine it ran on and prints t
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -28,7 +26,7 @@ from torch.distributions import Independent, Normal
 import estimators
 from benchmarks import api
 from benchmarks.config import CONF_DIR
-from benchmarks.perf import interleaved_medians, write_report
+from benchmarks.scripts.perf import interleaved_medians, parse, parser, write_report
 from benchmarks.tasks.base import Context, build, run_task
 from benchmarks.tasks.custom import CustomTask
 from benchmarks.tasks.custom.objective import Objective
@@ -97,15 +95,10 @@ def hand_written(n: int, chunk: int, statistics: bool) -> Callable[[], None]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=10_000_000, help="estimates of the Gaussian toy")
-    parser.add_argument("--n-regression", type=int, default=20_000, help="estimates of the example")
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier)")
-    parser.add_argument("--out", type=Path, default=Path("results/perf/custom_speed.csv"))
-    args = parser.parse_args()
+    cli = parser(__doc__, "custom_speed", repeats=15, n=10_000_000, threads=1)
+    cli.add_argument("--n-regression", type=int, default=20_000, help="estimates of the example")
+    args = parse(cli)
 
-    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     gaussian = gaussian_contenders(args.n, chunk=65536)
     task = regression_task(args.n_regression)

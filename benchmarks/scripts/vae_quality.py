@@ -1,11 +1,11 @@
 """Quality each estimator reaches on the digits VAE, after equal steps and after equal wall-clock.
 
-``python -m benchmarks.vae_quality`` trains the default VAE (``task=vae``, ``dataset=digits``) with
-each estimator for ``--epochs`` epochs, then again under a training-time budget equal to the time
-``reparam`` took, over ``--seeds`` seeds, and reports the final ELBO over the whole training set,
-the test ELBO and the test IWAE log-likelihood
-(k=1000). It also times one whole default run (10 epochs of reparam, probes and IWAE included).
-Writes ``results/vae_digits/quality.csv`` and ``quality.md``.
+``python -m benchmarks.scripts.vae_quality`` trains the default VAE (``task=vae``,
+``dataset=digits``) with each estimator for ``--epochs`` epochs, then again under a training-time
+budget equal to the time ``reparam`` took, over ``--seeds`` seeds, and reports the final ELBO over
+the whole training set, the test ELBO and the test IWAE log-likelihood (k=1000). It also times one
+whole default run (10 epochs of reparam, probes and IWAE included). Writes
+``results/vae_digits/quality.csv`` and ``quality.md``.
 
 ``--latent bernoulli`` (or ``categorical``) does the same for the discrete-latent VAE with every
 registered estimator that applies to it, and nvil; the time budget is then that of the
@@ -14,16 +14,14 @@ leave-one-out baseline, and the results go to ``results/vae_digits_<latent>/``.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from benchmarks.experiment import compose_config, run_overrides
-from benchmarks.perf import machine
 from benchmarks.results import atomic_write, markdown_table, write_table
+from benchmarks.scripts.perf import machine, parse, parser
 from benchmarks.tasks.vae.models import ARCHS, LATENTS
 from benchmarks.tasks.vae.settings import compared, resolve
 
@@ -54,17 +52,12 @@ def describe(latent: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--latent", choices=LATENTS, default="gaussian")
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--out", type=Path, help="default: results/vae_digits[_LATENT]")
-    parser.add_argument(
-        "--threads", type=int, help="torch threads (default: torch's); 1 on a shared machine"
-    )
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    cli = parser(__doc__, threads=0)
+    cli.add_argument("--latent", choices=LATENTS, default="gaussian")
+    cli.add_argument("--epochs", type=int, default=100)
+    cli.add_argument("--seeds", type=int, default=3)
+    cli.add_argument("--out", type=Path, help="default: results/vae_digits[_LATENT]")
+    args = parse(cli)
     gaussian = args.latent == "gaussian"
     out = args.out or Path("results/vae_digits" + ("" if gaussian else f"_{args.latent}"))
     contenders = compared(args.latent)

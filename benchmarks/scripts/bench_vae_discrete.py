@@ -1,27 +1,24 @@
 """Speed of a training step on the Bernoulli-latent VAE, per estimator, against the leave-one-out
 baseline at the same number of decoder evaluations.
 
-``python -m benchmarks.bench_vae_discrete`` times ``benchmarks.tasks.vae.train.train_step`` on
-the DisARM paper's nonlinear VAE (784-200-200-200 bits, LeakyReLU, Adam 1e-4, batch 50; random
+``python -m benchmarks.scripts.bench_vae_discrete`` times ``benchmarks.tasks.vae.train.train_step``
+on the DisARM paper's nonlinear VAE (784-200-200-200 bits, LeakyReLU, Adam 1e-4, batch 50; random
 binary images, since a step's time does not depend on the pixel values) for every registered
 estimator that applies to Independent(Bernoulli) (so new ones join by being registered), in one
 process, the contenders interleaved, medians over repeats. The reference is ``reinforce_baseline``
-(leave-one-out) with num_samples=2; arm and disarm also take num_samples=2 (one antithetic pair,
-two decoder evaluations), the others their minimum. ``evaluations`` counts decoder rows per example
-per step. ``--device cuda`` times it on a GPU. Writes ``results/perf/vae_discrete_speed.csv``
+(leave-one-out) with num_samples=2; arm and disarm also take num_samples=2 (one antithetic pair, two
+decoder evaluations), the others their minimum. ``evaluations`` counts decoder rows per example per
+step. ``--device cuda`` times it on a GPU. Writes ``results/perf/vae_discrete_speed.csv``
 (``vae_discrete_speed_cuda.csv`` on a GPU) and prints it.
 """
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import pandas as pd
 import torch
 
 import estimators
-from benchmarks.perf import device_or_exit, interleaved_medians, speed_csv, write_report
+from benchmarks.scripts.perf import interleaved_medians, parse, parser, write_report
 from benchmarks.tasks.vae.models import VAE, estimators_for
 from benchmarks.tasks.vae.train import train_step
 
@@ -57,21 +54,10 @@ def decoder_evaluations(model: VAE, step) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=21)
-    parser.add_argument("--steps", type=int, default=10, help="training steps per timing")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument(
-        "--out", type=Path, help="default: results/perf/vae_discrete_speed[_cuda].csv"
+    args = parse(
+        parser(__doc__, "vae_discrete_speed", repeats=21, steps=10, device=True, threads=0)
     )
-    parser.add_argument(
-        "--threads", type=int, help="torch threads (default: torch's); 1 on a shared machine"
-    )
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = device_or_exit(args.device)
-    out = args.out or speed_csv("vae_discrete_speed", device)
+    device = args.device
     torch.manual_seed(0)
     x = torch.bernoulli(torch.full((BATCH, X_DIM), 0.3, device=device))
     runs, rows = {}, []
@@ -94,7 +80,7 @@ def main() -> None:
         f"Bernoulli VAE {X_DIM}-{HIDDEN}-{HIDDEN}-{BITS} bits (nonlinear), batch {BATCH}, "
         f"median of {args.repeats} x {args.steps} steps, interleaved:"
     )
-    write_report(table, out, digits=3, device=device)
+    write_report(table, args.out, digits=3, device=device)
 
 
 if __name__ == "__main__":

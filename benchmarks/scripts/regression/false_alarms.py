@@ -1,14 +1,13 @@
-"""How often the timing gate cries wolf: ``python -m benchmarks.regression.false_alarms --runs 10``.
+"""How often the timing gate cries wolf on an unchanged tree.
 
-Runs the pytest-benchmark suite (``tests/speed``, from the repository root) ``--runs`` times on
-an unchanged tree, compares each run's ratios with the committed baseline, and reports per
-benchmark the largest growth seen and how many runs the gate would have failed.
-Writes ``results/perf/timing_false_alarms.csv``.
+``python -m benchmarks.scripts.regression.false_alarms --runs 10`` runs the pytest-benchmark suite
+(``tests/speed``, from the repository root) ``--runs`` times, compares each run's ratios with the
+committed baseline, and reports per benchmark the largest growth seen and how many runs the gate
+would have failed. Writes ``results/perf/timing_false_alarms.csv``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -17,16 +16,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.perf import machine
-from benchmarks.regression import BASELINE, THRESHOLD, compare, ratios_from_json
 from benchmarks.results import write_table
+from benchmarks.scripts.perf import machine, parse, parser
+from benchmarks.scripts.regression import BASELINE, THRESHOLD, compare, ratios_from_json
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=Path("results/perf/timing_false_alarms.csv"))
-    args = parser.parse_args()
+    cli = parser(__doc__, "timing_false_alarms")
+    cli.add_argument("--runs", type=int, default=10)
+    args = parse(cli)
     baseline = json.loads(BASELINE.read_text())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

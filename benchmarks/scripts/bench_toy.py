@@ -1,18 +1,16 @@
 """Speed of the toy measurement: the harness against hand-written torch, in one process.
 
-``python -m benchmarks.bench_toy`` times, for 10^6 single-sample reparam estimates of the square
-cost (mu = sigma = k = 1): the harness's whole measurement (batched gradient passes plus streaming
-statistics, as ``task=gaussian`` runs it), its gradient passes alone, a hand-written vectorized
-torch expression computing the same per-sample gradients, and one backward pass per estimate
-(timed on a subset and scaled). Timings interleave the contenders and report medians, so the
-ratios compare like with like on a shared machine. Writes a CSV and prints a table.
+``python -m benchmarks.scripts.bench_toy`` times, for 10^6 single-sample reparam estimates of the
+square cost (mu = sigma = k = 1): the harness's whole measurement (batched gradient passes plus
+streaming statistics, as ``task=gaussian`` runs it), its gradient passes alone, a hand-written
+vectorized torch expression computing the same per-sample gradients, and one backward pass per
+estimate (timed on a subset and scaled). Timings interleave the contenders and report medians, so
+the ratios compare like with like on a shared machine. Writes a CSV and prints a table.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -20,7 +18,7 @@ from omegaconf import OmegaConf
 
 import estimators
 from benchmarks.config import CONF_DIR
-from benchmarks.perf import interleaved_medians, write_report
+from benchmarks.scripts.perf import interleaved_medians, parse, parser, write_report
 from benchmarks.tasks.base import build
 from benchmarks.tasks.toy.loops import Toy
 
@@ -78,12 +76,9 @@ def one_backward_per_estimate(n: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1_000_000, help="estimates per timing")
-    parser.add_argument("--loop-n", type=int, default=5_000, help="estimates for the naive loop")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=Path("results/perf/toy_speed.csv"))
-    args = parser.parse_args()
+    cli = parser(__doc__, "toy_speed", repeats=7, n=1_000_000)
+    cli.add_argument("--loop-n", type=int, default=5_000, help="estimates for the naive loop")
+    args = parse(cli)
 
     torch.manual_seed(0)
     contenders = {

@@ -1,6 +1,6 @@
 """Speed of the VAE task: the harness's training step and gradient probe against plain PyTorch.
 
-``python -m benchmarks.bench_vae`` measures, in one process with the contenders interleaved
+``python -m benchmarks.scripts.bench_vae`` measures, in one process with the contenders interleaved
 (medians over repeats), at 784-400-20 and batch 128 on random binary images (the time of a step
 does not depend on the pixel values):
 
@@ -16,16 +16,13 @@ does not depend on the pixel values):
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import estimators
-from benchmarks.perf import device_or_exit, interleaved_medians, speed_csv, write_report
+from benchmarks.scripts.perf import interleaved_medians, parse, parser, write_report
 from benchmarks.tasks.vae.models import VAE, elbo_terms
 from benchmarks.tasks.vae.probe import encoder_gradient_samples
 from benchmarks.tasks.vae.train import train_step
@@ -70,15 +67,10 @@ def separate_backward_passes(model: VAE, estimator, x: torch.Tensor, m: int) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--steps", type=int, default=20, help="training steps per timing")
-    parser.add_argument("--m", type=int, default=100, help="estimates per probe")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--out", type=Path, help="default: results/perf/vae_speed[_cuda].csv")
-    args = parser.parse_args()
-    device = device_or_exit(args.device)
-    out = args.out or speed_csv("vae_speed", device)
+    cli = parser(__doc__, "vae_speed", repeats=15, steps=20, device=True)
+    cli.add_argument("--m", type=int, default=100, help="estimates per probe")
+    args = parse(cli)
+    device = args.device
     torch.manual_seed(0)
     x = torch.bernoulli(torch.full((BATCH, X_DIM), 0.3, device=device))
 
@@ -129,7 +121,7 @@ def main() -> None:
                     "ratio": seconds / reference,
                 }
             )
-    write_report(pd.DataFrame(rows), out, device=device)
+    write_report(pd.DataFrame(rows), args.out, device=device)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Speed of a VAE training step on the IWAE bound, per estimator, against its reference at the
 same K.
 
-``python -m benchmarks.bench_vae_objectives`` times ``benchmarks.tasks.vae.train.train_step`` on
-the objective path (``task.objective=iwae``) in one process, every contender interleaved with
-every other, medians over repeats, on random binary images (a step's time does not depend on the
-pixel values), at K in 5 and 50:
+``python -m benchmarks.scripts.bench_vae_objectives`` times
+``benchmarks.tasks.vae.train.train_step`` on the objective path (``task.objective=iwae``) in one
+process, every contender interleaved with every other, medians over repeats, on random binary images
+(a step's time does not depend on the pixel values), at K in 5 and 50:
 
 - the Gaussian VAE (784-400-20, batch 128, Adam 1e-3): ``stl`` and ``dreg`` against ``reparam``;
 - the Bernoulli VAE (the DisARM paper's 784-200-200-200 bits, nonlinear, batch 50, Adam 1e-4):
@@ -18,14 +18,11 @@ Writes ``results/perf/vae_objective_speed.csv`` (``_cuda`` on a GPU) and prints 
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import pandas as pd
 import torch
 
 import estimators
-from benchmarks.perf import device_or_exit, interleaved_medians, speed_csv, write_report
+from benchmarks.scripts.perf import interleaved_medians, parse, parser, write_report
 from benchmarks.tasks.vae.models import VAE
 from benchmarks.tasks.vae.train import train_step
 from estimators.objectives import Objective
@@ -60,17 +57,10 @@ def step_runner(latent: str, name: str, k: int, device: torch.device):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=21)
-    parser.add_argument("--steps", type=int, default=5, help="training steps per timing")
-    parser.add_argument("--ks", type=int, nargs="+", default=list(KS), help="values of K")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--out", type=Path, help="default: results/perf/vae_objective_speed.csv")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = device_or_exit(args.device)
-    out = args.out or speed_csv("vae_objective_speed", device)
+    cli = parser(__doc__, "vae_objective_speed", repeats=21, steps=5, device=True, threads=1)
+    cli.add_argument("--ks", type=int, nargs="+", default=list(KS), help="values of K")
+    args = parse(cli)
+    device = args.device
     runs, rows = {}, []
     for latent, (_, _, _, reference, names) in SETUPS.items():
         for k in args.ks:
@@ -94,7 +84,7 @@ def main() -> None:
         "IWAE training step: Gaussian VAE 784-400-20 batch 128; Bernoulli VAE 784-200-200-200 "
         f"bits batch 50; median of {args.repeats} x {args.steps} steps, interleaved:"
     )
-    write_report(table, out, digits=3, device=device)
+    write_report(table, args.out, digits=3, device=device)
 
 
 if __name__ == "__main__":
