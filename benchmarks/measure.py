@@ -73,7 +73,10 @@ def gradient_estimates(
     ``leaf_copies``; one estimate [*shape] where ``batch`` is None."""
     copies = leaf_copies(params, batch)
     out = estimator_values(estimator, model, copies, num_samples, batch, objective)
-    grads = torch.autograd.grad(out.mean(0).sum(), list(copies.values()), materialize_grads=True)
+    # The sum over copies of each one's mean over its draws; sum()/n, not mean(0).sum(), whose
+    # backward materializes a full tensor (the same gradient, 1/n for every value, either way).
+    loss = out.sum() / out.shape[0]
+    grads = torch.autograd.grad(loss, list(copies.values()), materialize_grads=True)
     return dict(zip(copies, grads, strict=True))
 
 
@@ -90,7 +93,7 @@ def train_control_variate(
     for _ in range(steps):
         copies = leaf_copies(params, batch)
         out = estimator_values(estimator, model, copies, num_samples, batch)
-        estimator.backward(out.mean(0).sum(), *copies.values())
+        estimator.backward(out.sum() / out.shape[0], *copies.values())
     estimator.eval()
 
 
