@@ -30,6 +30,7 @@ from torch.distributions import Distribution, Independent
 
 from estimators.errors import ConfigError
 from estimators.objectives import LogJoint, Objective
+from estimators.registry import file_by_name
 
 CostFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -259,13 +260,4 @@ def serving(objectives: list[str], dist: Distribution) -> list[str]:
 
 def register(cls: type[Estimator]) -> type[Estimator]:
     """Class decorator: make ``cls`` buildable as ``estimators.build(cls.name)``."""
-    if not cls.name:
-        raise TypeError(f"{cls.__qualname__} needs a non-empty class attribute `name`")
-    taken = REGISTRY.get(cls.name)
-    if taken is not None and taken is not cls:
-        raise TypeError(
-            f"estimator name '{cls.name}' of {cls.__module__}.{cls.__qualname__} is taken by "
-            f"{taken.__module__}.{taken.__qualname__}"
-        )
-    REGISTRY[cls.name] = cls
-    return cls
+    return file_by_name(REGISTRY, cls, "estimator")

@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from benchmarks.results import RunWriter, frame
 from estimators.base import Estimator
 from estimators.errors import ConfigError
+from estimators.registry import file_by_name
 
 if TYPE_CHECKING:  # pandas and matplotlib only in annotations: a bad input answers fast
     import pandas as pd
@@ -125,16 +126,7 @@ REGISTRY: dict[str, type[Task]] = {}
 def register(cls: type[Task]) -> type[Task]:
     """Class decorator: make ``cls`` findable by its ``name`` (``benchmarks.tasks.lookup``), the
     name a run's status records, so that moving a task's module breaks no committed result."""
-    if not cls.name:
-        raise TypeError(f"{cls.__qualname__} needs a non-empty class attribute `name`")
-    taken = REGISTRY.get(cls.name)
-    if taken is not None and taken is not cls:
-        raise TypeError(
-            f"task name '{cls.name}' of {cls.__module__}.{cls.__qualname__} is taken by "
-            f"{taken.__module__}.{taken.__qualname__}"
-        )
-    REGISTRY[cls.name] = cls
-    return cls
+    return file_by_name(REGISTRY, cls, "task")
 
 
 def run_columns(
