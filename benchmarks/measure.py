@@ -51,11 +51,11 @@ def estimator_values(
     if objective is not None:
         return estimator.surrogate(dist, f, objective, num_samples)
     out = estimator(dist, f, num_samples)
-    batch = [] if batch is None else [batch]
-    if list(out.shape[: 1 + len(batch)]) != [num_samples, *batch]:
+    leading = [num_samples] if batch is None else [num_samples, batch]
+    if list(out.shape[: len(leading)]) != leading:
         raise RuntimeError(
             f"estimator '{estimator.name}' returned shape {tuple(out.shape)}; the contract asks "
-            f"for [num_samples, *batch_shape], here {[num_samples, *batch]} first"
+            f"for [num_samples, *batch_shape], here {leading} first"
         )
     return out
 
