@@ -189,6 +189,13 @@ class MultiSample:
 
     min_importance_samples: int = 1  # the fewest K it takes (VIMCO leaves one out: 2)
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        """Refuse ``class X(Estimator, MultiSample)``: its checks would never run."""
+        super().__init_subclass__(**kwargs)
+        mro = cls.__mro__
+        if Estimator in mro and mro.index(MultiSample) > mro.index(Estimator):
+            raise TypeError(f"{cls.__qualname__}: mix MultiSample in before Estimator")
+
     def check_objective(self, dist: Distribution, objective: Objective, num_samples: int) -> None:
         """Raise ConfigError if this estimator cannot estimate ``objective``'s gradient for
         ``dist`` with ``num_samples`` estimates."""

@@ -1,8 +1,7 @@
 """The project's one error type for bad input, and the small option checkers that raise it.
 
 Its own module, importing nothing of the project, so that any module may raise it without an
-import cycle; ``estimators.base`` re-exports ``ConfigError`` and ``require_int``, the import the
-docs give estimator and task authors.
+import cycle; estimator and task authors import them from here.
 """
 
 from __future__ import annotations

@@ -159,7 +159,7 @@ def test_gradient_variance_matches_a_direct_computation(name):
         return blr.log_likelihood(w, x, y, n)
 
     draws = []
-    grads = blr.gradient_rows(
+    grads = blr.gradient_matrix(
         estimators.build(name), loc, log_scale, recorded(f, draws), m, 1, chunk=3
     )
     w = torch.cat([d[0] for d in draws])  # [m, 3]: the chunks' draws in order

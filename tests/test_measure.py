@@ -1,86 +1,89 @@
-"""Streaming moments against direct computation, and the variance interval's coverage."""
+"""The one measurement primitive: each row of a batched pass is its own copy's estimate, exactly
+what that copy's own backward pass gives from the same draws; the contract's shape is enforced;
+a learned control variate trains and freezes."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
-from scipy import stats
+from torch.distributions import Independent, Normal
 
-from benchmarks.moments import Moments, gradient_statistics
+import estimators
+from benchmarks.measure import gradient_estimates, leaf_copies, train_control_variate
+from estimators.base import Estimator
+
+MU, LOG_SIGMA = torch.tensor([0.5, -1.0, 2.0]), torch.tensor([0.1, -0.3, 0.2])
+PARAMS = {"mu": MU, "log_sigma": LOG_SIGMA}
 
 
-def direct(x: torch.Tensor) -> tuple[float, float, float, float]:
-    d = x - x.mean()
-    return x.mean().item(), (d**2).sum().item(), (d**3).sum().item(), (d**4).sum().item()
+def normal(copies):
+    return Independent(Normal(copies["mu"], copies["log_sigma"].exp()), 1)
 
 
-@pytest.mark.parametrize("sizes", [[1000], [7, 993], [1, 1, 500, 3, 495], [400, 300, 300]])
-def test_merging_chunks_equals_the_moments_of_the_whole(sizes):
+def recording(draws: list):
+    """f(x) = sum (x - 1)^2, keeping each batch of draws it is called on."""
+
+    def f(x):
+        draws.append(x.detach())
+        return ((x - 1) ** 2).sum(-1)
+
+    return f
+
+
+@pytest.mark.parametrize("name", ["reparam", "reinforce"])
+def test_each_row_is_its_copys_own_estimate_from_the_same_draws(name):
+    draws = []
     torch.manual_seed(0)
-    x = torch.distributions.Gamma(2.0, 1.0).sample((sum(sizes),)).double() + 5.0
-    merged = Moments()
-    for chunk in torch.split(x, sizes):
-        merged = merged.merge(Moments.of(chunk))
-    assert merged.n == x.numel()
-    for got, want in zip((merged.mean, merged.m2, merged.m3, merged.m4), direct(x), strict=True):
-        assert got == pytest.approx(want, rel=1e-10)
-    assert merged.var == pytest.approx(x.var().item(), rel=1e-10)
+    grads = gradient_estimates(
+        estimators.build(name), lambda c: (normal(c), recording(draws)), PARAMS, 4, batch=6
+    )
+    x = draws[0]  # [4 draws, 6 copies, 3]
+    sigma = LOG_SIGMA.exp()
+    eps = (x - MU) / sigma
+    if name == "reparam":  # d/dmu of (x - 1)^2 is 2 (x - 1); d/dlog_sigma is 2 (x - 1) sigma eps
+        mu, log_sigma = 2 * (x - 1), 2 * (x - 1) * sigma * eps
+    else:  # f(x) times the score of N(mu, sigma^2) in mu and log sigma
+        fx = ((x - 1) ** 2).sum(-1, keepdim=True)
+        mu, log_sigma = fx * eps / sigma, fx * (eps**2 - 1)
+    torch.testing.assert_close(grads["mu"], mu.mean(0))
+    torch.testing.assert_close(grads["log_sigma"], log_sigma.mean(0))
+    assert not torch.equal(grads["mu"][0], grads["mu"][1])  # independent draws per copy
 
 
-def test_variance_interval_covers_at_its_level_for_a_skewed_law():
-    # 4000 samples of 2000 exponential draws (variance 1, excess kurtosis 6). The interval from
-    # the fourth moment must cover close to 95%: accept [0.925, 0.965], about 4 binomial standard
-    # errors (0.0034) either side of 0.945. The normal-theory chi-square interval covers far less.
-    torch.manual_seed(1)
-    reps, n = 4000, 2000
-    x = torch.distributions.Exponential(1.0).sample((reps, n)).double()
-    moments = [Moments.of(row) for row in x]
-    covered = sum(lo <= 1.0 <= hi for lo, hi in (m.var_ci() for m in moments)) / reps
-    assert 0.925 <= covered <= 0.965
-    q_hi, q_lo = stats.chi2.ppf([0.975, 0.025], n - 1)
-    chi2_covered = sum((n - 1) * m.var / q_hi <= 1.0 <= (n - 1) * m.var / q_lo for m in moments)
-    assert chi2_covered / reps < 0.75
+def test_one_unbatched_estimate_has_the_parameters_shape():
+    grads = gradient_estimates(
+        estimators.build("reparam"), lambda c: (normal(c), recording([])), PARAMS, 2, batch=None
+    )
+    assert {n: g.shape for n, g in grads.items()} == {"mu": (3,), "log_sigma": (3,)}
 
 
-def test_gradient_statistics():
-    torch.manual_seed(2)
-    g = 2.0 + 3.0 * torch.randn(100_000, dtype=torch.float64)
-    row = gradient_statistics(Moments.of(g), exact_grad=2.0, seconds_per_estimate=1e-6)
-    assert row["grad_mean"] == pytest.approx(g.mean().item())
-    assert row["grad_var"] == pytest.approx(g.var().item())
-    assert row["bias"] == pytest.approx(g.mean().item() - 2.0)
-    assert row["z_score"] == pytest.approx(row["bias"] / math.sqrt(row["grad_var"] / 1e5))
-    assert row["mse"] == pytest.approx(((g - 2.0) ** 2).mean().item())
-    assert row["snr"] == pytest.approx(abs(row["grad_mean"]) / math.sqrt(row["grad_var"]))
-    assert row["work_normalized_var"] == pytest.approx(row["grad_var"] * 1e-6)
-    # For Gaussian estimates, the interval is close to the exact chi-square one.
-    lo, hi = stats.chi2.ppf([0.975, 0.025], 99_999)
-    chi2 = 99_999 * row["grad_var"] / lo, 99_999 * row["grad_var"] / hi
-    assert row["grad_var_lo"] == pytest.approx(chi2[0], rel=2e-3)
-    assert row["grad_var_hi"] == pytest.approx(chi2[1], rel=2e-3)
+def test_copies_are_views_of_leaves_that_leave_the_parameters_alone():
+    copies = leaf_copies(PARAMS, 5)
+    assert copies["mu"].shape == (5, 3) and copies["mu"]._base is not None  # not materialized
+    assert not MU.requires_grad
 
 
-def test_zero_variance_estimates_have_zero_z_score_when_exact():
-    row = gradient_statistics(Moments.of(torch.full((10,), 1.5)), 1.5, 1e-6)
-    assert row["grad_var"] == 0 and row["z_score"] == 0
-    row = gradient_statistics(Moments.of(torch.full((10,), 1.5)), 1.0, 1e-6)
-    assert row["z_score"] == math.inf
+def test_an_estimator_that_breaks_the_shape_contract_is_named():
+    class Flat(Estimator):
+        name = "flat"
+
+        def estimate(self, dist, f, num_samples):
+            return f(dist.rsample((num_samples,))).sum(0)  # drops the draws axis
+
+    with pytest.raises(RuntimeError, match=r"estimator 'flat' returned shape \(6,\); the contract"):
+        gradient_estimates(Flat(), lambda c: (normal(c), recording([])), PARAMS, 4, batch=6)
 
 
-def test_float32_rounding_is_not_called_bias():
-    # A zero-variance estimator computed in float32 differs from the exact value by rounding only.
-    row = gradient_statistics(Moments.of(torch.full((1000,), 0.025)), 0.025, 1e-6)
-    assert row["bias"] != 0 and row["z_score"] == 0
-    # A real bias of one part in a thousand still is one.
-    row = gradient_statistics(Moments.of(torch.full((1000,), 0.025025)), 0.025, 1e-6)
-    assert row["z_score"] == math.inf
+def test_a_learned_control_variate_trains_then_freezes():
+    def model(copies):
+        dist = Independent(torch.distributions.Bernoulli(logits=copies["theta"]), 1)
+        return dist, lambda b: (b.sum(-1) - 0.499) ** 2
 
-
-def test_float32_values_whose_fourth_powers_overflow_get_float64_sums():
-    x = torch.tensor([1e12, -1e12, 3e12, 0.0], dtype=torch.float32)
-    moments = Moments.of(x)
-    exact = Moments.of(x.double())
-    assert math.isfinite(moments.m4)
-    assert (moments.m2, moments.m4) == pytest.approx((exact.m2, exact.m4), rel=1e-12)
+    est = estimators.build("relax")
+    start = est.learned()
+    torch.manual_seed(0)
+    train_control_variate(est, model, {"theta": torch.tensor([0.3, -0.2])}, 1, batch=16, steps=5)
+    trained = est.learned()
+    assert not est.training and all(trained[k] != start[k] for k in start)
+    frozen = gradient_estimates(est, model, {"theta": torch.tensor([0.3, -0.2])}, 1, batch=16)
+    assert est.learned() == trained and frozen["theta"].shape == (16, 2)

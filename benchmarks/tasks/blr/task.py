@@ -100,7 +100,7 @@ def evaluate(
     return elbo.item(), accuracy.item()
 
 
-def gradient_rows(
+def gradient_matrix(
     estimator: Estimator,
     loc: torch.Tensor,
     log_scale: torch.Tensor,
@@ -199,7 +199,7 @@ class BLRTask(Task):
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(seed + 1_000_003 * (step + 1))
                 elbo, accuracy = evaluate(loc, log_scale, x, y, cfg.eval_samples)
-                grads = gradient_rows(
+                grads = gradient_matrix(
                     copy.deepcopy(estimator).eval(),
                     loc,
                     log_scale,

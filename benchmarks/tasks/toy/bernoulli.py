@@ -2,7 +2,7 @@
 
 b ~ Bernoulli(sigmoid(theta)) in ``dim`` dimensions, one logit per dimension, all at ``theta``;
 f(b) = sum_j c(b_j; k). The gradient with respect to the first logit is measured against its
-exact value and each estimator's exact expectation and variance (``bernoulli_exact``); Adam on the
+exact value and each estimator's exact expectation and variance (``exact.bernoulli``); Adam on the
 logits when optimizing.
 """
 

@@ -1,6 +1,6 @@
 """The toy Gaussian of Mohamed et al. (JMLR 2020), Section 3: x ~ N(mu, sigma^2) in ``dim``
 dimensions, f(x) = sum_j c(x_j; k), gradients with respect to mu and sigma, measured against
-closed-form gradients and exact variances by quadrature (``gaussian_exact``)."""
+closed-form gradients and exact variances by quadrature (``exact.gaussian``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The toys' sections of summary.md, from their tables: the variance at the k nearest 1 with the
 largest z-scores, the variance against the Bernoulli logit, and the optimizations' last steps.
-With ``toy_figures.figures`` beside them, the toys' ``figures_module``."""
+With ``figures.toys.figures`` beside them, the toys' ``figures_module``."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The toys' figures, from their tables (``metrics``, ``optimize``): variance against k (exact
 lines, measured points with intervals), work- and evaluation-normalized variance, variance against
-draws per estimate, the optimization curves, and (from ``bernoulli_figures``) the Bernoulli
+draws per estimate, the optimization curves, and (from ``figures.bernoulli``) the Bernoulli
 toy's own."""
 
 from __future__ import annotations
