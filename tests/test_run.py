@@ -152,7 +152,8 @@ def slow(*values):
         (["estimator=nope"], "estimator='nope': accepted estimators are arm, disarm,"),
         slow(
             ["task=nope"],
-            "task='nope': accepted tasks are bernoulli, blr, custom, gaussian, gaussian_lvm, vae",
+            "task='nope': accepted tasks are bernoulli, blr, categorical, custom, gaussian, "
+            "gaussian_lvm, vae",
         ),
         slow(["task=vae", "dataset=mnst"], "dataset='mnst': accepted datasets are digits,"),
         slow(["logger=wandb"], "logger='wandb': accepted loggers are mlflow, none, tensorboard"),

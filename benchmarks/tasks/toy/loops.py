@@ -155,7 +155,7 @@ class Toy(OptimizeMode, Task):
     # The shared part.
 
     def initial(self, device: torch.device) -> list[torch.Tensor]:
-        """Each parameter as a [dim] tensor at its starting value."""
+        """Each parameter as a [dim] tensor at its starting value (a toy may override it)."""
         dim = self.cfg.dim
         return [
             torch.full((dim,), float(v), dtype=self.dtype, device=device)
@@ -175,10 +175,11 @@ class Toy(OptimizeMode, Task):
         batch: int,
     ) -> list[torch.Tensor]:
         """``batch`` independent estimates of the gradient of E[f] with respect to each
-        parameter's first coordinate, at ``params`` (each [dim]), from one backward pass."""
+        parameter's first coordinate, at ``params`` (each [dim], or [dim, C] for logits over C
+        classes: its first entry), from one backward pass."""
         named = dict(zip(self.params, params, strict=True))
         grads = gradient_estimates(estimator, self.model(f), named, num_samples, batch)
-        return [g[:, 0] for g in grads.values()]
+        return [g.flatten(1)[:, 0] for g in grads.values()]
 
     def measure(
         self,
@@ -202,7 +203,7 @@ class Toy(OptimizeMode, Task):
 
     def evaluations(self, estimator: Estimator, num_samples: int, device: torch.device) -> int:
         """Evaluations of f per estimate (``Estimator.evaluations``) at the toy's ``dim``."""
-        probe = [p.expand(1, self.cfg.dim) for p in self.initial(device)]
+        probe = [p.unsqueeze(0) for p in self.initial(device)]
         return estimator.evaluations(self.distribution(*probe), num_samples)
 
     def train_control_variate(
@@ -339,7 +340,7 @@ class Toy(OptimizeMode, Task):
             require_finite(cfg, name)
         num_samples = cfg.num_samples or estimator.min_samples
         self.check_options(estimator, num_samples)
-        probe = [p.expand(1, cfg.dim) for p in self.initial(context.device)]
+        probe = [p.unsqueeze(0) for p in self.initial(context.device)]
         estimator.check(self.distribution(*probe), num_samples)
 
     def run(self, make_estimator: EstimatorFactory, context: Context) -> Result:

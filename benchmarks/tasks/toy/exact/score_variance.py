@@ -48,11 +48,20 @@ def score_function_variance(m: DrawMoments, dim: int, num_samples: int, loo: boo
     fs = m.cs
     fs2 = m.cs2 + r1 * m.s2
     f2s2 = m.c2s2 + 2 * r1 * m.cs2 + r2 * m.s2
+    return variance_from_joint_moments(f1, f2, fs, fs2, f2s2, m.s2, num_samples, loo)
+
+
+def variance_from_joint_moments(
+    f1: float, f2: float, fs: float, fs2: float, f2s2: float, s2: float, num_samples: int, loo: bool
+) -> float:
+    """Variance of one score-function estimate from the joint moments E[f], E[f^2], E[fs],
+    E[fs^2], E[f^2 s^2], E[s^2] of one draw (E[s] = 0): (E[f^2 s^2] - E[fs]^2) / K without a
+    baseline; the leave-one-out U-statistic's variance with it. Any f, additive or not."""
     if not loo:
         return max(f2s2 - fs**2, 0.0) / num_samples
     # Leave-one-out: the estimate is the U-statistic of the kernel h = (f_i - f_j)(s_i - s_j) / 2,
     # whose variance is [2 (K - 2) zeta_1 + zeta_2] / C(K, 2) (Hoeffding 1948).
     k = num_samples
-    zeta2 = (f2s2 + f2 * m.s2 - 2 * fs2 * f1 + 2 * fs**2) / 2 - fs**2
-    zeta1 = (f2s2 - 2 * f1 * fs2 + f1**2 * m.s2 - fs**2) / 4
+    zeta2 = (f2s2 + f2 * s2 - 2 * fs2 * f1 + 2 * fs**2) / 2 - fs**2
+    zeta1 = (f2s2 - 2 * f1 * fs2 + f1**2 * s2 - fs**2) / 4
     return max(2 * (k - 2) * zeta1 + zeta2, 0.0) / (k * (k - 1) / 2)

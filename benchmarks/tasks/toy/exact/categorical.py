@@ -1,0 +1,123 @@
+"""Exact answers for the categorical toy, by enumeration over the joint outcomes.
+
+x_1..x_D independent, each a class in {0, ..., C-1} with probabilities pi = softmax(logits) (the
+same logits for every variable); f(x) = sum_d c(x_d; k) of the class index. Statistics are of the
+gradient with respect to the first variable's class-0 logit, whose score is
+s(x) = 1[x_1 = 0] - pi_0. The exact gradient is E[f s] = pi_0 (c(0) - sum_j pi_j c(j)) at any
+size (the other variables cancel); the exact moments of the score-function estimators sum over
+all C^D joint outcomes, up to ``MAX_OUTCOMES`` of them (None, an empty cell, beyond).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.tasks.toy.costs import Cost, find
+from benchmarks.tasks.toy.exact.score_variance import variance_from_joint_moments
+
+COSTS: dict[str, Cost] = {
+    # Kool et al.'s (2019, 2020) square (b - t)^2, summed, with the class index in place of the bit.
+    "sum_sq": Cost(
+        torch_fn=lambda x, k: (x - k) ** 2,
+        np_fn=lambda x, k: (x - k) ** 2,
+        np_derivative=lambda x, k: 2.0 * (x - k),
+    ),
+    # The IndeCateR paper's E|X - b|.
+    "abs_diff": Cost(
+        torch_fn=lambda x, k: (x - k).abs(),
+        np_fn=lambda x, k: np.abs(x - k),
+        np_derivative=lambda x, k: np.sign(x - k),
+    ),
+    "linear": Cost(
+        torch_fn=lambda x, k: k * x, np_fn=lambda x, k: k * x, np_derivative=lambda x, k: k
+    ),
+}
+
+MAX_OUTCOMES = 10**6
+"""The most joint outcomes C^D the exact moments enumerate (IndeCateR's toys are at most 10^6)."""
+
+
+def cost_of(name: str) -> Cost:
+    """The built-in cost ``name``, or the function it imports (a cost of the class index)."""
+    return find(name, COSTS)
+
+
+def softmax(logits: list[float]) -> np.ndarray:
+    """Class probabilities of one variable, in float64."""
+    z = np.asarray(logits, dtype=np.float64)
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def class_costs(cost: str, k: float, categories: int) -> np.ndarray:
+    """c(j; k) for every class j, in float64."""
+    c = cost_of(cost).np_fn
+    return np.array([float(c(float(j), k)) for j in range(categories)], dtype=np.float64)
+
+
+def exact_gradient(cost: str, k: float, logits: list[float]) -> float:
+    """d/dlogit_{1,0} E[f] = pi_0 (c(0) - sum_j pi_j c(j))."""
+    pi, c = softmax(logits), class_costs(cost, k, len(logits))
+    return float(pi[0] * (c[0] - pi @ c))
+
+
+def joint(pi: np.ndarray, c: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Over all C^D outcomes (an array of D axes of size C): their probabilities, f, and the
+    score s = 1[x_1 = 0] - pi_0 of the measured logit."""
+    categories = len(pi)
+    p, f = np.ones([1] * dim), np.zeros([1] * dim)
+    for d in range(dim):
+        shape = [1] * dim
+        shape[d] = categories
+        p = p * pi.reshape(shape)
+        f = f + c.reshape(shape)
+    first = [categories] + [1] * (dim - 1)
+    s = ((np.arange(categories) == 0) - pi[0]).reshape(first)
+    return p, f, np.broadcast_to(s, p.shape)
+
+
+def reinforce_variance(p: np.ndarray, f: np.ndarray, s: np.ndarray, num_samples: int) -> float:
+    """Var of REINFORCE's f(x) s(x), the mean of ``num_samples`` draws, by enumeration:
+    (E[f^2 s^2] - g^2) / K with g = E[f s], the outcomes' probabilities ``p``."""
+    g = float((p * f * s).sum())
+    return float((p * f**2 * s**2).sum() - g**2) / num_samples
+
+
+def score_moments(
+    options: dict, cost: str, k: float, logits: list[float], dim: int, num_samples: int
+) -> tuple[float, float] | None:
+    """reinforce and the leave-one-out baseline, unbiased: (E[f s], variance) by enumeration;
+    None for another baseline or more than ``MAX_OUTCOMES`` outcomes."""
+    baseline = options.get("baseline", "none")
+    if baseline not in ("none", "loo") or len(logits) ** dim > MAX_OUTCOMES:
+        return None
+    pi = softmax(logits)
+    p, f, s = joint(pi, class_costs(cost, k, len(pi)), dim)
+    mean = float((p * f * s).sum())
+    if baseline == "none":
+        return mean, reinforce_variance(p, f, s, num_samples)
+
+    def e(x: np.ndarray) -> float:
+        return float((p * x).sum())
+
+    var = variance_from_joint_moments(
+        e(f), e(f**2), mean, e(f * s**2), e(f**2 * s**2), e(s**2), num_samples, loo=True
+    )
+    return mean, var
+
+
+def exact_moments(
+    estimator: str,
+    options: dict,
+    cost: str,
+    k: float,
+    logits: list[float],
+    dim: int = 1,
+    num_samples: int = 1,
+) -> tuple[float, float] | tuple[None, None]:
+    """(expectation, variance) of one estimate of d/dlogit_{1,0} E[f]; (None, None) where
+    unknown: the relaxations (biased), a moving-average baseline, more than 10^6 outcomes."""
+    found = None
+    if estimator in ("reinforce", "reinforce_baseline"):
+        found = score_moments(options, cost, k, logits, dim, num_samples)
+    return found or (None, None)

@@ -1,0 +1,187 @@
+"""The categorical toy: exact answers by enumeration against Monte Carlo, against the factorized
+formula for a summed cost, and against the Bernoulli toy at C = 2; bad input in one line."""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+from cli import run
+from omegaconf import OmegaConf
+from scipy import stats
+
+import estimators
+from benchmarks.config import CONF_DIR
+from benchmarks.tasks import base
+from benchmarks.tasks.toy.exact import bernoulli as bernoulli_exact
+from benchmarks.tasks.toy.exact import categorical as exact
+from benchmarks.tasks.toy.exact.score_variance import DrawMoments, score_function_variance
+from estimators.errors import ConfigError
+
+CPU = torch.device("cpu")
+# About 55 interval checks here at two-sided 1e-5 each: family-wise false alarms below 1e-3.
+Z_CRIT = stats.norm.isf(0.5e-5)
+SCORE_ESTIMATORS = [
+    ("reinforce", {}, 1),
+    ("reinforce", {}, 3),
+    ("reinforce_baseline", {"baseline": "loo"}, 4),
+]
+
+
+def table_for(name, opts, seed=0, **overrides):
+    """The metrics table of one run of the toy (40,000 estimates) with ``overrides``."""
+    task = OmegaConf.load(CONF_DIR / "task/categorical.yaml")
+    task.n_estimates = 40_000
+    for key, value in overrides.items():
+        OmegaConf.update(task, key, value)
+    make = functools.partial(estimators.build, name, **opts)
+    context = base.Context(seed=seed, device=CPU)
+    return base.run_task(base.build(task), make, context).tables["metrics"]
+
+
+def z_scores(table, exact_var):
+    """Measured mean against exact_mean and measured variance against ``exact_var``, each in
+    units of its own standard error (the variance's from its 95% interval)."""
+    z_mean = (table.grad_mean - table.exact_mean) / (table.grad_var / table.n_estimates) ** 0.5
+    se_var = (table.grad_var_hi - table.grad_var_lo) / (2 * stats.norm.isf(0.025))
+    return z_mean, (table.grad_var - exact_var) / se_var
+
+
+@pytest.mark.parametrize(
+    "categories, dim, logits",
+    [(3, 4, None), (4, 2, [1.0, -0.5, 0.3, 2.0]), (2, 3, [0.4, -1.1])],
+)
+@pytest.mark.parametrize("name, opts, num_samples", SCORE_ESTIMATORS)
+def test_measured_mean_and_variance_agree_with_the_enumerated_ones(
+    name, opts, num_samples, categories, dim, logits
+):
+    table = table_for(
+        name,
+        opts,
+        categories=categories,
+        dim=dim,
+        logits=logits,
+        num_samples=num_samples,
+        costs=["abs_diff", "sum_sq", "linear"],
+        k=[1.0],
+    )
+    assert table.exact_mean.notna().all() and table.exact_var.notna().all()
+    z_mean, z_var = z_scores(table, table.exact_var)
+    assert (z_mean.abs() < Z_CRIT).all(), table[["cost", "grad_mean", "exact_mean"]]
+    assert (z_var.abs() < Z_CRIT).all(), table[["cost", "grad_var", "exact_var"]]
+    np.testing.assert_allclose(table.exact_mean, table.exact_grad, rtol=1e-12, atol=1e-15)
+
+
+def test_the_same_check_rejects_reinforces_variance_without_its_g_squared_term():
+    """The z-test above has the power to catch a wrong formula: E[f^2 s^2] / K, the variance
+    with -g^2 dropped, lies far outside the measured interval where g^2 is large."""
+    table = table_for("reinforce", {}, categories=3, dim=1, logits=[2.0, 0.0, -1.0], k=[3.0])
+    g = table.exact_grad.iloc[0]
+    wrong = table.exact_var + g**2  # E[f^2 s^2] - g^2 + g^2, num_samples = 1
+    _, z_right = z_scores(table, table.exact_var)
+    _, z_wrong = z_scores(table, wrong)
+    assert abs(z_right.iloc[0]) < Z_CRIT < abs(z_wrong.iloc[0])
+
+
+@pytest.mark.parametrize("categories, dim", [(2, 1), (3, 4), (5, 3), (10, 2)])
+@pytest.mark.parametrize("num_samples", [1, 2, 5])
+@pytest.mark.parametrize("cost", ["abs_diff", "sum_sq", "linear"])
+def test_enumeration_agrees_with_the_factorized_formula_for_a_summed_cost(
+    categories, dim, num_samples, cost
+):
+    """The joint enumeration against ``score_function_variance``, which uses that f is a sum
+    over independent variables: two derivations, one answer."""
+    logits = list(np.linspace(-1.0, 1.5, categories))
+    pi, c = exact.softmax(logits), exact.class_costs(cost, 0.7, categories)
+    s = (np.arange(categories) == 0) - pi[0]
+    m = DrawMoments.of(
+        lambda h: float(pi @ h(np.arange(categories))), lambda j: c[j], lambda j: s[j]
+    )
+    for baseline, loo in (("none", False), ("loo", True)):
+        if loo and num_samples < 2:
+            continue
+        mean, var = exact.score_moments({"baseline": baseline}, cost, 0.7, logits, dim, num_samples)
+        assert mean == pytest.approx(exact.exact_gradient(cost, 0.7, logits), rel=1e-12)
+        factorized = score_function_variance(m, dim, num_samples, loo)
+        assert var == pytest.approx(factorized, rel=1e-10)
+
+
+@pytest.mark.parametrize("l0, l1", [(0.0, 0.0), (0.3, -1.2), (-2.0, 1.5)])
+@pytest.mark.parametrize(
+    "categorical_cost, bernoulli_cost", [("sum_sq", "square"), ("linear",) * 2]
+)
+@pytest.mark.parametrize("dim", [1, 3])
+def test_two_classes_are_the_bernoulli_toy(l0, l1, categorical_cost, bernoulli_cost, dim):
+    """At C = 2 the class index is the Bernoulli bit b = 1[x = 1], with logit theta_B = l1 - l0.
+    The measured class-0 logit l0 moves theta_B by -1, and its score 1[x = 0] - pi_0 is
+    -(b - p): the gradient and every expectation change sign, the variances are equal."""
+    theta_b = l1 - l0
+    for k in (0.45, 0.499, 2.0):
+        grad = exact.exact_gradient(categorical_cost, k, [l0, l1])
+        assert grad == pytest.approx(-bernoulli_exact.exact_gradient(bernoulli_cost, k, theta_b))
+        for name, opts, n in [("reinforce", {}, 1), ("reinforce_baseline", {"baseline": "loo"}, 4)]:
+            mean, var = exact.exact_moments(name, opts, categorical_cost, k, [l0, l1], dim, n)
+            b_mean, b_var = bernoulli_exact.exact_moments(
+                name, opts, bernoulli_cost, k, theta_b, dim, n
+            )
+            assert mean == pytest.approx(-b_mean, rel=1e-10)
+            assert var == pytest.approx(b_var, rel=1e-10)
+
+
+def test_beyond_a_million_outcomes_the_moments_are_nan_and_the_gradient_stays():
+    table = table_for("reinforce", {}, categories=10, dim=7, n_estimates=1000, k=[1.0])
+    row = table.iloc[0]
+    assert math.isnan(row.exact_mean) and math.isnan(row.exact_var)
+    # Ten uniform classes, |x - 1|: pi_0 (c(0) - mean c) = 0.1 (1 - 37 / 10).
+    assert row.exact_grad == pytest.approx(0.1 * (1.0 - 3.7))
+    assert exact.exact_moments("reinforce", {}, "abs_diff", 1.0, [0.0] * 10, 6)[0] is not None
+
+
+def test_a_users_own_cost_of_the_class_index_drops_in():
+    """``task.costs=[module:function]`` as on the other toys, here c(x; k) = max(x, k) of the
+    class index: exact answers by the same enumeration, and the measured ones agree."""
+    table = table_for("reinforce", {}, dim=2, costs=["torch:maximum"], k=[1.0])
+    row = table.iloc[0]
+    # Three uniform classes: c = (1, 1, 2), pi_0 (c(0) - mean c) = (1 - 4 / 3) / 3.
+    assert row.exact_grad == pytest.approx(-1 / 9)
+    z_mean, z_var = z_scores(table, table.exact_var)
+    assert abs(z_mean.iloc[0]) < Z_CRIT and abs(z_var.iloc[0]) < Z_CRIT
+
+
+@pytest.mark.parametrize(
+    "name, opts", [("gumbel_softmax", {"temperature": 0.5}), ("straight_through", {})]
+)
+def test_the_relaxations_run_with_empty_exact_moments(name, opts):
+    table = table_for(name, opts, n_estimates=2000)
+    assert table.grad_mean.notna().all() and table.exact_grad.notna().all()
+    assert table.exact_mean.isna().all() and table.exact_var.isna().all()
+
+
+@pytest.mark.parametrize(
+    "name, overrides, match",
+    [
+        ("reinforce", {"categories": 1}, "task.categories=1: must be an integer >= 2"),
+        ("reinforce", {"dim": 0}, "task.dim=0: must be a positive integer"),
+        ("reinforce", {"costs": ["cube"]}, "cost 'cube' is unknown; known costs: sum_sq, abs_diff"),
+        ("reinforce", {"logits": [0.0, 1.0]}, "task.logits=[0.0, 1.0]: must be null or a list of"),
+        ("reinforce", {"mode": "optimize"}, "task.mode='optimize': the categorical toy has mode"),
+        ("arm", {}, "estimator 'arm' does not apply to Independent(OneHotCategorical)"),
+        ("measure_valued", {}, "estimator 'measure_valued' does not apply to Independent(OneHot"),
+    ],
+)
+def test_bad_input_is_named(name, overrides, match):
+    with pytest.raises(ConfigError, match=re.escape(match)):
+        table_for(name, {}, **overrides)
+
+
+def test_bad_input_on_the_command_line_is_one_line_exit_2_and_nothing_on_disk(tmp_path):
+    run_dir = tmp_path / "2026-01-01" / "run"
+    out = run("task=categorical", "task.categories=1", f"hydra.run.dir={run_dir}")
+    assert out.returncode == 2
+    (line,) = out.stderr.strip().splitlines()
+    assert line == "error: task.categories=1: must be an integer >= 2"
+    assert not run_dir.parent.exists()
