@@ -1,10 +1,10 @@
 """The categorical toy: ``dim`` independent categoricals of ``categories`` classes, exact answers.
 
 x_d ~ Categorical(softmax(logits)) for d = 1..D, drawn one-hot as
-Independent(OneHotCategorical), 1) over [..., D, C]; f(x) = sum_d c(x_d; k) of the class index
+Independent(OneHotCategorical, 1) over [..., D, C]; f(x) = sum_d c(x_d; k) of the class index
 x_d. The gradient with respect to the first variable's class-0 logit is measured against its
 exact value and, for the score-function estimators, their exact expectation and variance by
-enumeration (``categorical_exact``). At C = 2 it is the Bernoulli toy with logit
+enumeration (``exact.categorical``). At C = 2 it is the Bernoulli toy with logit
 theta_B = logit_1 - logit_0.
 """
 
