@@ -76,32 +76,24 @@ def joint(pi: np.ndarray, c: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarr
     return p, f, np.broadcast_to(s, p.shape)
 
 
-def reinforce_variance(p: np.ndarray, f: np.ndarray, s: np.ndarray, num_samples: int) -> float:
-    """Var of REINFORCE's f(x) s(x), the mean of ``num_samples`` draws, by enumeration:
-    (E[f^2 s^2] - g^2) / K with g = E[f s], the outcomes' probabilities ``p``."""
-    g = float((p * f * s).sum())
-    return float((p * f**2 * s**2).sum() - g**2) / num_samples
-
-
 def score_moments(
     options: dict, cost: str, k: float, logits: list[float], dim: int, num_samples: int
 ) -> tuple[float, float] | None:
-    """reinforce and the leave-one-out baseline, unbiased: (E[f s], variance) by enumeration;
-    None for another baseline or more than ``MAX_OUTCOMES`` outcomes."""
+    """reinforce and the leave-one-out baseline, unbiased: (E[f s], variance) by enumeration of
+    the joint moments of one draw (``variance_from_joint_moments``); None for another baseline
+    or more than ``MAX_OUTCOMES`` outcomes."""
     baseline = options.get("baseline", "none")
     if baseline not in ("none", "loo") or len(logits) ** dim > MAX_OUTCOMES:
         return None
     pi = softmax(logits)
     p, f, s = joint(pi, class_costs(cost, k, len(pi)), dim)
-    mean = float((p * f * s).sum())
-    if baseline == "none":
-        return mean, reinforce_variance(p, f, s, num_samples)
 
     def e(x: np.ndarray) -> float:
         return float((p * x).sum())
 
+    mean = e(f * s)
     var = variance_from_joint_moments(
-        e(f), e(f**2), mean, e(f * s**2), e(f**2 * s**2), e(s**2), num_samples, loo=True
+        e(f), e(f**2), mean, e(f * s**2), e(f**2 * s**2), e(s**2), num_samples, baseline == "loo"
     )
     return mean, var
 
