@@ -142,6 +142,30 @@ def _costs(fs: dict[str, Callable]) -> dict:
     return {cost: (f, (enumerated_gradient(f),)) for cost, f in fs.items()}
 
 
+LOGITS0 = torch.tensor([[0.3, -0.8, 1.2], [0.0, 0.5, -0.4]], dtype=torch.float64)
+"""Two categorical variables of DIM classes each."""
+
+
+def categorical(logits: torch.Tensor) -> Distribution:
+    return Independent(OneHotCategorical(logits=logits), 1)
+
+
+def enumerated_categorical_gradient(f: Callable, logits: torch.Tensor = LOGITS0) -> torch.Tensor:
+    """The exact gradient of E[f(x)] over the one-hot categoricals of ``logits``, summing all
+    C^D joint outcomes."""
+    variables, classes = logits.shape
+    eye = torch.eye(classes, dtype=logits.dtype)
+    x = torch.stack(
+        [eye[list(index)] for index in itertools.product(range(classes), repeat=variables)]
+    )  # [C^D, D, C]
+    logits = logits.clone().requires_grad_()
+    expectation = (categorical(logits).log_prob(x).exp() * f(x)).sum()
+    return torch.autograd.grad(expectation, logits)[0]
+
+
+W = torch.tensor([[1.5, -2.0, 0.7], [0.4, 1.0, -1.3]], dtype=torch.float64)
+
+
 # The toys with exact gradients: starting parameters, the distribution they make, and each cost
 # with the exact gradient of its expectation per parameter.
 TOYS = {
@@ -168,6 +192,18 @@ TOYS = {
                 "coupled": lambda b: ((A * b).sum(-1) - 0.5) ** 2,  # the bits interact
             }
         ),
+    ),
+    "Categorical": (
+        {"logits": LOGITS0},
+        categorical,
+        {
+            cost: (f, (enumerated_categorical_gradient(f),))
+            for cost, f in {
+                "constant": lambda x: 0.0 * x.sum((-2, -1)) + 3.0,
+                "linear": lambda x: (W * x).sum((-2, -1)),
+                "coupled": lambda x: ((W * x).sum((-2, -1)) - 0.5) ** 2,  # the variables interact
+            }.items()
+        },
     ),
 }
 
@@ -199,9 +235,9 @@ def assert_unbiased(grads: torch.Tensor, exact: torch.Tensor, where: str = "") -
 
 def check_unbiased(name: str, **options) -> None:
     """Where the estimator claims to be unbiased (``Estimator.unbiased``): on each toy it serves
-    (a Normal with polynomial costs, Bernoulli bits), the mean of 40,000 estimates from
-    ``min_samples`` (at least 2) draws each, at a fixed seed, lies within Z_CRIT standard errors
-    of the exact gradient."""
+    (a Normal with polynomial costs, Bernoulli bits, one-hot categoricals), the mean of 40,000
+    estimates from ``min_samples`` (at least 2) draws each, at a fixed seed, lies within Z_CRIT
+    standard errors of the exact gradient."""
     if not estimators.build(name, **options).unbiased:
         return
     served = [toy for toy in TOYS if supports(name, options, toy)]
@@ -215,7 +251,8 @@ def check_unbiased(name: str, **options) -> None:
             torch.manual_seed(0)
             est = estimators.build(name, **options)
             n = max(2, est.min_samples)
-            est(make(*(p.expand(10, DIM) for p in start.values())), f, n)  # a moving average starts
+            # a moving average starts
+            est(make(*(p.expand(10, *p.shape) for p in start.values())), f, n)
             for param, g, e in zip(start, gradient_estimates(est, toy, f, n), exact, strict=True):
                 assert_unbiased(
                     g, e, f"estimator '{name}' on the {toy} toy, {cost} cost, d/d{param}"
@@ -230,15 +267,19 @@ def supports(name: str, options: dict, toy: str) -> bool:
 
 def check_run(name: str, **options) -> None:
     """A short run as ``python -m benchmarks.run estimator=NAME [estimator.KEY=VALUE ...]`` makes
-    it, on the Gaussian toy (the Bernoulli toy where it serves no Normal), on the CPU: it
-    completes with a finite mean and variance in every row of its metrics."""
-    toy = "gaussian" if supports(name, options, "Normal") else "bernoulli"
-    assert toy == "gaussian" or supports(name, options, "Bernoulli"), (
-        f"estimator '{name}' serves neither toy (a Normal, Bernoulli bits): no run to check"
-    )
+    it, on the Gaussian toy (else the Bernoulli toy, else the categorical one: the first it
+    serves), on the CPU: it completes with a finite mean and variance in every row of its
+    metrics."""
+    runs = {  # the toy each family's run uses: task name, cost, k
+        "Normal": ("gaussian", "square", "1.0"),
+        "Bernoulli": ("bernoulli", "square", "0.45"),
+        "Categorical": ("categorical", "abs_diff", "0.5"),
+    }
+    served = [family for family in runs if supports(name, options, family)]
+    assert served, f"estimator '{name}' serves none of {', '.join(runs)}: no run to check"
+    toy, cost, k = runs[served[0]]
     keys = [f"estimator.{key}={json.dumps(value)}" for key, value in options.items()]
-    k = "1.0" if toy == "gaussian" else "0.45"
-    overrides = [f"task={toy}", f"estimator={name}", *keys, "device=cpu", "task.costs=[square]"]
+    overrides = [f"task={toy}", f"estimator={name}", *keys, "device=cpu", f"task.costs=[{cost}]"]
     overrides += [f"task.k=[{k}]", "task.n_estimates=1000", "task.cv_steps=10"]
     _, result = run_config(compose_config(overrides))
     metrics = result.tables["metrics"]

@@ -10,6 +10,8 @@ all C^D joint outcomes, up to ``MAX_OUTCOMES`` of them (None, an empty cell, bey
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from benchmarks.tasks.toy.costs import Cost, find
@@ -98,6 +100,16 @@ def score_moments(
     return mean, var
 
 
+Moments = Callable[[dict, str, float, list[float], int, int], tuple[float, float] | None]
+
+MOMENTS: dict[str, Moments] = {
+    "reinforce": score_moments,
+    "reinforce_baseline": score_moments,
+}
+"""Each estimator's exact (expectation, variance) of one estimate, from (options, cost, k, logits,
+dim, num_samples): None where unknown for those options or sizes."""
+
+
 def exact_moments(
     estimator: str,
     options: dict,
@@ -108,8 +120,8 @@ def exact_moments(
     num_samples: int = 1,
 ) -> tuple[float, float] | tuple[None, None]:
     """(expectation, variance) of one estimate of d/dlogit_{1,0} E[f]; (None, None) where
-    unknown: the relaxations (biased), a moving-average baseline, more than 10^6 outcomes."""
-    found = None
-    if estimator in ("reinforce", "reinforce_baseline"):
-        found = score_moments(options, cost, k, logits, dim, num_samples)
+    unknown: an estimator without an entry in ``MOMENTS`` (the relaxations), a moving-average
+    baseline, more than 10^6 outcomes."""
+    moments = MOMENTS.get(estimator)
+    found = moments(options, cost, k, logits, dim, num_samples) if moments else None
     return found or (None, None)
