@@ -150,6 +150,18 @@ def slow(*values):
         slow(["estimator=nvil"], "estimator=nvil works with task=vae only"),
         slow(["threads=0"], "threads=0: must be a positive integer or null"),
         (["estimator=nope"], "estimator='nope': accepted estimators are arm, disarm,"),
+        (
+            ["task=categorical", "estimator=rao_blackwell_st", "estimator.temperature=0"],
+            "estimator.temperature=0: must be a number > 0",
+        ),
+        (
+            ["task=categorical", "estimator=rao_blackwell_st", "estimator.rb_samples=0"],
+            "estimator.rb_samples=0: must be a positive integer",
+        ),
+        slow(
+            ["task=gaussian", "estimator=indecater"],
+            "estimator 'indecater' does not apply to Independent(Normal)",
+        ),
         slow(
             ["task=nope"],
             "task='nope': accepted tasks are bernoulli, blr, categorical, custom, gaussian, "

@@ -100,11 +100,40 @@ def score_moments(
     return mean, var
 
 
+def catlog_moments(pi: np.ndarray, f: np.ndarray, num_samples: int) -> tuple[float, float]:
+    """IndeCateR's (mean, variance) of one estimate of the measured logit from the joint f over
+    all C^D outcomes (an array of D axes): only variable 1's term depends on that logit, and
+    per draw it is h(x) = sum_k pi_k (1[k = 0] - pi_0) f(x with x_1 = k), a function of
+    x_2..x_D; the estimate is the mean of ``num_samples`` iid draws of h."""
+    weights = pi * ((np.arange(len(pi)) == 0) - pi[0])
+    h = np.tensordot(weights, f, axes=(0, 0))  # over x_2..x_D
+    p = np.ones(h.shape)
+    for d in range(h.ndim):
+        shape = [1] * h.ndim
+        shape[d] = len(pi)
+        p = p * pi.reshape(shape)
+    mean = float((p * h).sum())
+    return mean, float((p * (h - mean) ** 2).sum()) / num_samples
+
+
+def indecater_moments(
+    options: dict, cost: str, k: float, logits: list[float], dim: int, num_samples: int
+) -> tuple[float, float] | None:
+    """IndeCateR, unbiased: ``catlog_moments`` of the toy's f; None beyond ``MAX_OUTCOMES``.
+    (The toy's f is a sum over the variables, which makes h constant: variance 0.)"""
+    if len(logits) ** dim > MAX_OUTCOMES:
+        return None
+    pi = softmax(logits)
+    _, f, _ = joint(pi, class_costs(cost, k, len(pi)), dim)
+    return catlog_moments(pi, f, num_samples)
+
+
 Moments = Callable[[dict, str, float, list[float], int, int], tuple[float, float] | None]
 
 MOMENTS: dict[str, Moments] = {
     "reinforce": score_moments,
     "reinforce_baseline": score_moments,
+    "indecater": indecater_moments,
 }
 """Each estimator's exact (expectation, variance) of one estimate, from (options, cost, k, logits,
 dim, num_samples): None where unknown for those options or sizes."""
