@@ -164,10 +164,16 @@ def test_every_point_is_evaluated_in_one_call_of_f():
     assert est.evaluations(categorical(logits), 7) == 7 * 3 * 4
     assert est.evaluations(OneHotCategorical(logits=logits), 7) == 7 * 4
     assert est.evaluations(Independent(Bernoulli(logits=logits), 2), 2) == 2 * 12 * 2
-    # Each value is f at a draw: the point of variable 0 set to the class it was drawn in.
-    draws = points.reshape(3, 4, 7, 5, 3, 4)[0]  # variable 0 set to each class
-    values = coupled(draws)  # [C, N, batch]
-    assert (values == out.detach()).any(0).all()
+    # The draw: variable 0 as the points that modify variable 1 keep it, the others as those
+    # that modify variable 0 keep them; every point is the draw but at its modified variable.
+    grid = points.reshape(3, 4, 7, 5, 3, 4)  # [D, C, N, batch, D, C]
+    draw = torch.cat([grid[1, 0, :, :, :1], grid[0, 0, :, :, 1:]], -2)  # [N, batch, D, C]
+    kept = (grid == draw).all(-1)  # [D, C, N, batch, D]
+    at_modified = grid[torch.arange(3), :, :, :, torch.arange(3)]  # [D, C, N, batch, C]
+    assert torch.equal(at_modified, torch.eye(4).reshape(1, 4, 1, 1, 4).expand_as(at_modified))
+    modified = torch.eye(3, dtype=torch.bool).reshape(3, 1, 1, 1, 3)
+    assert (kept | modified).all(), "a point differs from the draw at a variable it keeps"
+    assert torch.equal(out.detach(), coupled(draw)), "the values are not f at the draws"
 
 
 def table_for(seed=0, **overrides):
