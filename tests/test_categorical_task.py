@@ -153,7 +153,12 @@ def test_a_users_own_cost_of_the_class_index_drops_in():
 
 
 @pytest.mark.parametrize(
-    "name, opts", [("gumbel_softmax", {"temperature": 0.5}), ("straight_through", {})]
+    "name, opts",
+    [
+        ("gumbel_softmax", {"temperature": 0.5}),
+        ("straight_through", {}),
+        ("rao_blackwell_st", {"rb_samples": 3}),
+    ],
 )
 def test_the_relaxations_run_with_empty_exact_moments(name, opts):
     table = table_for(name, opts, n_estimates=2000)
