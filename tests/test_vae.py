@@ -316,7 +316,7 @@ def test_linear_gaussian_runs_report_bias_and_mse(tmp_path):
 
 
 # Discrete latents: the estimator gets the whole signal f(b) = log p(x|b) + log p(b) - log q(b|x).
-RELAXATIONS = {"gumbel_softmax", "straight_through"}  # biased by design
+RELAXATIONS = {"gumbel_softmax", "straight_through", "rao_blackwell_st"}  # biased by design
 
 
 @pytest.mark.parametrize(
