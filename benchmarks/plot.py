@@ -174,6 +174,8 @@ PLACES = (
     "rws",
     "stl",
     "vimco",
+    "indecater",
+    "rao_blackwell_st",
 )
 
 
