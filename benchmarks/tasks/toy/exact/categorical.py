@@ -5,7 +5,9 @@ same logits for every variable); f(x) = sum_d c(x_d; k) of the class index. Stat
 gradient with respect to the first variable's class-0 logit, whose score is
 s(x) = 1[x_1 = 0] - pi_0. The exact gradient is E[f s] = pi_0 (c(0) - sum_j pi_j c(j)) at any
 size (the other variables cancel); the exact moments of the score-function estimators sum over
-all C^D joint outcomes, up to ``MAX_OUTCOMES`` of them (None, an empty cell, beyond).
+all C^D joint outcomes, up to ``MAX_OUTCOMES`` of them (None, an empty cell, beyond). ReinMax's and
+GST's estimates are functions of x_1's class alone (f is a sum, so df/dx_1 depends on x_1 only):
+their moments sum over its C classes, at any size.
 """
 
 from __future__ import annotations
