@@ -58,7 +58,9 @@ class OneHotStraightThrough(Estimator):
 
     @classmethod
     def label(cls, options: dict) -> str:
-        opts = ", ".join(f"{k}={float(v):g}" for k, v in options.items())
+        """'ReinMax (τ=1)', 'GST (τ=1, gap=1)': the temperature as the relaxations write it."""
+        names = {"temperature": "τ"}
+        opts = ", ".join(f"{names.get(k, k)}={float(v):g}" for k, v in options.items())
         return f"{cls.title} ({opts})" if opts else cls.title
 
 

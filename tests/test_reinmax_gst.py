@@ -217,3 +217,10 @@ def test_a_run_shows_the_exact_mean_beside_the_gradient(tmp_path):
     assert float(row[header.index("exact_var")]) == pytest.approx(var, rel=1e-3)
     grad = exact.exact_gradient("abs_diff", 1.0, [0.0] * 3)
     assert float(row[header.index("exact_grad")]) == pytest.approx(grad, rel=1e-3)
+
+
+def test_labels_write_the_temperature_as_the_relaxations_do():
+    assert estimators.REGISTRY["reinmax"].known_labels() == ["ReinMax (τ=1)"]
+    assert estimators.REGISTRY["gst"].label({"temperature": "0.5", "gap": "2.0"}) == (
+        "GST (τ=0.5, gap=2)"
+    )
