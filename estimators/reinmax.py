@@ -6,10 +6,11 @@ g = df/dD at the draw, the estimate is
 
     grad_theta = 2 J(pi_D)^T g - 1/2 J(pi)^T g,   J(p)^T g = p * g - p <p, g>,
 
-one evaluation of f per draw, biased (the paper: second-order accurate, the trapezoid rule where
-straight-through is Euler's). As the reference's custom backward, but as a surrogate: with
-u = theta - sg(theta) (zero, gradient the identity) J(p) u for a detached p has value 0 and
-vector-Jacobian product J(p)^T g, so z = D + 2 J(pi_D) u - 1/2 J(pi) u is D exactly in value.
+one evaluation of f per draw, biased (the paper: second-order accurate, Heun's method where
+straight-through is Euler's; at tau = 1 its mean is the gradient for a quadratic f). As the
+reference's custom backward, but as a surrogate: with u = theta - sg(theta) (zero, gradient the
+identity), J(p) u for a detached p has value 0 and vector-Jacobian product J(p)^T g, so
+z = D + 2 J(pi_D) u - 1/2 J(pi) u is D exactly in value.
 A Bernoulli with logit eta is the two-class categorical with logits (0, eta), b the class-1 entry
 of D: the estimate does not depend on that choice, since J(p)^T g is unchanged by adding a
 constant to g.
