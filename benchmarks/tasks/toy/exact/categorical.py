@@ -5,7 +5,9 @@ same logits for every variable); f(x) = sum_d c(x_d; k) of the class index. Stat
 gradient with respect to the first variable's class-0 logit, whose score is
 s(x) = 1[x_1 = 0] - pi_0. The exact gradient is E[f s] = pi_0 (c(0) - sum_j pi_j c(j)) at any
 size (the other variables cancel); the exact moments of the score-function estimators sum over
-all C^D joint outcomes, up to ``MAX_OUTCOMES`` of them (None, an empty cell, beyond).
+all C^D joint outcomes, up to ``MAX_OUTCOMES`` of them (None, an empty cell, beyond). ReinMax's and
+GST's estimates are functions of x_1's class alone (f is a sum, so df/dx_1 depends on x_1 only):
+their moments sum over its C classes, at any size.
 """
 
 from __future__ import annotations
@@ -100,11 +102,66 @@ def score_moments(
     return mean, var
 
 
+def softmax_vjp(p: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """J(p)^T g = p * g - p <p, g> of the softmax Jacobian at probabilities ``p``."""
+    return p * g - p * (p @ g)
+
+
+def per_draw_moments(
+    estimate: Callable[[np.ndarray, int, np.ndarray], np.ndarray],
+    cost: str,
+    k: float,
+    logits: list[float],
+    num_samples: int,
+) -> tuple[float, float]:
+    """(mean, variance) of an estimate that is a function of the first variable's draw alone:
+    ``estimate(logits, i, g)`` is its vector over the C logits at class i, with g = df/dx_1 =
+    c'(i; k) * (0, 1, ..., C-1) (f depends on x_1 through its index x_1 @ arange(C)). For the
+    additive f of this toy g depends on x_1 only, so the other variables do not enter and the
+    sum is over the C outcomes of x_1, whatever ``dim``; the measured coordinate is class 0."""
+    pi, z = softmax(logits), np.asarray(logits, dtype=np.float64)
+    dc = cost_of(cost).np_derivative
+    classes = np.arange(len(pi), dtype=np.float64)
+    h = np.array([estimate(z, i, float(dc(float(i), k)) * classes)[0] for i in range(len(pi))])
+    mean = float(pi @ h)
+    return mean, max(float(pi @ h**2) - mean**2, 0.0) / num_samples
+
+
+def reinmax_moments(
+    options: dict, cost: str, k: float, logits: list[float], dim: int, num_samples: int
+) -> tuple[float, float]:
+    """ReinMax, 2 J(pi_D)^T g - 1/2 J(pi)^T g with pi_D = (softmax(logits / tau) + D) / 2."""
+    tau = float(options["temperature"])
+
+    def estimate(z: np.ndarray, i: int, g: np.ndarray) -> np.ndarray:
+        pi = softmax(list(z))
+        pi_d = (softmax(list(z / tau)) + (np.arange(len(z)) == i)) / 2
+        return 2 * softmax_vjp(pi_d, g) - 0.5 * softmax_vjp(pi, g)
+
+    return per_draw_moments(estimate, cost, k, logits, num_samples)
+
+
+def gst_moments(
+    options: dict, cost: str, k: float, logits: list[float], dim: int, num_samples: int
+) -> tuple[float, float]:
+    """GST: J(s)^T g / tau, s = softmax(z~ / tau), z~_i = max z, z~_j = min(z_j, max z - gap)."""
+    tau, gap = float(options["temperature"]), float(options["gap"])
+
+    def estimate(z: np.ndarray, i: int, g: np.ndarray) -> np.ndarray:
+        moved = np.minimum(z, z.max() - gap)
+        moved[i] = z.max()
+        return softmax_vjp(softmax(list(moved / tau)), g) / tau
+
+    return per_draw_moments(estimate, cost, k, logits, num_samples)
+
+
 Moments = Callable[[dict, str, float, list[float], int, int], tuple[float, float] | None]
 
 MOMENTS: dict[str, Moments] = {
     "reinforce": score_moments,
     "reinforce_baseline": score_moments,
+    "reinmax": reinmax_moments,
+    "gst": gst_moments,
 }
 """Each estimator's exact (expectation, variance) of one estimate, from (options, cost, k, logits,
 dim, num_samples): None where unknown for those options or sizes."""
