@@ -174,6 +174,8 @@ PLACES = (
     "rws",
     "stl",
     "vimco",
+    "unordered_set",
+    "sum_and_sample",
 )
 
 
