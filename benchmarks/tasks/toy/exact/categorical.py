@@ -12,6 +12,8 @@ their moments sum over its C classes, at any size.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -155,6 +157,74 @@ def gst_moments(
     return per_draw_moments(estimate, cost, k, logits, num_samples)
 
 
+MAX_TUPLES = 10**6
+"""The most ordered k-tuples of distinct outcomes the moments of the estimators that draw without
+replacement enumerate."""
+
+
+def plackett_luce(p: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """The probability [M] of drawing the columns of ``p`` [M, m], in that order and without
+    replacement, from a distribution of mass ``total`` [M]."""
+    left = total[:, None] - np.cumsum(p, 1) + p  # the mass still there before each draw
+    return np.prod(p / left, 1)
+
+
+def set_probability(p: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """The probability [M] of the unordered set of the columns of ``p``: a sum over orderings."""
+    orders = itertools.permutations(range(p.shape[1]))
+    return sum(plackett_luce(p[:, list(order)], total) for order in orders)
+
+
+def estimate_moments(estimates: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
+    """(mean, variance) of an estimate taking ``estimates`` with probabilities ``probs``."""
+    mean = float(probs @ estimates)
+    return mean, max(float(probs @ estimates**2) - mean**2, 0.0)
+
+
+def sum_and_sample_moments(
+    options: dict, cost: str, k: float, logits: list[float], dim: int, num_samples: int
+) -> tuple[float, float] | None:
+    """sum_{j<n} p_j f_j s_j + (1 - sum_{j<n} p_j) f_n s_n over every ordered n-tuple of
+    distinct joint outcomes (n = num_samples), weighted by its probability."""
+    pi = softmax(logits)
+    p, f, s = (a.ravel() for a in joint(pi, class_costs(cost, k, len(pi)), dim))
+    if math.perm(len(p), num_samples) > MAX_TUPLES:
+        return None
+    tuples = np.array(list(itertools.permutations(range(len(p)), num_samples)))
+    pt, ft, st = p[tuples], f[tuples], s[tuples]
+    rest = 1.0 - pt[:, :-1].sum(1)
+    estimates = (pt * ft * st)[:, :-1].sum(1) + rest * ft[:, -1] * st[:, -1]
+    return estimate_moments(estimates, plackett_luce(pt, np.ones(len(pt))))
+
+
+def unordered_set_moments(
+    options: dict, cost: str, k: float, logits: list[float], dim: int, num_samples: int
+) -> tuple[float, float] | None:
+    """sum_s p_s R(S, s) s_s (f_s - b(S, s)) over every set S of num_samples distinct joint
+    outcomes, weighted by p(S); every set probability a sum over orderings (``set_probability``)
+    and b = 0 for a single draw. None where the ordered tuples exceed ``MAX_TUPLES``."""
+    pi = softmax(logits)
+    p, f, s = (a.ravel() for a in joint(pi, class_costs(cost, k, len(pi)), dim))
+    n = num_samples
+    if math.perm(len(p), n) > MAX_TUPLES:
+        return None
+    sets = np.array(list(itertools.combinations(range(len(p)), n)))
+    ps, fs, ss = p[sets], f[sets], s[sets]
+    one = np.ones(len(sets))
+    p_set = set_probability(ps, one)
+    estimates = np.zeros(len(sets))
+    for a in range(n):
+        others = [j for j in range(n) if j != a]
+        p_without = set_probability(ps[:, others], one - ps[:, a])
+        baseline = ps[:, a] * fs[:, a] if n > 1 else 0.0
+        for b in others:
+            rest = [j for j in others if j != b]
+            p_without_two = set_probability(ps[:, rest], one - ps[:, a] - ps[:, b])
+            baseline = baseline + ps[:, b] * p_without_two / p_without * fs[:, b]
+        estimates += ps[:, a] * p_without / p_set * ss[:, a] * (fs[:, a] - baseline)
+    return estimate_moments(estimates, p_set)
+
+
 Moments = Callable[[dict, str, float, list[float], int, int], tuple[float, float] | None]
 
 MOMENTS: dict[str, Moments] = {
@@ -162,6 +232,8 @@ MOMENTS: dict[str, Moments] = {
     "reinforce_baseline": score_moments,
     "reinmax": reinmax_moments,
     "gst": gst_moments,
+    "sum_and_sample": sum_and_sample_moments,
+    "unordered_set": unordered_set_moments,
 }
 """Each estimator's exact (expectation, variance) of one estimate, from (options, cost, k, logits,
 dim, num_samples): None where unknown for those options or sizes."""
