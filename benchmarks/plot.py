@@ -174,6 +174,10 @@ PLACES = (
     "rws",
     "stl",
     "vimco",
+    "unordered_set",
+    "sum_and_sample",
+    "reinmax",
+    "gst",
     "indecater",
     "rao_blackwell_st",
 )

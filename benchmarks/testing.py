@@ -50,7 +50,8 @@ def check_contract(name: str, **options) -> None:
     """On each family it serves: values equal f(z), shape [num_samples, *batch_shape], f's own
     parameters get the pathwise gradient, and a copy that loads its ``state_dict`` (through
     ``torch.save``, as a checkpoint) gives the same gradient at the same seed. A family it does
-    not serve, or too few samples, is refused with a ConfigError before f is called."""
+    not serve, too few samples or more than its ``max_samples``, is refused with a ConfigError
+    before f is called."""
     served = []
     for family, make in FAMILIES.items():
         est = estimators.build(name, **options)
@@ -64,6 +65,10 @@ def check_contract(name: str, **options) -> None:
         served.append(family)
         if est.min_samples > 1:
             assert_refused(est, make(params), est.min_samples - 1, f"{where} with too few samples")
+        most = est.max_samples(make(params))
+        if most is not None:  # distinct draws: at most the support's size
+            assert_refused(est, make(params), most + 1, f"{where} with too many samples")
+            n = min(n, most)
         w = torch.tensor([2.0, -1.0, 0.5], requires_grad=True)  # a parameter of f (a decoder)
         seen = []
 

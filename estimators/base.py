@@ -92,6 +92,11 @@ class Estimator(TrainingState):
         """Whether this estimator applies to ``dist`` (every one does, unless it says otherwise)."""
         return True
 
+    def max_samples(self, dist: Distribution) -> int | None:
+        """The largest ``num_samples`` it takes for ``dist`` (None: no limit); one drawing
+        distinct outcomes without replacement takes at most the support's size."""
+        return None
+
     def check(self, dist: Distribution, num_samples: int) -> None:
         """Raise ConfigError if this estimator cannot serve ``dist`` with ``num_samples`` draws."""
         if not self.supports(dist):

@@ -107,6 +107,42 @@ def test_the_toy_optimization_lowers_the_objective():
     assert first == pytest.approx(0.2525) and last < first - 0.04 and table.theta.iloc[-1] < -1
 
 
+@pytest.mark.parametrize("name, opts, num_samples", [ESTIMATORS[1], ESTIMATORS[3]])
+def test_an_averaged_cost_scales_the_exact_answers_and_the_measured_ones_follow(
+    name, opts, num_samples
+):
+    common = {"theta": 0.4, "num_samples": num_samples, "k": [0.45, 2.0]}
+    summed = table_for(name, opts, dim=3, **common)
+    averaged = table_for(name, opts, dim=3, average=True, **common)
+    for column, power in (("exact_grad", 1), ("exact_mean", 1), ("exact_var", 2)):
+        torch.testing.assert_close(
+            torch.tensor(averaged[column].values), torch.tensor(summed[column].values) / 3**power
+        )
+    # the same draws (the same seed): every measured estimate is the summed one over 3
+    torch.testing.assert_close(
+        torch.tensor(averaged.grad_mean.values), torch.tensor(summed.grad_mean.values) / 3
+    )
+    z = (averaged.grad_mean - averaged.exact_mean) / (
+        averaged.grad_var / averaged.n_estimates
+    ) ** 0.5
+    assert (z.abs() < Z_CRIT).all()
+
+
+def test_rmsprop_maximizes_the_200_bit_quadratic():
+    # The Double CV and RODEO papers' toy, shortened: E[mean_j (b_j - 0.499)^2] from p = 1/2
+    # (0.250001) up towards 0.251001 at p in {0, 1}; RMSprop's steps move every logit off 0.
+    make = functools.partial(estimators.build, "disarm")
+    settings = {"dim": 200, "average": True, "k": [0.499], "theta": 0.0, "mode": "optimize"}
+    opt = {"optimize.optimizer": "rmsprop", "optimize.steps": 200, "optimize.log_every": 100}
+    runs = {
+        maximize: run_task(**settings, **opt, **{"optimize.maximize": maximize})(make)["optimize"]
+        for maximize in (True, False)
+    }
+    assert runs[True].objective.iloc[0] == pytest.approx(0.250001, abs=1e-12)
+    assert runs[True].objective.iloc[-1] > 0.25005  # 0.250106 at this seed
+    assert runs[False].objective.iloc[-1] < 0.24995  # the other way, down towards 0.249001
+
+
 @pytest.mark.parametrize(
     "name, overrides, match",
     [
@@ -121,6 +157,12 @@ def test_the_toy_optimization_lowers_the_objective():
             {"mode": "optimize", "optimize.var_estimates": 1},
             "task.optimize.var_estimates=1: must be 0 (skip) or an integer >= 2",
         ),
+        (
+            "disarm",
+            {"mode": "optimize", "optimize.optimizer": "sgd"},
+            "task.optimize.optimizer='sgd': must be one of adam, rmsprop",
+        ),
+        ("disarm", {"average": "yes"}, "task.average='yes': must be true or false"),
     ],
 )
 def test_bad_input_is_named(name, overrides, match):

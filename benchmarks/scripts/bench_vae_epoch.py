@@ -4,9 +4,10 @@
 Adam 1e-3, batch 128) for one epoch with each estimator through the harness (``task=vae
 dataset=mnist``, gradient probes, IWAE and checkpoints off), in turn, ``--repeats`` times, and
 reports the median training seconds of the epoch: the harness's own clock, which leaves evaluation
-out and on a GPU synchronizes every step. With the MNIST files under ``--data-dir`` it reads them;
-without them it writes random images of MNIST's shape (60000 and 10000 of 28x28) to a temporary
-folder, since an epoch's time does not depend on the pixel values. Writes
+out and on a GPU counts the waits for the device where the trainer reads its steps back. With the
+MNIST files under ``--data-dir`` it reads them; without them it writes random images of MNIST's
+shape (60000 and 10000 of 28x28) to a temporary folder, since an epoch's time does not depend on
+the pixel values. Writes
 ``results/perf/vae_epoch_<device>.csv``.
 """
 

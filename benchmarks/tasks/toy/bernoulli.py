@@ -1,9 +1,10 @@
 """The Bernoulli toy of the REBAR, RELAX and DisARM papers: estimators that need no rsample.
 
 b ~ Bernoulli(sigmoid(theta)) in ``dim`` dimensions, one logit per dimension, all at ``theta``;
-f(b) = sum_j c(b_j; k). The gradient with respect to the first logit is measured against its
-exact value and each estimator's exact expectation and variance (``exact.bernoulli``); Adam on the
-logits when optimizing.
+f(b) = sum_j c(b_j; k), or its mean over j with ``task.average`` (the Double CV and RODEO papers'
+200-bit toy). The gradient with respect to the first logit is measured against its exact value
+and each estimator's exact expectation and variance (``exact.bernoulli``); Adam or RMSprop on the
+logits when optimizing, minimizing E[f] or, with ``task.optimize.maximize``, maximizing it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from benchmarks.tasks.toy.costs import require_derivative
 from benchmarks.tasks.toy.exact.bernoulli import COSTS, cost_of, exact_gradient, exact_moments
 from benchmarks.tasks.toy.loops import CostFn, Toy
 from estimators.base import Estimator
+from estimators.errors import ConfigError
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
 
 
 def bernoulli(logits: torch.Tensor) -> Independent:
@@ -23,9 +27,11 @@ def bernoulli(logits: torch.Tensor) -> Independent:
     return Independent(Bernoulli(logits=logits, validate_args=False), 1, validate_args=False)
 
 
-def total_cost(cost: str, k: float) -> CostFn:
-    """f(b) = sum_j c(b_j; k) over the last axis."""
+def total_cost(cost: str, k: float, average: bool = False) -> CostFn:
+    """f(b) = sum_j c(b_j; k) over the last axis, or the mean with ``average``."""
     c = cost_of(cost).torch_fn
+    if average:
+        return lambda b: c(b, k).mean(-1)
     return lambda b: c(b, k).sum(-1)
 
 
@@ -47,24 +53,42 @@ class BernoulliToy(Toy):
         return bernoulli(logits)
 
     def cost(self, cost: str, k: float) -> CostFn:
-        return total_cost(cost, k)
+        return total_cost(cost, k, self.cfg.average)
+
+    def scale(self) -> float:
+        """f's factor on the sum over dimensions: 1/dim with ``task.average``, else 1."""
+        return 1 / self.cfg.dim if self.cfg.average else 1.0
 
     def objective(self, cost: str, k: float, params: list[torch.Tensor]) -> float:
-        """The exact E[f] = sum_j p_j c(1) + (1 - p_j) c(0)."""
+        """The exact E[f] = sum_j p_j c(1) + (1 - p_j) c(0) (divided by dim with average)."""
         c = cost_of(cost).np_fn
         p = torch.sigmoid(params[0].detach().double())
-        return float((p * c(1.0, k) + (1 - p) * c(0.0, k)).sum())
+        return self.scale() * float((p * c(1.0, k) + (1 - p) * c(0.0, k)).sum())
 
     def exact(self, estimator: Estimator, cost: str, k: float, num_samples: int) -> dict:
-        cfg = self.cfg
+        """The exact gradient, mean and variance of the summed f, scaled to an averaged one."""
+        cfg, a = self.cfg, self.scale()
         mean, var = exact_moments(
             estimator.name, estimator.options(), cost, k, cfg.theta, cfg.dim, num_samples
         )
-        return {"theta": (exact_gradient(cost, k, cfg.theta), mean, var)}
+        if mean is not None:
+            mean, var = a * mean, a * a * var
+        return {"theta": (a * exact_gradient(cost, k, cfg.theta), mean, var)}
 
     def optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
-        return torch.optim.Adam(params, lr=self.cfg.optimize.lr)
+        opt = self.cfg.optimize
+        return OPTIMIZERS[opt.optimizer](params, lr=opt.lr, maximize=opt.maximize)
 
     def check_options(self, estimator: Estimator, num_samples: int) -> None:
-        for cost in self.cfg.costs:
+        """The costs, the optimizer's name and the two switches."""
+        cfg = self.cfg
+        for cost in cfg.costs:
             require_derivative(cost, cost_of(cost), estimator)
+        if cfg.optimize.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"task.optimize.optimizer={cfg.optimize.optimizer!r}: must be one of "
+                f"{', '.join(OPTIMIZERS)}"
+            )
+        for key, value in (("average", cfg.average), ("optimize.maximize", cfg.optimize.maximize)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"task.{key}={value!r}: must be true or false")

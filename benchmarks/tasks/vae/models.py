@@ -167,7 +167,8 @@ class VAE(nn.Module):
         """log p(x|z) + log p(z), standard-normal prior for a Gaussian latent and uniform for a
         discrete one; z of shape ``[S, K, *batch, *event]`` gives ``[S, K, *batch]``."""
         if self.latent == "gaussian":
-            return self.log_likelihood(x, z) + Normal(0.0, 1.0).log_prob(z).sum(-1)
+            prior = Normal(0.0, 1.0, validate_args=False)
+            return self.log_likelihood(x, z) + prior.log_prob(z).sum(-1)
         states = 2 if self.latent == "bernoulli" else self.categories
         return self.log_likelihood(x, z) - self.latent_dim * math.log(states)
 

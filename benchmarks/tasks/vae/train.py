@@ -1,7 +1,11 @@
 """Training the VAE: one step on -ELBO (or -IWAE), and a trainer whose loop reads as
 pytorch/examples vae/main.py does (for each epoch: a step on each batch, then evaluate, then
 checkpoint), with the gradient probe, the checkpoints, resuming and the divergence stop beside
-the loop."""
+the loop.
+
+A step does not wait for the device: its values stay there until the trainer reads a stretch of
+steps at once (``Trainer.flush``: every ``FLUSH_EVERY`` steps, before a probe, an evaluation or
+the end), which is also where a step that was not finite is found and the run stops at it."""
 
 from __future__ import annotations
 
@@ -9,11 +13,15 @@ import logging
 import math
 import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 
 import torch
 from omegaconf import DictConfig
+from torch.distributions import Distribution
 
+from benchmarks.measure import synchronize
 from benchmarks.progress import Progress
 from benchmarks.tasks.base import Context, Result, Rows, run_columns
 from benchmarks.tasks.vae import data
@@ -34,6 +42,8 @@ from estimators.objectives import Objective
 
 log = logging.getLogger(__name__)
 TABLES = ("train", "eval", "grad_var")
+FLUSH_EVERY = 100
+"""Steps between reads of the steps' values from the device (a wait for it on a GPU)."""
 
 
 def train_step(
@@ -45,12 +55,13 @@ def train_step(
     num_samples: int,
     baseline: LearnedBaseline | None = None,
     objective: Objective | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One step on -ELBO (plus NVIL's regression of the learning signal when ``baseline``), or
     with ``objective`` on minus the mean of ``num_samples`` estimates of the ELBO or IWAE bound.
 
-    Returns the batch's mean objective, the loss, the gradient norm and whether both were finite;
-    a step whose loss or gradient is not finite leaves the parameters as they were.
+    Returns, as tensors on the device (read without waiting for it), the batch's mean objective,
+    the loss, the gradient norm and whether both were finite. The parameters are updated either
+    way: a step that was not finite ends the run, which the caller decides when it reads them.
     """
     h = model.encoder(x)
     with baseline.supplying(x) if baseline is not None else nullcontext() as b:
@@ -63,10 +74,35 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     estimator.backward(loss, h)
     grad_norm = torch.nn.utils.clip_grad_norm_(params, math.inf)
-    finite = bool(torch.isfinite(loss) & torch.isfinite(grad_norm))
-    if finite:
-        optimizer.step()
+    finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+    optimizer.step()
     return per_example.detach().mean(), loss.detach(), grad_norm, finite
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A step whose values are still on the device: its number, epoch, the training seconds at
+    its end, whether it gets a ``train`` row, and its values (objective, loss, gradient norm,
+    finite) stacked in one tensor."""
+
+    step: int
+    epoch: int
+    seconds: float
+    logged: bool
+    values: torch.Tensor
+
+
+@contextmanager
+def without_validation() -> Iterator[None]:
+    """torch.distributions' argument checks off (as ``validate_args=False`` everywhere): each reads
+    values back from the device, a wait for a GPU, and OneHotCategorical's inner Categorical
+    checks its logits whatever it is told. The distributions of training are built valid."""
+    before = Distribution._validate_args
+    Distribution.set_default_validate_args(False)
+    try:
+        yield
+    finally:
+        Distribution.set_default_validate_args(before)
 
 
 class Diverged(Exception):
@@ -125,6 +161,7 @@ class Trainer:
             "eval": [],
             "grad_var": [],
         }
+        self.pending: list[Pending] = []
 
     def fit(self) -> Result:
         """The loop: for each epoch, a step on each batch (logged, probed when due), then an
@@ -133,20 +170,31 @@ class Trainer:
         if self.state["step"] == 0:
             self.probe_when_due()
         try:
-            while not self.done():
-                for index in self.epoch_order():
-                    if self.done():
-                        break
-                    value = self.step(index)
-                    self.log_step(value)
-                    self.probe_when_due()
-                self.state["epoch"] += 1
-                self.evaluate()
-                self.save()
+            with without_validation():
+                while not self.done():
+                    self.train_epoch()
+                    self.state["epoch"] += 1
+                    self.evaluate()
+                    self.save()
         except Diverged as stop:
             return self.diverged(str(stop))
         self.progress.close()
         return self.result("completed")
+
+    def train_epoch(self) -> None:
+        """A step on each batch of one epoch (probed when due), read back in stretches."""
+        for index in self.epoch_order():
+            if self.done():
+                break
+            try:
+                self.step(index)
+            except Exception:  # NaN parameters from a step not yet read can raise here:
+                self.flush()  # then Diverged names that step
+                raise
+            if len(self.pending) >= FLUSH_EVERY:
+                self.flush()
+            self.probe_when_due()
+        self.flush()
 
     def done(self) -> bool:
         over_time = self.task.max_seconds is not None
@@ -159,13 +207,14 @@ class Trainer:
         order = torch.randperm(n, generator=self.batches, device=self.device)
         return order.split(self.task.batch_size)
 
-    def step(self, index: torch.Tensor) -> float:
-        """One timed training step on the batch at ``index``; its mean ELBO."""
+    def step(self, index: torch.Tensor) -> None:
+        """One timed training step on the batch at ``index``, kept pending: its time is the
+        host's (a GPU's queued work is waited for, and timed, in ``flush``)."""
         start = time.perf_counter()
         x = self.dataset.train[index]
         if self.dataset.dynamic_binarization:
             x = torch.bernoulli(x, generator=self.batches)
-        value, loss, grad_norm, finite = train_step(
+        values = train_step(
             self.model,
             self.estimator,
             self.optimizer,
@@ -175,32 +224,44 @@ class Trainer:
             self.learned,
             self.objective,
         )
-        if not finite:
-            raise Diverged(
-                f"diverged at step {self.state['step'] + 1}: "
-                f"loss {loss.item():.4g}, gradient norm {grad_norm.item():.4g}"
-            )
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self.state["seconds"] += time.perf_counter() - start
-        self.state["step"] += 1
-        self.context.progress.update(epoch=self.state["epoch"], step=self.state["step"])
-        return value.item()
-
-    def log_step(self, value: float) -> None:
-        """The progress bar, and a ``train`` row every ``log_every`` steps and at the last."""
+        state = self.state
+        state["seconds"] += time.perf_counter() - start
+        state["step"] += 1
+        logged = state["step"] % self.task.log_every == 0 or self.done()
+        self.pending.append(
+            Pending(state["step"], state["epoch"], state["seconds"], logged, torch.stack(values))
+        )
         self.progress.update()
+
+    def flush(self) -> None:
+        """Read the pending steps from the device at once: a ``train`` row for each one due (every
+        ``log_every`` steps and at the last); at the first that was not finite, the run stops as
+        diverged at the step before it (the seconds keep every step's time)."""
+        if not self.pending:
+            return
+        wait = time.perf_counter()
+        synchronize(self.device)
+        self.state["seconds"] += time.perf_counter() - wait
+        pending, self.pending = self.pending, []
+        values = torch.stack([p.values for p in pending]).tolist()
+        for p, (value, loss, grad_norm, finite) in zip(pending, values, strict=True):
+            if not finite:
+                self.state["step"] = p.step - 1
+                raise Diverged(
+                    f"diverged at step {p.step}: loss {loss:.4g}, gradient norm {grad_norm:.4g}"
+                )
+            if p.logged:
+                row = {"step": p.step, "epoch": p.epoch + 1, "time_s": p.seconds}
+                self.state["train"].append({**row, "train_elbo": value})
         self.progress.show(train_elbo=f"{value:.2f}")
-        step = self.state["step"]
-        if step % self.task.log_every == 0 or self.done():
-            row = {"step": step, "epoch": self.state["epoch"] + 1, "time_s": self.state["seconds"]}
-            self.state["train"].append({**row, "train_elbo": value})
+        self.context.progress.update(epoch=self.state["epoch"], step=self.state["step"])
 
     def probe_when_due(self) -> None:
         """``grad_var`` rows every ``grad_var_every`` steps (and at step 0), from the probe."""
         task, step = self.task, self.state["step"]
         if not (task.grad_var_every and task.grad_var_samples and step % task.grad_var_every == 0):
             return
+        self.flush()
         seed = self.seed + 1_000_003 * step
         m = task.grad_var_samples
         learned = (

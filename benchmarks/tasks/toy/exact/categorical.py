@@ -5,11 +5,15 @@ same logits for every variable); f(x) = sum_d c(x_d; k) of the class index. Stat
 gradient with respect to the first variable's class-0 logit, whose score is
 s(x) = 1[x_1 = 0] - pi_0. The exact gradient is E[f s] = pi_0 (c(0) - sum_j pi_j c(j)) at any
 size (the other variables cancel); the exact moments of the score-function estimators sum over
-all C^D joint outcomes, up to ``MAX_OUTCOMES`` of them (None, an empty cell, beyond).
+all C^D joint outcomes, up to ``MAX_OUTCOMES`` of them (None, an empty cell, beyond). ReinMax's and
+GST's estimates are functions of x_1's class alone (f is a sum, so df/dx_1 depends on x_1 only):
+their moments sum over its C classes, at any size.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -100,6 +104,127 @@ def score_moments(
     return mean, var
 
 
+def softmax_vjp(p: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """J(p)^T g = p * g - p <p, g> of the softmax Jacobian at probabilities ``p``."""
+    return p * g - p * (p @ g)
+
+
+def per_draw_moments(
+    estimate: Callable[[np.ndarray, int, np.ndarray], np.ndarray],
+    cost: str,
+    k: float,
+    logits: list[float],
+    num_samples: int,
+) -> tuple[float, float]:
+    """(mean, variance) of an estimate that is a function of the first variable's draw alone:
+    ``estimate(logits, i, g)`` is its vector over the C logits at class i, with g = df/dx_1 =
+    c'(i; k) * (0, 1, ..., C-1) (f depends on x_1 through its index x_1 @ arange(C)). For the
+    additive f of this toy g depends on x_1 only, so the other variables do not enter and the
+    sum is over the C outcomes of x_1, whatever ``dim``; the measured coordinate is class 0."""
+    pi, z = softmax(logits), np.asarray(logits, dtype=np.float64)
+    dc = cost_of(cost).np_derivative
+    classes = np.arange(len(pi), dtype=np.float64)
+    h = np.array([estimate(z, i, float(dc(float(i), k)) * classes)[0] for i in range(len(pi))])
+    mean = float(pi @ h)
+    return mean, max(float(pi @ h**2) - mean**2, 0.0) / num_samples
+
+
+def reinmax_moments(
+    options: dict, cost: str, k: float, logits: list[float], dim: int, num_samples: int
+) -> tuple[float, float]:
+    """ReinMax, 2 J(pi_D)^T g - 1/2 J(pi)^T g with pi_D = (softmax(logits / tau) + D) / 2."""
+    tau = float(options["temperature"])
+
+    def estimate(z: np.ndarray, i: int, g: np.ndarray) -> np.ndarray:
+        pi = softmax(list(z))
+        pi_d = (softmax(list(z / tau)) + (np.arange(len(z)) == i)) / 2
+        return 2 * softmax_vjp(pi_d, g) - 0.5 * softmax_vjp(pi, g)
+
+    return per_draw_moments(estimate, cost, k, logits, num_samples)
+
+
+def gst_moments(
+    options: dict, cost: str, k: float, logits: list[float], dim: int, num_samples: int
+) -> tuple[float, float]:
+    """GST: J(s)^T g / tau, s = softmax(z~ / tau), z~_i = max z, z~_j = min(z_j, max z - gap)."""
+    tau, gap = float(options["temperature"]), float(options["gap"])
+
+    def estimate(z: np.ndarray, i: int, g: np.ndarray) -> np.ndarray:
+        moved = np.minimum(z, z.max() - gap)
+        moved[i] = z.max()
+        return softmax_vjp(softmax(list(moved / tau)), g) / tau
+
+    return per_draw_moments(estimate, cost, k, logits, num_samples)
+
+
+MAX_TUPLES = 10**6
+"""The most ordered k-tuples of distinct outcomes the moments of the estimators that draw without
+replacement enumerate."""
+
+
+def plackett_luce(p: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """The probability [M] of drawing the columns of ``p`` [M, m], in that order and without
+    replacement, from a distribution of mass ``total`` [M]."""
+    left = total[:, None] - np.cumsum(p, 1) + p  # the mass still there before each draw
+    return np.prod(p / left, 1)
+
+
+def set_probability(p: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """The probability [M] of the unordered set of the columns of ``p``: a sum over orderings."""
+    orders = itertools.permutations(range(p.shape[1]))
+    return sum(plackett_luce(p[:, list(order)], total) for order in orders)
+
+
+def estimate_moments(estimates: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
+    """(mean, variance) of an estimate taking ``estimates`` with probabilities ``probs``."""
+    mean = float(probs @ estimates)
+    return mean, max(float(probs @ estimates**2) - mean**2, 0.0)
+
+
+def sum_and_sample_moments(
+    options: dict, cost: str, k: float, logits: list[float], dim: int, num_samples: int
+) -> tuple[float, float] | None:
+    """sum_{j<n} p_j f_j s_j + (1 - sum_{j<n} p_j) f_n s_n over every ordered n-tuple of
+    distinct joint outcomes (n = num_samples), weighted by its probability."""
+    pi = softmax(logits)
+    p, f, s = (a.ravel() for a in joint(pi, class_costs(cost, k, len(pi)), dim))
+    if math.perm(len(p), num_samples) > MAX_TUPLES:
+        return None
+    tuples = np.array(list(itertools.permutations(range(len(p)), num_samples)))
+    pt, ft, st = p[tuples], f[tuples], s[tuples]
+    rest = 1.0 - pt[:, :-1].sum(1)
+    estimates = (pt * ft * st)[:, :-1].sum(1) + rest * ft[:, -1] * st[:, -1]
+    return estimate_moments(estimates, plackett_luce(pt, np.ones(len(pt))))
+
+
+def unordered_set_moments(
+    options: dict, cost: str, k: float, logits: list[float], dim: int, num_samples: int
+) -> tuple[float, float] | None:
+    """sum_s p_s R(S, s) s_s (f_s - b(S, s)) over every set S of num_samples distinct joint
+    outcomes, weighted by p(S); every set probability a sum over orderings (``set_probability``)
+    and b = 0 for a single draw. None where the ordered tuples exceed ``MAX_TUPLES``."""
+    pi = softmax(logits)
+    p, f, s = (a.ravel() for a in joint(pi, class_costs(cost, k, len(pi)), dim))
+    n = num_samples
+    if math.perm(len(p), n) > MAX_TUPLES:
+        return None
+    sets = np.array(list(itertools.combinations(range(len(p)), n)))
+    ps, fs, ss = p[sets], f[sets], s[sets]
+    one = np.ones(len(sets))
+    p_set = set_probability(ps, one)
+    estimates = np.zeros(len(sets))
+    for a in range(n):
+        others = [j for j in range(n) if j != a]
+        p_without = set_probability(ps[:, others], one - ps[:, a])
+        baseline = ps[:, a] * fs[:, a] if n > 1 else 0.0
+        for b in others:
+            rest = [j for j in others if j != b]
+            p_without_two = set_probability(ps[:, rest], one - ps[:, a] - ps[:, b])
+            baseline = baseline + ps[:, b] * p_without_two / p_without * fs[:, b]
+        estimates += ps[:, a] * p_without / p_set * ss[:, a] * (fs[:, a] - baseline)
+    return estimate_moments(estimates, p_set)
+
+
 def catlog_moments(pi: np.ndarray, f: np.ndarray, num_samples: int) -> tuple[float, float]:
     """IndeCateR's (mean, variance) of one estimate of the measured logit from the joint f over
     all C^D outcomes (an array of D axes): only variable 1's term depends on that logit, and
@@ -133,6 +258,10 @@ Moments = Callable[[dict, str, float, list[float], int, int], tuple[float, float
 MOMENTS: dict[str, Moments] = {
     "reinforce": score_moments,
     "reinforce_baseline": score_moments,
+    "reinmax": reinmax_moments,
+    "gst": gst_moments,
+    "sum_and_sample": sum_and_sample_moments,
+    "unordered_set": unordered_set_moments,
     "indecater": indecater_moments,
 }
 """Each estimator's exact (expectation, variance) of one estimate, from (options, cost, k, logits,
