@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
+
 from benchmarks.tasks.toy.costs import Cost, find
 from benchmarks.tasks.toy.exact.score_variance import DrawMoments, score_function_variance
 
@@ -24,6 +26,12 @@ COSTS: dict[str, Cost] = {
     ),
     "linear": Cost(
         torch_fn=lambda b, k: k * b, np_fn=lambda b, k: k * b, np_derivative=lambda b, k: k
+    ),
+    # ReinMax's polynomial programming toy (Liu et al. 2023): |b - 0.45|^k for the power k.
+    "power": Cost(
+        torch_fn=lambda b, k: (b - 0.45).abs() ** k,
+        np_fn=lambda b, k: np.abs(b - 0.45) ** k,
+        np_derivative=lambda b, k: k * np.abs(b - 0.45) ** (k - 1) * np.sign(b - 0.45),
     ),
 }
 
