@@ -164,6 +164,7 @@ def copula_counts(n: int, p: float) -> np.ndarray:
             for r in range(n + 1)
         ]
     )
+    rare = rare.clip(min=0)  # -1e-16 where the alternating sum cancels to 0
     return rare if p <= 0.5 else rare[::-1]
 
 
