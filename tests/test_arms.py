@@ -5,6 +5,7 @@ variance than RLOO at equal evaluations, and bad input refused in one line."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -80,6 +81,25 @@ def test_at_two_draws_it_is_disarm_given_the_same_uniform(batch_shape):
 @pytest.mark.parametrize("n", [2, 3, 4, 8])
 def test_unbiased_at_n_draws(n):
     assert_unbiased(estimates("arms", n, 40_000), torch.tensor(enumerated_gradient()), f"n={n}")
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 8])
+def test_the_weights_are_unbiased_under_the_exact_distribution_of_the_draws(n):
+    """E[g] for f(b) = b, exactly: ``arms_weights`` on every pattern of n coupled bits, weighted by
+    its probability from ``copula_counts`` (inclusion-exclusion, independent of the estimator),
+    is p (1 - p) for p from 1e-4 to 1 - 1e-4. The sampling tests above have no power against a
+    scale that is off by 1% near p = 0 or 1; this one has."""
+    theta = torch.tensor([-9.0, -4.5, -1.5, -0.7, -0.1, 0.0, 0.1, 0.4, 0.7, 2.0, 4.5, 9.0])
+    theta = theta.double()
+    patterns = torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)), dtype=torch.float64)
+    ones = patterns.sum(1).long()
+    comb = torch.tensor([float(math.comb(n, int(m))) for m in ones], dtype=torch.float64)
+    for t in theta:
+        p = torch.sigmoid(t)
+        prob = torch.tensor(copula_counts(n, float(p)))[ones] / comb  # [2^n]
+        b = patterns.T.unsqueeze(-1)  # [n, 2^n, 1]: f(b) = b, one logit
+        g = ((b - b.mean(0)) * arms.arms_weights(b, t.reshape(1))).mean(0)[:, 0]
+        assert float(prob @ g) == pytest.approx(float(p * (1 - p)), rel=1e-9), float(t)
 
 
 @pytest.mark.parametrize("n", [2, 3, 4, 8])

@@ -165,7 +165,7 @@ def copula_counts(n: int, p: float) -> np.ndarray:
         ]
     )
     rare = rare.clip(min=0)  # -1e-16 where the alternating sum cancels to 0
-    return rare if p <= 0.5 else rare[::-1]
+    return rare if p <= 0.5 else rare[::-1].copy()
 
 
 def arms_moments(
