@@ -25,7 +25,7 @@ from estimators.base import CostFn, Estimator, base_distribution, register
 def dirichlet_uniforms(n: int, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
     """[n, *shape] uniforms u_i = (1 - d_i)^(n-1), d ~ Dirichlet(1, ..., 1) along the first axis."""
     e = torch.empty((n, *shape), dtype=like.dtype, device=like.device).exponential_()
-    return (1 - e / e.sum(0)) ** (n - 1)
+    return e.div_(e.sum(0)).neg_().add_(1).pow_(n - 1)
 
 
 def copula_joint(q: torch.Tensor, n: int) -> torch.Tensor:
@@ -39,14 +39,13 @@ def arms_bits(u: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return (below ^ (theta > 0)).to(theta.dtype)
 
 
-def arms_weights(b: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """w_i with estimate g = mean_i (f(b_i) - mean_j f(b_j)) w_i per logit, from the n bits b."""
-    n = b.shape[0]
-    p, q = torch.sigmoid(theta), torch.sigmoid(-theta.abs())
+def arms_scale(theta: torch.Tensor, n: int) -> torch.Tensor:
+    """n/(n-1) p (1 - p) / (q - C(q, q)) per logit: the estimate is g = mean_i (f(b_i) -
+    mean_j f(b_j)) (b_i - p) times this."""
+    q = torch.sigmoid(-theta.abs())
     joint = copula_joint(q, n)
-    # where no two bits can both be q-rare (joint 0) the scale is 1 - q, also where q underflows
-    scale = torch.where(joint > 0, q * (1 - q) / (q - joint), 1 - q)
-    return (b - p) * scale * n / (n - 1)
+    # where no two draws can both be q-rare (joint 0) it is 1 - q, also where q underflows
+    return torch.where(joint > 0, q * (1 - q) / (q - joint), 1 - q) * (n / (n - 1))
 
 
 def arms_from_uniforms(dist: Distribution, f: CostFn, u: torch.Tensor) -> torch.Tensor:
@@ -58,8 +57,9 @@ def arms_from_uniforms(dist: Distribution, f: CostFn, u: torch.Tensor) -> torch.
     fz = f(b)
     centred = (fz - fz.mean(0)).detach()  # [n, *batch_shape]
     event_dims = tuple(range(-len(dist.event_shape), 0))
-    per_logit = centred.reshape(*centred.shape, *(1,) * len(event_dims)) * arms_weights(b, theta)
-    surrogate = (logits - theta) * per_logit
+    centred = centred.reshape(*centred.shape, *(1,) * len(event_dims))
+    g = ((b - torch.sigmoid(theta)) * centred).mean(0) * arms_scale(theta, u.shape[0])
+    surrogate = (logits - theta) * g  # value 0, gradient g: added to every draw's f
     return fz + (surrogate.sum(event_dims) if event_dims else surrogate)
 
 

@@ -85,7 +85,7 @@ def test_unbiased_at_n_draws(n):
 
 @pytest.mark.parametrize("n", [2, 3, 4, 5, 8])
 def test_the_weights_are_unbiased_under_the_exact_distribution_of_the_draws(n):
-    """E[g] for f(b) = b, exactly: ``arms_weights`` on every pattern of n coupled bits, weighted by
+    """E[g] for f(b) = b, exactly: ``arms_scale`` on every pattern of n coupled bits, weighted by
     its probability from ``copula_counts`` (inclusion-exclusion, independent of the estimator),
     is p (1 - p) for p from 1e-4 to 1 - 1e-4. The sampling tests above have no power against a
     scale that is off by 1% near p = 0 or 1; this one has."""
@@ -98,7 +98,7 @@ def test_the_weights_are_unbiased_under_the_exact_distribution_of_the_draws(n):
         p = torch.sigmoid(t)
         prob = torch.tensor(copula_counts(n, float(p)))[ones] / comb  # [2^n]
         b = patterns.T.unsqueeze(-1)  # [n, 2^n, 1]: f(b) = b, one logit
-        g = ((b - b.mean(0)) * arms.arms_weights(b, t.reshape(1))).mean(0)[:, 0]
+        g = ((b - b.mean(0)) * (b - p)).mean(0)[:, 0] * arms.arms_scale(t, n)
         assert float(prob @ g) == pytest.approx(float(p * (1 - p)), rel=1e-9), float(t)
 
 
