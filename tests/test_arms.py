@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from cli import run
 from torch.distributions import Bernoulli, Independent, Normal, OneHotCategorical
 
 import estimators
@@ -23,7 +24,6 @@ from benchmarks.tasks.toy.exact.bernoulli import (
 from benchmarks.testing import Z_CRIT, assert_unbiased
 from estimators import arms
 from estimators.errors import ConfigError
-from tests.cli import run
 
 # p = 0.011, 0.33, 0.5, 0.6, 0.989: both sides of 1/2 and near 0 and 1
 THETA = np.array([-4.5, -0.7, 0.0, 0.4, 4.5])
