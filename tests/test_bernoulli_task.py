@@ -26,6 +26,7 @@ ESTIMATORS = [
     ("reinforce_baseline", {"baseline": "loo"}, 4),
     ("arm", {}, None),
     ("disarm", {}, 4),
+    ("arms", {}, 4),
     ("gumbel_softmax", {"temperature": 0.5}, None),
     ("straight_through", {"temperature": 1.0}, None),
 ]

@@ -88,8 +88,8 @@ def test_relaxations_serve_one_hot_categoricals(name):
             "reparam",
             Independent(Bernoulli(logits=torch.zeros(2, 3)), 1),
             "estimator 'reparam' does not apply to Independent(Bernoulli); estimators that do: "
-            "arm, disarm, gumbel_softmax, measure_valued, rebar, reinforce, reinforce_baseline, "
-            "relax, straight_through",
+            "arm, arms, disarm, gst, gumbel_softmax, measure_valued, rebar, reinforce, "
+            "reinforce_baseline, reinmax, relax, straight_through, sum_and_sample, unordered_set",
         ),
         ("disarm", Categorical(logits=torch.zeros(2, 3)), "does not apply to Categorical"),
     ],
