@@ -178,6 +178,7 @@ PLACES = (
     "sum_and_sample",
     "reinmax",
     "gst",
+    "arms",
     "indecater",
     "rao_blackwell_st",
 )

@@ -4,6 +4,7 @@ estimator, at several theta, k and dim."""
 from __future__ import annotations
 
 import functools
+import math
 
 import pytest
 import torch
@@ -25,6 +26,7 @@ ESTIMATORS = [
     ("reinforce_baseline", {"baseline": "loo"}, 4),
     ("arm", {}, None),
     ("disarm", {}, 4),
+    ("arms", {}, 4),
     ("gumbel_softmax", {"temperature": 0.5}, None),
     ("straight_through", {"temperature": 1.0}, None),
 ]
@@ -76,6 +78,22 @@ def test_measured_mean_and_variance_agree_with_the_exact_ones(name, opts, num_sa
             torch.tensor(table.exact_mean.values), torch.tensor(table.exact_grad.values)
         )
         assert (table.z_score.abs() < Z_CRIT).all()
+
+
+@pytest.mark.parametrize("name, opts, num_samples", [ESTIMATORS[0], ESTIMATORS[5]])
+def test_reinmax_polynomial_cost_has_exact_answers_the_measurements_agree_with(
+    name, opts, num_samples
+):
+    # |b - 0.45|^k at the powers of the ReinMax paper's toy: the exact gradient
+    # p (1 - p) (0.55^k - 0.45^k), and each estimator's exact mean and variance
+    table = table_for(name, opts, costs=["power"], k=[1.5, 3.0], theta=0.3, dim=2)
+    p = 1 / (1 + math.exp(-0.3))
+    exact = [p * (1 - p) * (0.55**k - 0.45**k) for k in (1.5, 3.0)]
+    torch.testing.assert_close(torch.tensor(table.exact_grad.values), torch.tensor(exact).double())
+    se = (table.grad_var / table.n_estimates) ** 0.5
+    assert ((table.grad_mean - table.exact_mean) / se).abs().lt(Z_CRIT).all()
+    se_var = (table.grad_var_hi - table.grad_var_lo) / (2 * stats.norm.isf(0.025))
+    assert ((table.grad_var - table.exact_var) / se_var).abs().lt(Z_CRIT).all()
 
 
 def test_relaxations_are_biased_and_the_harness_says_how_much():
@@ -148,7 +166,11 @@ def test_rmsprop_maximizes_the_200_bit_quadratic():
     [
         ("arm", {"num_samples": 3}, "task.num_samples=3: estimator 'arm'.*even num_samples"),
         ("disarm", {"theta": float("inf")}, "task.theta=inf: must be a finite number"),
-        ("reinforce", {"costs": ["cube"]}, "cost 'cube' is unknown; known costs: square, linear"),
+        (
+            "reinforce",
+            {"costs": ["cube"]},
+            "cost 'cube' is unknown; known costs: square, linear, power",
+        ),
         ("reparam", {}, "estimator 'reparam' does not apply to Independent(Bernoulli)"),
         ("rebar", {"cv_steps": -1}, "task.cv_steps=-1: must be a non-negative integer"),
         ("reinforce", {"k": [1e200]}, "cost 'square' overflows floating point at this k"),

@@ -246,6 +246,7 @@ def test_bernoulli_exact_answers_of_an_imported_cost_are_those_of_enumeration():
         ("reinforce", {}, None),
         ("reinforce_baseline", {"baseline": "loo"}, 4),
         ("disarm", {}, 4),
+        ("arms", {}, 5),
         ("gumbel_softmax", {"temperature": 0.5}, None),
     ],
 )

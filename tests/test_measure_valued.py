@@ -350,6 +350,7 @@ def test_the_bernoulli_toy_estimate_is_the_gradient_itself():
         ("bernoulli", "measure_valued", {"coupling": False}, lambda dim, n: 2 * dim * n),
         ("bernoulli", "arm", {}, lambda dim, n: n),
         ("bernoulli", "disarm", {}, lambda dim, n: n),
+        ("bernoulli", "arms", {}, lambda dim, n: n),
         ("bernoulli", "rebar", {}, lambda dim, n: 3 * n),
     ],
 )

@@ -45,7 +45,7 @@ def test_the_readme_example_estimator_says_it_does_not_serve_a_bernoulli(tmp_pat
     (line,) = out.stderr.strip().splitlines()
     assert line.startswith(
         "error: estimator 'antithetic' does not apply to Independent(Bernoulli); estimators that "
-        "do: arm, disarm,"
+        "do: arm, arms, disarm,"
     )
     assert "antithetic" not in line.partition("estimators that do")[2]
     assert not (tmp_path / "run").exists()

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
+
 from benchmarks.tasks.toy.costs import Cost, find
 from benchmarks.tasks.toy.exact.score_variance import DrawMoments, score_function_variance
 
@@ -24,6 +26,12 @@ COSTS: dict[str, Cost] = {
     ),
     "linear": Cost(
         torch_fn=lambda b, k: k * b, np_fn=lambda b, k: k * b, np_derivative=lambda b, k: k
+    ),
+    # ReinMax's polynomial programming toy (Liu et al. 2023): |b - 0.45|^k for the power k.
+    "power": Cost(
+        torch_fn=lambda b, k: (b - 0.45).abs() ** k,
+        np_fn=lambda b, k: np.abs(b - 0.45) ** k,
+        np_derivative=lambda b, k: k * np.abs(b - 0.45) ** (k - 1) * np.sign(b - 0.45),
     ),
 }
 
@@ -143,11 +151,63 @@ def measure_valued_moments(
     return exact_gradient(cost, k, theta), 0.0
 
 
+EXACT_ARMS_UP_TO = 24
+"""The largest n whose ARMS variance the toy computes: the inclusion-exclusion sums alternate in
+terms up to 2^n, so float64 keeps about 1e-9 of a probability there."""
+
+
+def copula_counts(n: int, p: float) -> np.ndarray:
+    """P(m of ARMS's n coupled draws of one bit are 1), m = 0..n, by inclusion-exclusion: with
+    q = min(p, 1 - p) and t = 1 - q^(1/(n-1)), the draws at the rare value (1 where p <= 1/2) are
+    those with d_i > t, d ~ Dirichlet(1, ..., 1), and P(d_i > t for all i in a set of size s) =
+    (1 - s t)_+^(n-1)."""
+    t = 1 - min(p, 1 - p) ** (1 / (n - 1))
+    at_least = [max(1 - s * t, 0.0) ** (n - 1) for s in range(n + 1)]
+    rare = np.array(
+        [
+            math.comb(n, r)
+            * sum(math.comb(n - r, j) * (-1) ** j * at_least[r + j] for j in range(n - r + 1))
+            for r in range(n + 1)
+        ]
+    )
+    rare = rare.clip(min=0)  # -1e-16 where the alternating sum cancels to 0
+    return rare if p <= 0.5 else rare[::-1].copy()
+
+
+def arms_moments(
+    estimator: str, options: dict, cost: str, k: float, theta: float, dim: int, num_samples: int
+) -> Moments:
+    """ARMS, by a sum over the number m of ones among the first bit's n exchangeable coupled
+    draws. With c(b) = c0 + (c1 - c0) b, sum_i (c(b_i) - mean c)(b_i - p) = (c1 - c0) m (1 - m/n);
+    the other dimensions, independent of it and of each other, add (dim - 1) (c1 - c0)^2
+    sum_ij E[y_i y_j] E[x_i x_j], y_i = b_i - m/n and x_i = b_i - p of an independent bit's draws.
+    The scale p (1 - p) / (p - P(b_i = b_j = 1)) / (n - 1) takes the joint from the counts too.
+    The variance is unknown (None) above ``EXACT_ARMS_UP_TO`` draws."""
+    c = cost_of(cost).np_fn
+    p, n = sigmoid(theta), num_samples
+    dc = c(1.0, k) - c(0.0, k)
+    if n > EXACT_ARMS_UP_TO:
+        return exact_gradient(cost, k, theta), None
+    w = copula_counts(n, p)
+    m = np.arange(n + 1)
+    joint = w @ (m * (m - 1)) / (n * (n - 1))
+    scale = p * (1 - p) / (p - joint) / (n - 1)
+    spread = m * (1 - m / n)  # sum_i y_i^2, and sum_i (b_i - mean b)(b_i - p)
+    mean = scale * dc * (w @ spread)
+    x_sq = w @ (m * (1 - p) ** 2 + (n - m) * p**2)  # E[sum_i x_i^2]
+    x_cross = w @ (m - n * p) ** 2 - x_sq  # E[sum_{i != j} x_i x_j]
+    y_sq = w @ spread  # sum_{i != j} y_i y_j = -sum_i y_i^2
+    others = (dim - 1) * dc**2 * (y_sq * x_sq / n - y_sq * x_cross / (n * (n - 1)))
+    second = scale**2 * (dc**2 * (w @ spread**2) + others)
+    return float(mean), zero_below_resolution(float(second - mean**2), float(mean))
+
+
 EXACT_MOMENTS: dict[str, Callable[..., Moments]] = {
     "reinforce": score_moments,
     "reinforce_baseline": score_moments,
     "arm": antithetic_moments,
     "disarm": antithetic_moments,
+    "arms": arms_moments,
     "gumbel_softmax": relaxed_moments,
     "straight_through": relaxed_moments,
     "measure_valued": measure_valued_moments,
