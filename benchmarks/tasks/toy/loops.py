@@ -111,6 +111,7 @@ class Toy(OptimizeMode, Task):
             "time_per_estimate_s",
             "learned_eta",
             "learned_temperature",
+            "learned_alpha",
         ],
         "optimize": OPTIMIZE_COLUMNS,
     }
