@@ -112,6 +112,7 @@ class Toy(OptimizeMode, Task):
             "learned_eta",
             "learned_temperature",
             "learned_alpha",
+            "learned_beta",
         ],
         "optimize": OPTIMIZE_COLUMNS,
     }
