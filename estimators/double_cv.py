@@ -1,5 +1,5 @@
 """Double control variates (Titsias and Shi, AISTATS 2022, "Double Control Variates for Gradient
-Variance Reduction: A Trade-Off Between Bias and Variance"; code thjashin/double-cv) for
+Estimation in Discrete Latent Variable Models", arXiv 2111.05300; code thjashin/double-cv) for
 Bernoulli latents: RLOO whose leave-one-out baseline gets a second control variate, a linear
 Taylor term of f built from the other draws' gradients of f at their binary points.
 
