@@ -178,6 +178,8 @@ PLACES = (
     "sum_and_sample",
     "reinmax",
     "gst",
+    "double_cv",
+    "rodeo",
 )
 
 
