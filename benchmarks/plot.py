@@ -181,6 +181,8 @@ PLACES = (
     "arms",
     "indecater",
     "rao_blackwell_st",
+    "double_cv",
+    "rodeo",
 )
 
 

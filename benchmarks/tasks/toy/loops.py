@@ -111,6 +111,8 @@ class Toy(OptimizeMode, Task):
             "time_per_estimate_s",
             "learned_eta",
             "learned_temperature",
+            "learned_alpha",
+            "learned_beta",
         ],
         "optimize": OPTIMIZE_COLUMNS,
     }
