@@ -148,7 +148,7 @@ def test_an_averaged_cost_scales_the_exact_answers_and_the_measured_ones_follow(
 
 def test_rmsprop_maximizes_the_200_bit_quadratic():
     # The Double CV and RODEO papers' toy, shortened: E[mean_j (b_j - 0.499)^2] from p = 1/2
-    # (0.250001) up towards 0.251001 at p in {0, 1}; RMSprop's steps move every logit off 0.
+    # (0.250001) up towards 0.251001 at p = 1; RMSprop's steps move every logit off 0.
     make = functools.partial(estimators.build, "disarm")
     settings = {"dim": 200, "average": True, "k": [0.499], "theta": 0.0, "mode": "optimize"}
     opt = {"optimize.optimizer": "rmsprop", "optimize.steps": 200, "optimize.log_every": 100}

@@ -29,7 +29,7 @@ REFERENCE = "reinforce_baseline"
 def contenders() -> dict[str, tuple[estimators.Estimator, int]]:
     """Every registered estimator that serves the Bernoulli latent, with its num_samples."""
     found = {}
-    for name in estimators_for("bernoulli"):
+    for name in estimators_for("bernoulli", BITS):
         est = estimators.build(name)
         found[name] = (est, 2 if name in (REFERENCE, "arm", "disarm") else est.min_samples)
     return found

@@ -83,11 +83,13 @@ def discrete_log_q(
     return (b * torch.log_softmax(h.unflatten(-1, (-1, categories)), -1)).sum((-2, -1))
 
 
-def estimators_for(latent: str) -> list[str]:
+def estimators_for(latent: str, latent_dim: int = 1, categories: int = 2) -> list[str]:
     """The registered estimators of E[f] (not ``ObjectiveOnly``) that apply to this latent family
-    (new ones join by registering)."""
-    categories = 2 if latent == "categorical" else None
-    q = posterior(torch.zeros(1, encoder_size(latent, 1, categories)), latent, categories)
+    at this size (new ones join by registering; one that enumerates the joint outcomes serves
+    only a small latent)."""
+    categories = categories if latent == "categorical" else None
+    size = encoder_size(latent, latent_dim, categories)
+    q = posterior(torch.zeros(1, size), latent, categories)
     return [
         name
         for name in estimators.names()

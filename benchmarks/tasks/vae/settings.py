@@ -135,12 +135,14 @@ COMPARED = {
 
 
 def compared(latent: str) -> dict[str, list[str]]:
-    """The estimators a VAE comparison trains for a latent family, as overrides: for a discrete
-    one, the leave-one-out baseline first (it sets the time budget), then every other registered
-    estimator that applies, then nvil."""
+    """The estimators a VAE comparison on digits trains for a latent family, as overrides: for a
+    discrete one, the leave-one-out baseline first (it sets the time budget), then every other
+    registered estimator that applies at digits' latent size, then nvil."""
     if latent == "gaussian":
         return COMPARED
-    names = [n for n in estimators_for(latent) if n != "reinforce_baseline"]
+    size = DEFAULTS[latent, "digits"][SETTINGS.index("latent_dim")]
+    categories = 10  # conf/task/vae.yaml's
+    names = [n for n in estimators_for(latent, size, categories) if n != "reinforce_baseline"]
     return {
         "reinforce_baseline (loo)": ["estimator=reinforce_baseline"],
         **{name: [f"estimator={name}"] for name in names},

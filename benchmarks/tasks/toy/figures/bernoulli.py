@@ -96,13 +96,13 @@ def bernoulli_optimize_figure(optimize: pd.DataFrame, style: Style) -> plt.Figur
             axes[1][j].plot(run["step"], run["grad_var"].mask(zero), **pen)
             mark_zero_variance(axes[1][j], run.loc[zero, "step"], style.colors[label])
         axes[0][j].set_title(f"{cost}, k = {k:g}", fontsize=10)
-        axes[1][j].set_xlabel("Adam step")
+        axes[1][j].set_xlabel("optimizer step")
         for ax in axes[:, j]:
             ax.set_yscale("log")
     theta = "mean logit θ" if optimize["dim"].max() > 1 else "θ"
     axes[0][0].set_ylabel(f"P(b = 1) = sigmoid({theta})")
     axes[1][0].set_ylabel("variance of one gradient\nestimate w.r.t. θ₁")
-    handles = line_handles(style, optimize["label"], marker=False)
+    handles = line_handles(style, optimize["label"], marker=False, dashed=True)
     fig.suptitle(
         "Bernoulli toy optimization (as in the RELAX paper, Figure 1)\n"
         "the exact loss E[f] moves with P(b = 1); the gradient variance at each logged step"

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from benchmarks.figures import mark_zero_variance
+from benchmarks.figures import legend_below, mark_zero_variance
 from benchmarks.tasks.base import Style
 from benchmarks.tasks.toy.figures.bernoulli import (
     at_one_theta,
@@ -228,17 +228,18 @@ def optimize_figure(optimize: pd.DataFrame, style: Style, x: str) -> plt.Figure:
     diverged = [
         mark_divergence(ax, optimize, k, cost, x, style) for (k, cost), ax in grid.axes_dict.items()
     ]
+    legend = grid.legend  # seaborn's entries (colour and dashes per label), placed below
+    handles = []
+    for text, handle in zip(legend.texts, legend.legend_handles, strict=True):
+        handle.set_label(text.get_text())
+        handles.append(handle)
     if any(diverged):
-        legend = grid.legend
-        data = {t.get_text(): h for t, h in zip(legend.texts, legend.legend_handles, strict=True)}
-        data["diverged"] = plt.Line2D([], [], color="0.3", marker="x", ls="", mew=2)
-        legend.remove()
-        grid.add_legend(legend_data=data, label_order=list(data))
-    sns.move_legend(grid, "lower center", ncol=3, title=None, bbox_to_anchor=(0.5, 0))
+        handles.append(plt.Line2D([], [], color="0.3", marker="x", ls="", mew=2, label="diverged"))
+    legend.remove()
     grid.figure.suptitle(
         "Toy optimization: exact objective against " + ("step" if x == "step" else "wall-clock")
     )
-    grid.figure.tight_layout(rect=(0, 0.06, 1, 1))
+    legend_below(grid.figure, handles)
     return grid.figure
 
 
