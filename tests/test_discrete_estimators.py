@@ -88,9 +88,9 @@ def test_relaxations_serve_one_hot_categoricals(name):
             "reparam",
             Independent(Bernoulli(logits=torch.zeros(2, 3)), 1),
             "estimator 'reparam' does not apply to Independent(Bernoulli); estimators that do: "
-            "arm, arms, disarm, gst, gumbel_softmax, indecater, measure_valued, rao_blackwell_st, "
-            "rebar, reinforce, reinforce_baseline, reinmax, relax, straight_through, "
-            "sum_and_sample, unordered_set",
+            "arm, arms, disarm, double_cv, gst, gumbel_softmax, indecater, measure_valued, "
+            "rao_blackwell_st, rebar, reinforce, reinforce_baseline, reinmax, relax, rodeo, "
+            "straight_through, sum_and_sample, unordered_set",
         ),
         ("disarm", Categorical(logits=torch.zeros(2, 3)), "does not apply to Categorical"),
     ],

@@ -25,3 +25,30 @@ def test_every_library_module_is_in_the_api_reference():
     library = {m for m in modules(benchmarks) if not m.startswith("benchmarks.scripts.")}
     missing = sorted((modules(estimators) | library) - documented)
     assert not missing, f"no ::: line under docs/api/ for {', '.join(missing)}"
+
+
+def test_the_estimators_at_a_glance_table_matches_the_estimators():
+    # every estimator of E[f] has its row, and the row's unbiased, grad f and serves columns say
+    # what its class says, on a distribution of each family
+    import torch
+    from torch.distributions import Bernoulli, Independent, Normal, OneHotCategorical
+
+    from estimators.base import ObjectiveOnly
+
+    families = {
+        "Normal": Independent(Normal(torch.zeros(3), torch.ones(3)), 1),
+        "Bernoulli": Independent(Bernoulli(logits=torch.zeros(3)), 1),
+        "categorical": Independent(OneHotCategorical(logits=torch.zeros(2, 3)), 1),
+    }
+    text = (ROOT / "docs/estimators.md").read_text()
+    section = text.split("## At a glance")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| `(\w+)` \| (yes|no) \| [^|]+ \| (yes|no) \| ([^|]+) \|$", section, re.M)
+    documented = {name: (unbiased, grad_f, serves) for name, unbiased, grad_f, serves in rows}
+    plain = [n for n in estimators.names() if not issubclass(estimators.REGISTRY[n], ObjectiveOnly)]
+    assert sorted(documented) == plain, "one row per estimator of E[f] in docs/estimators.md"
+    for name, (unbiased, grad_f, serves) in documented.items():
+        cls = estimators.REGISTRY[name]
+        served = [family for family, dist in families.items() if cls().supports(dist)]
+        assert unbiased == ("yes" if cls.unbiased else "no"), name
+        assert grad_f == ("yes" if cls.differentiates_f else "no"), name
+        assert serves.split(" (")[0].strip() == ", ".join(served), name
