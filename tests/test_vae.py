@@ -497,7 +497,7 @@ def test_a_discrete_run_resumes_with_the_same_numbers(tmp_path, monkeypatch, arg
         (
             ["task.latent=bernoulli", "estimator=reparam"],
             "estimator 'reparam' does not apply to Independent(Bernoulli); estimators that do: "
-            "arm, arms, disarm, gst, gumbel_softmax, indecater, ",
+            "arm, arms, disarm, double_cv, gst, gumbel_softmax, indecater, ",
         ),
         (
             ["task.latent=categorical", "estimator=arm"],
