@@ -120,7 +120,7 @@ def test_the_command_line_takes_an_installed_estimator_with_no_yaml(tmp_path):
     assert out.stderr.startswith(
         "error: estimator='nosuch': accepted estimators are antithetic, arm"
     )
-    assert "reparam, rws, scaled, stl," in out.stderr  # the installed one among the built-in
+    assert "rodeo, rws, scaled, stl," in out.stderr  # the installed one among the built-in
 
 
 @pytest.mark.slow
