@@ -8,7 +8,8 @@ chunks of such estimates and reduces them to streaming moments (``benchmarks.mom
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch.distributions import Distribution
@@ -95,6 +96,19 @@ def train_control_variate(
         out = estimator_values(estimator, model, copies, num_samples, batch)
         estimator.backward(out.sum() / out.shape[0], *copies.values())
     estimator.eval()
+
+
+@contextmanager
+def unvalidated() -> Iterator[None]:
+    """torch.distributions' argument checks off while estimates are measured or a model trains:
+    each check reads values back (a wait for a GPU), and OneHotCategorical's inner Categorical
+    checks its logits whatever it is told. The distributions are built valid."""
+    before = Distribution._validate_args
+    Distribution.set_default_validate_args(False)
+    try:
+        yield
+    finally:
+        Distribution.set_default_validate_args(before)
 
 
 def synchronize(device: torch.device) -> None:

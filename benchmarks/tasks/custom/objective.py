@@ -5,8 +5,7 @@ batch of parameter copies, whether f is differentiable in the draws)."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -100,15 +99,3 @@ def differentiable(f: Callable[[torch.Tensor], torch.Tensor], dist: Distribution
         return f(z).requires_grad
     except Exception:  # an f that takes only integer draws (indices)
         return False
-
-
-@contextmanager
-def unvalidated() -> Iterator[None]:
-    """Distributions built with torch's default skip their argument checks while estimates are
-    measured (validate made them once), as the built-in tasks build theirs."""
-    before = Distribution._validate_args
-    Distribution.set_default_validate_args(False)
-    try:
-        yield
-    finally:
-        Distribution.set_default_validate_args(before)

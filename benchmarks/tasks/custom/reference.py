@@ -8,10 +8,10 @@ import zlib
 import torch
 
 import estimators
-from benchmarks.measure import Params
+from benchmarks.measure import Params, unvalidated
 from benchmarks.progress import Progress
 from benchmarks.tasks.base import Context
-from benchmarks.tasks.custom.objective import differentiable, unvalidated
+from benchmarks.tasks.custom.objective import differentiable
 from estimators.base import Estimator
 
 REFERENCES = ("reparam", "reinforce_baseline")

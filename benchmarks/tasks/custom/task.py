@@ -27,6 +27,7 @@ from benchmarks.measure import (
     gradient_estimates,
     measure_estimates,
     train_control_variate,
+    unvalidated,
 )
 from benchmarks.moments import CoordinateMoments, tensor_statistics
 from benchmarks.progress import Progress
@@ -45,7 +46,6 @@ from benchmarks.tasks.custom.objective import (
     checked,
     differentiable,
     load_target,
-    unvalidated,
 )
 from benchmarks.tasks.custom.reference import ReferenceGradient
 from estimators.base import Estimator

@@ -13,15 +13,13 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 from omegaconf import DictConfig
-from torch.distributions import Distribution
 
-from benchmarks.measure import synchronize
+from benchmarks.measure import synchronize, unvalidated
 from benchmarks.progress import Progress
 from benchmarks.tasks.base import Context, Result, Rows, run_columns
 from benchmarks.tasks.vae import data
@@ -92,19 +90,6 @@ class Pending:
     values: torch.Tensor
 
 
-@contextmanager
-def without_validation() -> Iterator[None]:
-    """torch.distributions' argument checks off (as ``validate_args=False`` everywhere): each reads
-    values back from the device, a wait for a GPU, and OneHotCategorical's inner Categorical
-    checks its logits whatever it is told. The distributions of training are built valid."""
-    before = Distribution._validate_args
-    Distribution.set_default_validate_args(False)
-    try:
-        yield
-    finally:
-        Distribution.set_default_validate_args(before)
-
-
 class Diverged(Exception):
     """A step whose loss or gradient is not finite: the run stops with status ``diverged``."""
 
@@ -170,7 +155,7 @@ class Trainer:
         if self.state["step"] == 0:
             self.probe_when_due()
         try:
-            with without_validation():
+            with unvalidated():
                 while not self.done():
                     self.train_epoch()
                     self.state["epoch"] += 1
