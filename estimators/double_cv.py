@@ -21,22 +21,12 @@ pass through f per call.
 
 from __future__ import annotations
 
-import copy
-import math
-
 import torch
 from torch.distributions import Bernoulli, Distribution
 
 from estimators.base import CostFn, Estimator, base_distribution, register
-from estimators.errors import ConfigError, positive_number
-
-
-def finite_number(value, key: str) -> float:
-    """``value`` as a float if it is a finite number; else a ConfigError naming ``key``."""
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not (number and math.isfinite(value)):
-        raise ConfigError(f"{key}={value!r}: must be a finite number")
-    return float(value)
+from estimators.errors import ConfigError, finite_number
+from estimators.learned import LearnedControlVariate
 
 
 def leave_one_out(x: torch.Tensor) -> torch.Tensor:
@@ -46,71 +36,6 @@ def leave_one_out(x: torch.Tensor) -> torch.Tensor:
 
 def sum_event(x: torch.Tensor, n: int) -> torch.Tensor:
     return x.sum(tuple(range(-n, 0))) if n else x
-
-
-class LearnedCoefficients:
-    """Trained tensors of a control variate (``self.modules``), built at the first call on the
-    logits' device and dtype, their Adam, ``backward`` lowering the squared gradient estimate,
-    and the state for checkpoints (as REBAR's)."""
-
-    lr: float
-    modules: dict
-    optimizer: torch.optim.Optimizer | None
-    pending: dict | None
-    training: bool
-
-    def make_modules(self, like: dict, event_shape: torch.Size) -> dict:
-        raise NotImplementedError
-
-    def build(self, logits: torch.Tensor, event_shape: torch.Size) -> None:
-        like = {"dtype": logits.dtype, "device": logits.device}
-        self.modules = self.make_modules(like, event_shape)
-        self.optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
-        if self.pending is not None:
-            self.load_state_dict(self.pending)
-
-    def parameters(self) -> list[torch.Tensor]:
-        """The trained tensors (empty before the first call)."""
-        params = []
-        for value in self.modules.values():
-            params += list(value.parameters()) if isinstance(value, torch.nn.Module) else [value]
-        return params
-
-    def backward(self, loss: torch.Tensor, *dist_params: torch.Tensor) -> None:
-        """``loss.backward()``, and in training mode one Adam step of the coefficients on the
-        squared gradient of ``loss`` with respect to ``dist_params``."""
-        params = self.parameters()
-        if not (self.training and params and all(p.requires_grad for p in dist_params)):
-            loss.backward()
-            return
-        grads = torch.autograd.grad(loss, dist_params, create_graph=True)
-        cv_grads = torch.autograd.grad(
-            sum(g.pow(2).sum() for g in grads), params, retain_graph=True, allow_unused=True
-        )
-        loss.backward()
-        for param, cv_grad in zip(params, cv_grads, strict=True):
-            param.grad = torch.zeros_like(param) if cv_grad is None else cv_grad
-        self.optimizer.step()
-
-    def state_dict(self) -> dict:
-        if not self.modules:
-            return copy.deepcopy(self.pending) if self.pending is not None else {}
-        return {
-            "parameters": [p.detach().clone() for p in self.parameters()],
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        if not state:
-            return
-        if not self.modules:  # sizes are known at the first call; restore then
-            self.pending = state
-            return
-        with torch.no_grad():
-            for param, saved in zip(self.parameters(), state["parameters"], strict=True):
-                param.copy_(saved)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.pending = None
 
 
 def bits_and_gradients(
@@ -131,7 +56,7 @@ def bits_and_gradients(
 
 
 @register
-class DoubleCV(LearnedCoefficients, Estimator):
+class DoubleCV(LearnedControlVariate, Estimator):
     """RLOO with a leave-one-out Taylor control variate, alpha gbar_{-k} . (b_k - p), trained."""
 
     name = "double_cv"
@@ -141,10 +66,7 @@ class DoubleCV(LearnedCoefficients, Estimator):
 
     def __init__(self, alpha: float = 0.0, lr: float = 1e-3) -> None:
         self.alpha = finite_number(alpha, "alpha")
-        self.lr = positive_number(lr, "lr")
-        self.modules: dict[str, torch.Tensor] = {}
-        self.optimizer = None
-        self.pending = None
+        super().__init__(lr)
 
     @property
     def min_samples(self) -> int:

@@ -22,6 +22,13 @@ def positive_number(value, key: str) -> float:
     return float(value)
 
 
+def finite_number(value, key: str) -> float:
+    """``value`` as a float if it is a finite number; else a ConfigError naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{key}={value!r}: must be a finite number")
+    return float(value)
+
+
 def require_int(value, key: str, minimum: int = 1, nullable: bool = False) -> None:
     """A ConfigError naming ``key`` unless ``value`` is an integer >= ``minimum`` (or None, where
     ``nullable``); booleans are not integers here."""

@@ -18,7 +18,6 @@ that lowers the variance.
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -26,7 +25,8 @@ import torch.nn.functional as F
 from torch.distributions import Bernoulli, Distribution
 
 from estimators.base import CostFn, Estimator, base_distribution, register
-from estimators.errors import ConfigError, positive_number
+from estimators.errors import finite_number, positive_number
+from estimators.learned import LearnedControlVariate
 
 
 def logit_uniform(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
@@ -46,7 +46,7 @@ def conditional_logit(theta: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @register
-class Rebar(Estimator):
+class Rebar(LearnedControlVariate, Estimator):
     """[f(b) - c(z~)] grad log p(b) + grad c(z) - grad c(z~), c(z) = eta f(sigmoid(z / tau))."""
 
     name = "rebar"
@@ -56,13 +56,8 @@ class Rebar(Estimator):
 
     def __init__(self, temperature: float = 0.5, eta: float = 1.0, lr: float = 1e-3) -> None:
         self.temperature = positive_number(temperature, "temperature")
-        if not (isinstance(eta, int | float) and not isinstance(eta, bool) and math.isfinite(eta)):
-            raise ConfigError(f"eta={eta!r}: must be a finite number")
-        self.eta = float(eta)
-        self.lr = positive_number(lr, "lr")
-        self.modules: dict[str, torch.Tensor | torch.nn.Module] = {}
-        self.optimizer: torch.optim.Optimizer | None = None
-        self.pending: dict | None = None  # a state loaded before the first call
+        self.eta = finite_number(eta, "eta")
+        super().__init__(lr)
 
     def options(self) -> dict:
         return {"temperature": self.temperature, "eta": self.eta, "lr": self.lr}
@@ -75,29 +70,16 @@ class Rebar(Estimator):
         """Bernoulli distributions, Independent-wrapped or not."""
         return isinstance(base_distribution(dist), Bernoulli)
 
-    # The control variate's parameters, created at the first call on the logits' device and dtype.
-
-    def build(self, logits: torch.Tensor, event_shape: torch.Size) -> None:
-        like = {"dtype": logits.dtype, "device": logits.device}
-        self.modules = {
+    def make_modules(self, like: dict, event_shape: torch.Size) -> dict:
+        return {
             "eta": torch.tensor(self.eta, **like, requires_grad=True),
             "log_temperature": torch.tensor(math.log(self.temperature), **like, requires_grad=True),
             **self.extra_modules(event_shape, like),
         }
-        self.optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
-        if self.pending is not None:
-            self.load_state_dict(self.pending)
 
     def extra_modules(self, event_shape: torch.Size, like: dict) -> dict[str, torch.nn.Module]:
         """Further trained parts of the control variate (RELAX's surrogate network)."""
         return {}
-
-    def parameters(self) -> list[torch.Tensor]:
-        """The control variate's trained parameters (empty before the first call)."""
-        params = []
-        for value in self.modules.values():
-            params += list(value.parameters()) if isinstance(value, torch.nn.Module) else [value]
-        return params
 
     def learned(self) -> dict[str, float]:
         """The trained eta and temperature."""
@@ -137,46 +119,9 @@ class Rebar(Estimator):
         linear = (logits - logits.detach()) * cv_grad
         return out + (linear.sum(event_dims) if event_dims else linear) / num_samples
 
-    def backward(self, loss: torch.Tensor, *dist_params: torch.Tensor) -> None:
-        """``loss.backward()``, and in training mode one Adam step of the control variate on the
-        squared gradient of ``loss`` with respect to ``dist_params`` (its single-sample variance
-        plus a mean that does not depend on the control variate)."""
-        params = self.parameters()
-        if not (self.training and params and all(p.requires_grad for p in dist_params)):
-            loss.backward()
-            return
-        grads = torch.autograd.grad(loss, dist_params, create_graph=True)
-        cv_grads = torch.autograd.grad(
-            sum(g.pow(2).sum() for g in grads), params, retain_graph=True, allow_unused=True
-        )
-        loss.backward()
-        for param, cv_grad in zip(params, cv_grads, strict=True):
-            param.grad = torch.zeros_like(param) if cv_grad is None else cv_grad
-        self.optimizer.step()
-
     @classmethod
     def label(cls, options: dict) -> str:
         """The temperature is trained: the label gives where it starts."""
         if "temperature" not in options:
             return cls.title
         return f"{cls.title} (τ from {float(options['temperature']):g})"
-
-    def state_dict(self) -> dict:
-        if not self.modules:
-            return copy.deepcopy(self.pending) if self.pending is not None else {}
-        return {
-            "parameters": [p.detach().clone() for p in self.parameters()],
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        if not state:
-            return
-        if not self.modules:  # sizes are known at the first call; restore then
-            self.pending = state
-            return
-        with torch.no_grad():
-            for param, saved in zip(self.parameters(), state["parameters"], strict=True):
-                param.copy_(saved)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.pending = None

@@ -30,16 +30,13 @@ from torch import nn
 from torch.distributions import Bernoulli, Distribution
 
 from estimators.base import CostFn, Estimator, base_distribution, register
-from estimators.double_cv import (
-    LearnedCoefficients,
-    bits_and_gradients,
-    leave_one_out,
-)
-from estimators.errors import positive_number, require_int
+from estimators.double_cv import bits_and_gradients, leave_one_out
+from estimators.errors import require_int
+from estimators.learned import LearnedControlVariate
 
 
 @register
-class Rodeo(LearnedCoefficients, Estimator):
+class Rodeo(LearnedControlVariate, Estimator):
     """RLOO plus Stein control variates over one-bit flips, h a network of a Taylor surrogate."""
 
     name = "rodeo"
@@ -48,12 +45,9 @@ class Rodeo(LearnedCoefficients, Estimator):
     differentiates_f = True  # the Taylor surrogate takes f's gradient at the draws
 
     def __init__(self, lr: float = 1e-3, hidden: int = 100) -> None:
-        self.lr = positive_number(lr, "lr")
+        super().__init__(lr)
         require_int(hidden, "hidden")
         self.hidden = hidden
-        self.modules: dict[str, torch.Tensor | nn.Module] = {}
-        self.optimizer = None
-        self.pending = None
 
     @property
     def min_samples(self) -> int:
