@@ -21,23 +21,14 @@ from torch.distributions import Bernoulli, Distribution, OneHotCategorical
 
 from estimators.base import CostFn, Estimator, base_distribution, register
 from estimators.errors import positive_number, require_int
-
-
-def gumbel(shape: torch.Size | tuple, like: torch.Tensor) -> torch.Tensor:
-    """Standard Gumbel noise of ``shape``, in ``like``'s dtype and device."""
-    u = torch.rand(shape, dtype=like.dtype, device=like.device)
-    return -torch.log(-torch.log(u.clamp_min(torch.finfo(like.dtype).tiny)))
+from estimators.relaxed import conditional_perturbed
 
 
 def conditional_gumbel(logits: torch.Tensor, one_hot: torch.Tensor, k: int) -> torch.Tensor:
     """``k`` draws of standard Gumbel noise G [k, *one_hot.shape] with argmax(logits + G) equal
     to ``one_hot``'s class (``logits`` broadcasting against ``one_hot``), without gradient."""
-    logits = logits.detach().expand_as(one_hot)
-    shape = (k, *one_hot.shape)
-    top = torch.logsumexp(logits, -1, keepdim=True) + gumbel(shape[:-1] + (1,), logits)
-    others = logits + gumbel(shape, logits)
-    below = -torch.logaddexp(-top, -others)  # Gumbel(logits_j) truncated at ``top``
-    return torch.where(one_hot.bool(), top, below) - logits
+    logits = logits.detach()
+    return conditional_perturbed(logits, one_hot, (k,)) - logits.expand_as(one_hot)
 
 
 @register

@@ -1,6 +1,6 @@
-"""REBAR (Tucker et al. 2017): REINFORCE for Bernoulli latents with a control variate built from
-the Concrete relaxation; unbiased for every value of the control variate's parameters, which
-the harness trains to minimize the estimator's variance.
+"""REBAR (Tucker et al. 2017): REINFORCE for Bernoulli and one-hot categorical latents with a
+control variate built from the Concrete relaxation; unbiased for every value of the control
+variate's parameters, which the harness trains to minimize the estimator's variance.
 
 Per dimension, with logit theta and u, v ~ U(0, 1): z = theta + logit(u) and b = 1[z > 0] (so b is
 a Bernoulli(sigmoid(theta)) draw); z~ is z drawn again given b, reparameterized in theta with b
@@ -9,24 +9,29 @@ held fixed: z~ = softplus(logit(v) + softplus(theta)) if b = 1, else
 
     g = [f(b) - c(z~)] d log p(b) / dtheta + d c(z) / dtheta - d c(z~) / dtheta,
 
-unbiased because z and (b, z~) have the same distribution. f is called once, on [b; sigmoid(z/tau);
-sigmoid(z~/tau)], so ``num_samples`` draws cost 3 num_samples evaluations. eta and log tau are
-trained, as in the RELAX paper (Grathwohl et al. 2018), by Adam on the squared gradient estimate
-with respect to the distribution's parameters in ``backward``; E[g] does not depend on them, so
-that lowers the variance.
+unbiased because z and (b, z~) have the same distribution. For a one-hot categorical with logits
+theta: z = theta + G (G standard Gumbel), b = onehot(argmax z), z~ drawn from z's law given b
+(top-down, ``relaxed.conditional_perturbed``) and softmax(z / tau) in place of the sigmoid
+(Tucker et al. 2017, appendix; Grathwohl et al. 2018, appendix). f is called once, on
+[b; sigmoid(z/tau); sigmoid(z~/tau)], so ``num_samples`` draws cost 3 num_samples evaluations.
+eta and log tau are trained, as in the RELAX paper, by Adam on the squared gradient estimate
+with respect to the distribution's parameters in ``backward`` (``estimators.learned``); E[g]
+does not depend on them, so that lowers the variance.
 """
 
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
-from torch.distributions import Bernoulli, Distribution
+from torch.distributions import Bernoulli, Distribution, OneHotCategorical
 
 from estimators.base import CostFn, Estimator, base_distribution, register
 from estimators.errors import finite_number, positive_number
 from estimators.learned import LearnedControlVariate
+from estimators.relaxed import conditional_perturbed, gumbel
 
 
 def logit_uniform(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
@@ -67,8 +72,8 @@ class Rebar(LearnedControlVariate, Estimator):
         return 3 * num_samples
 
     def supports(self, dist: Distribution) -> bool:
-        """Bernoulli distributions, Independent-wrapped or not."""
-        return isinstance(base_distribution(dist), Bernoulli)
+        """Bernoulli and one-hot categorical distributions, Independent-wrapped or not."""
+        return isinstance(base_distribution(dist), Bernoulli | OneHotCategorical)
 
     def make_modules(self, like: dict, event_shape: torch.Size) -> dict:
         return {
@@ -95,15 +100,23 @@ class Rebar(LearnedControlVariate, Estimator):
         return self.modules["eta"] * f_relaxed
 
     def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
-        logits = base_distribution(dist).logits
+        inner = base_distribution(dist)
+        logits = inner.logits
         shape = (num_samples, *dist.batch_shape, *dist.event_shape)
         if not self.modules:
             self.build(logits, dist.event_shape)
-        z = logits + logit_uniform(shape, logits)
-        b = (z > 0).to(logits.dtype).detach()
-        z_tilde = conditional_logit(logits, b)
+        if isinstance(inner, Bernoulli):
+            z = logits + logit_uniform(shape, logits)
+            b = (z > 0).to(logits.dtype).detach()
+            z_tilde = conditional_logit(logits, b)
+            relaxation = torch.sigmoid
+        else:  # one-hot categorical: Gumbel-max, its conditional draw, and the softmax
+            z = logits + gumbel(shape, logits)
+            b = F.one_hot(z.argmax(-1), z.shape[-1]).to(logits.dtype)
+            z_tilde = conditional_perturbed(logits, b)
+            relaxation = partial(torch.softmax, dim=-1)
         tau = self.modules["log_temperature"].exp()
-        f_all = f(torch.cat([b, torch.sigmoid(z / tau), torch.sigmoid(z_tilde / tau)]))
+        f_all = f(torch.cat([b, relaxation(z / tau), relaxation(z_tilde / tau)]))
         f_b, f_z, f_z_tilde = f_all.split(num_samples)
         c_z, c_z_tilde = self.control_variate(f_z, z), self.control_variate(f_z_tilde, z_tilde)
         logp = dist.log_prob(b)

@@ -1,6 +1,6 @@
-"""RELAX (Grathwohl et al. 2018) for Bernoulli latents: REBAR's estimator with a control variate
-that adds a small learned surrogate network to the scaled relaxed f,
-c(z) = eta f(sigmoid(z / tau)) + r(z), r an MLP of the relaxed logits z over the event.
+"""RELAX (Grathwohl et al. 2018) for Bernoulli and one-hot categorical latents: REBAR's estimator
+with a control variate that adds a small learned surrogate network to the scaled relaxed f,
+c(z) = eta f(relaxed z) + r(z), r an MLP of the perturbed logits z over the event.
 
 Unbiased for any r; r, eta and tau are trained together on the estimator's variance (see
 ``estimators.rebar``). r's last layer starts at zero, so an untrained RELAX is REBAR.

@@ -24,6 +24,27 @@ from estimators.errors import positive_number
 RELAXABLE = (Bernoulli, OneHotCategorical)
 
 
+def gumbel(shape: torch.Size | tuple, like: torch.Tensor) -> torch.Tensor:
+    """Standard Gumbel noise of ``shape``, in ``like``'s dtype and device."""
+    u = torch.rand(shape, dtype=like.dtype, device=like.device)
+    return -torch.log(-torch.log(u.clamp_min(torch.finfo(like.dtype).tiny)))
+
+
+def conditional_perturbed(
+    logits: torch.Tensor, one_hot: torch.Tensor, samples: tuple[int, ...] = ()
+) -> torch.Tensor:
+    """logits + G for standard Gumbels G drawn given that argmax(logits + G) is ``one_hot``'s
+    class, [*samples, *one_hot.shape], differentiable in ``logits`` (broadcasting against
+    ``one_hot``). Top-down: the maximum is Gumbel(logsumexp logits), each other entry a
+    Gumbel(logits_j) truncated below it."""
+    logits = logits.expand_as(one_hot)
+    shape = (*samples, *one_hot.shape)
+    top = torch.logsumexp(logits, -1, keepdim=True) + gumbel(shape[:-1] + (1,), logits)
+    others = logits + gumbel(shape, logits)
+    below = -torch.logaddexp(-top, -others)
+    return torch.where(one_hot.bool(), top, below)
+
+
 def relaxed_sample(dist: Distribution, temperature: float, num_samples: int) -> torch.Tensor:
     """A reparameterized relaxed sample of a (possibly Independent-wrapped) Bernoulli or one-hot
     categorical: differentiable in the logits."""

@@ -1,5 +1,5 @@
-"""REBAR and RELAX: the contract, unbiasedness at any value of the control variate, training that
-lowers the variance, state for checkpoints, and bad options."""
+"""REBAR and RELAX: the contract, unbiasedness at any value of the control variate (Bernoulli and
+categorical), training that lowers the variance, state for checkpoints, and bad options."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import copy
 import pytest
 import torch
 from omegaconf import OmegaConf
-from torch.distributions import Bernoulli, Independent, OneHotCategorical
+from torch.distributions import Bernoulli, Categorical, Independent
 
 import estimators
 from benchmarks.config import CONF_DIR
 from benchmarks.tasks.base import build
-from benchmarks.tasks.toy import bernoulli
+from benchmarks.tasks.toy import bernoulli, categorical
+from benchmarks.tasks.toy.exact import categorical as categorical_exact
 from benchmarks.tasks.toy.exact.bernoulli import exact_gradient, exact_moments
 from tests.test_bernoulli_task import Z_CRIT, table_for
 
@@ -143,6 +144,78 @@ def test_bad_options_are_named(name, options, match):
         estimators.build(name, **options)
 
 
-def test_relax_does_not_apply_to_categoricals():
-    with pytest.raises(ValueError, match="'relax' does not apply to OneHotCategorical"):
-        estimators.build("relax")(OneHotCategorical(logits=torch.zeros(3)), lambda z: z.sum(-1), 1)
+def test_a_categorical_index_is_refused():
+    with pytest.raises(ValueError, match="'relax' does not apply to Categorical"):
+        estimators.build("relax")(Categorical(logits=torch.zeros(3)), lambda z: z.sum(-1), 1)
+
+
+# Categorical latents: z = logits + Gumbel, b its one-hot argmax, z~ drawn given b (top-down).
+
+
+def categorical_toy(**overrides) -> categorical.CategoricalToy:
+    """The categorical toy as ``task=categorical`` builds it, with ``overrides``."""
+    return build(OmegaConf.merge(OmegaConf.load(CONF_DIR / "task/categorical.yaml"), overrides))
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_categorical_f_is_called_once_at_the_draw_and_two_relaxations_of_it(name):
+    torch.manual_seed(0)
+    logits = torch.randn(5, 2, 4, requires_grad=True)  # batch 5, two variables of 4 classes
+    w = torch.randn(4, requires_grad=True)
+    seen = []
+    dist = categorical.one_hot_categorical(logits)
+    out = estimators.build(name)(dist, lambda x: seen.append(x) or (x @ w).pow(2).sum(-1), 3)
+    (x,) = seen  # [b; softmax(z / tau); softmax(z~ / tau)], stacked
+    assert x.shape == (9, 5, 2, 4) and out.shape == (3, 5)
+    b = x[:3].detach()
+    assert (b.sum(-1) == 1).all() and set(b.unique().tolist()) <= {0.0, 1.0}
+    for relaxed in (x[3:6], x[6:]):  # both relaxations round to the draw
+        assert (relaxed.argmax(-1) == b.argmax(-1)).all()
+        torch.testing.assert_close(relaxed.sum(-1), torch.ones(3, 5, 2), check_dtype=False)
+    torch.testing.assert_close(out.detach(), (b @ w.detach()).pow(2).sum(-1))
+    grad_w, grad_logits = torch.autograd.grad(out.mean(), (w, logits))
+    (pathwise,) = torch.autograd.grad((b @ w).pow(2).sum(-1).mean(), w)
+    torch.testing.assert_close(grad_w, pathwise)
+    assert torch.isfinite(grad_logits).all() and grad_logits.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", LEARNED)
+@pytest.mark.parametrize(
+    "cost, k, logits, dim",
+    [("abs_diff", 0.5, [0.0, 0.0, 0.0], 2), ("sum_sq", 1.2, [0.5, -1.0, 1.5], 1)],
+)
+def test_categorical_unbiased_whatever_the_control_variate(name, cost, k, logits, dim):
+    torch.manual_seed(1)
+    est = estimators.build(name, temperature=0.3, eta=1.7)
+    theta = torch.tensor(logits, dtype=torch.float64).expand(dim, -1).clone()
+    f = categorical.total_cost(cost, k)
+    est(categorical.one_hot_categorical(theta.unsqueeze(0)), f, 1)  # build
+    with torch.no_grad():
+        for p in est.parameters()[2:]:
+            p.normal_(0.0, 1.0)
+    (g,) = categorical_toy().gradient_estimates(est.eval(), f, [theta], 1, 200_000)
+    exact = categorical_exact.exact_gradient(cost, k, logits)
+    assert abs(g.mean() - exact) / (g.var() / len(g)).sqrt() < Z_CRIT
+
+
+def test_a_categorical_conditional_sample_not_differentiated_in_the_logits_is_caught(monkeypatch):
+    from estimators import rebar
+
+    conditional = rebar.conditional_perturbed
+    monkeypatch.setattr(rebar, "conditional_perturbed", lambda t, b: conditional(t.detach(), b))
+    with pytest.raises(AssertionError):
+        test_categorical_unbiased_whatever_the_control_variate(
+            "rebar", "sum_sq", 1.2, [0.5, -1.0, 1.5], 1
+        )
+
+
+@pytest.mark.slow  # 100 training steps, then 40,000 estimates
+@pytest.mark.parametrize("name", LEARNED)
+def test_the_categorical_toy_trains_the_control_variate_then_measures_it_unbiased(name):
+    from tests.test_categorical_task import table_for as categorical_table
+
+    table = categorical_table(name, {"lr": 0.01}, cv_steps=100, k=[1.0])
+    assert table.exact_var.isna().all() and table.exact_mean.isna().all()
+    assert (table.learned_temperature != 0.5).all() and (table.learned_eta != 1.0).all()
+    z = (table.grad_mean - table.exact_grad) / (table.grad_var / table.n_estimates) ** 0.5
+    assert (z.abs() < Z_CRIT).all(), table[["k", "grad_mean", "exact_grad"]]
