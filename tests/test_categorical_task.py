@@ -1,5 +1,6 @@
 """The categorical toy: exact answers by enumeration against Monte Carlo, against the factorized
-formula for a summed cost, and against the Bernoulli toy at C = 2; bad input in one line."""
+formula for a summed cost, and against the Bernoulli toy at C = 2; the optimize mode's exact
+objective and its course; bad input in one line."""
 
 from __future__ import annotations
 
@@ -166,6 +167,56 @@ def test_the_relaxations_run_with_empty_exact_moments(name, opts):
     assert table.exact_mean.isna().all() and table.exact_var.isna().all()
 
 
+def optimize_table(name, opts, **overrides):
+    """The optimize table of one run of the toy with ``overrides``."""
+    settings = {"mode": "optimize", "optimize.var_estimates": 0, **overrides}
+    task = base.build(OmegaConf.load(CONF_DIR / "task/categorical.yaml"))
+    for key, value in settings.items():
+        OmegaConf.update(task.cfg, key, value)
+    make = functools.partial(estimators.build, name, **opts)
+    return base.run_task(task, make, base.Context(seed=0, device=CPU)).tables["optimize"]
+
+
+@pytest.mark.parametrize("cost, k", [("abs_diff", 0.5), ("sum_sq", 1.3), ("linear", -0.7)])
+def test_the_objective_is_e_f_summed_over_every_joint_outcome(cost, k):
+    torch.manual_seed(4)
+    logits = torch.randn(3, 4, dtype=torch.float64)  # each variable its own logits
+    task = base.build(OmegaConf.load(CONF_DIR / "task/categorical.yaml"))
+    c = exact.class_costs(cost, k, 4)
+    pi = torch.softmax(logits, -1).numpy()
+    total = sum(
+        math.prod(pi[d, j] for d, j in enumerate(x)) * sum(c[j] for j in x)
+        for x in np.ndindex(4, 4, 4)
+    )
+    assert task.objective(cost, k, [logits]) == pytest.approx(total, rel=1e-12)
+
+
+@pytest.mark.parametrize("l0, l1", [(0.0, 0.0), (0.3, -1.2)])
+def test_at_two_classes_the_objective_is_the_bernoulli_toys(l0, l1):
+    categorical = base.build(OmegaConf.load(CONF_DIR / "task/categorical.yaml"))
+    bernoulli = base.build(OmegaConf.load(CONF_DIR / "task/bernoulli.yaml"))
+    logits = torch.tensor([[l0, l1]] * 3, dtype=torch.float64)
+    bits = torch.full((3,), l1 - l0, dtype=torch.float64)
+    for ours, theirs in (("sum_sq", "square"), ("linear", "linear")):
+        want = bernoulli.objective(theirs, 0.45, [bits])
+        assert categorical.objective(ours, 0.45, [logits]) == pytest.approx(want, rel=1e-12)
+
+
+def test_the_optimization_lowers_the_objective_towards_its_minimum_or_raises_it():
+    # abs_diff at k = 1: c = (1, 0, 1), so E[f] starts at D 2/3 = 8/3 (uniform classes) and is
+    # 0 with every variable at class 1, whose logit is then the largest.
+    opt = {"k": [1.0], "optimize.steps": 300, "optimize.log_every": 100}
+    down = optimize_table("reinforce_baseline", {"baseline": "loo"}, **opt)
+    assert down.objective.iloc[0] == pytest.approx(8 / 3, rel=1e-12)
+    assert down.objective.iloc[-1] < 1.0 and down.step.tolist() == [0, 100, 200, 300]
+    assert (down.theta.iloc[-1] < 0) and not down.diverged.any()
+    up = optimize_table(
+        "reinforce_baseline", {"baseline": "loo"}, **opt, **{"optimize.maximize": True}
+    )
+    assert up.objective.iloc[-1] > 3.5  # towards 4, classes 0 and 2 (the class-0 logit rises)
+    assert up.theta.iloc[-1] > 0
+
+
 @pytest.mark.parametrize(
     "name, overrides, match",
     [
@@ -173,7 +224,16 @@ def test_the_relaxations_run_with_empty_exact_moments(name, opts):
         ("reinforce", {"dim": 0}, "task.dim=0: must be a positive integer"),
         ("reinforce", {"costs": ["cube"]}, "cost 'cube' is unknown; known costs: sum_sq, abs_diff"),
         ("reinforce", {"logits": [0.0, 1.0]}, "task.logits=[0.0, 1.0]: must be null or a list of"),
-        ("reinforce", {"mode": "optimize"}, "task.mode='optimize': the categorical toy has mode"),
+        (
+            "reinforce",
+            {"mode": "optimize", "optimize.optimizer": "sgd"},
+            "task.optimize.optimizer='sgd': must be one of adam, rmsprop",
+        ),
+        (
+            "reinforce",
+            {"mode": "optimize", "optimize.maximize": "yes"},
+            "task.optimize.maximize='yes': must be true or false",
+        ),
         ("arm", {}, "estimator 'arm' does not apply to Independent(OneHotCategorical)"),
         ("measure_valued", {}, "estimator 'measure_valued' does not apply to Independent(OneHot"),
     ],

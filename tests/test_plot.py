@@ -272,7 +272,7 @@ def optimize_rows(task: str, estimator: str, grad_var: float | None) -> list[dic
             "objective": 0.25 - 1e-6 * step,
             "diverged": False,
         }
-        if task == "bernoulli":
+        if task in ("bernoulli", "categorical"):
             row["theta"] = -0.01 * step
             if grad_var is not None:
                 row["grad_var"] = grad_var / (1 + step)
@@ -292,6 +292,14 @@ def test_a_bernoulli_optimization_with_variances_draws_the_relax_figure(tmp_path
     assert_figures([p for p in written if p.parent.name == "plots"])
     text = (tmp_path / "summary.md").read_text()
     assert "| DisARM | 0.2689 | 2.475e-09 |" in text  # sigmoid(-1), 2.5e-7 / 101
+
+
+def test_a_categorical_optimization_draws_no_bernoulli_figure(tmp_path):
+    """Its theta is a class-0 logit, not a Bernoulli's: sigmoid(theta) would mean nothing."""
+    write_run(tmp_path / "0", "optimize", optimize_rows("categorical", "reinforce", 0.0156))
+    written, _ = plot.plot(tmp_path)
+    stems = {p.stem for p in written if p.parent.name == "plots"}
+    assert stems == {"toy_optimize_vs_step", "toy_optimize_vs_time"}
 
 
 def test_an_exact_step_in_the_relax_figure_is_marked_on_the_bottom_edge():

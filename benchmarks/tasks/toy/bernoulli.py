@@ -16,10 +16,9 @@ from benchmarks.tasks.base import register
 from benchmarks.tasks.toy.costs import require_derivative
 from benchmarks.tasks.toy.exact.bernoulli import COSTS, cost_of, exact_gradient, exact_moments
 from benchmarks.tasks.toy.loops import CostFn, Toy
+from benchmarks.tasks.toy.optimize import check_logit_optimizer, logit_optimizer
 from estimators.base import Estimator
 from estimators.errors import ConfigError
-
-OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
 
 
 def bernoulli(logits: torch.Tensor) -> Independent:
@@ -76,19 +75,13 @@ class BernoulliToy(Toy):
         return {"theta": (a * exact_gradient(cost, k, cfg.theta), mean, var)}
 
     def optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
-        opt = self.cfg.optimize
-        return OPTIMIZERS[opt.optimizer](params, lr=opt.lr, maximize=opt.maximize)
+        return logit_optimizer(self.cfg.optimize, params)
 
     def check_options(self, estimator: Estimator, num_samples: int) -> None:
-        """The costs, the optimizer's name and the two switches."""
+        """The costs, the optimizer and the ``average`` switch."""
         cfg = self.cfg
         for cost in cfg.costs:
             require_derivative(cost, cost_of(cost), estimator)
-        if cfg.optimize.optimizer not in OPTIMIZERS:
-            raise ConfigError(
-                f"task.optimize.optimizer={cfg.optimize.optimizer!r}: must be one of "
-                f"{', '.join(OPTIMIZERS)}"
-            )
-        for key, value in (("average", cfg.average), ("optimize.maximize", cfg.optimize.maximize)):
-            if not isinstance(value, bool):
-                raise ConfigError(f"task.{key}={value!r}: must be true or false")
+        check_logit_optimizer(cfg.optimize)
+        if not isinstance(cfg.average, bool):
+            raise ConfigError(f"task.average={cfg.average!r}: must be true or false")

@@ -5,7 +5,8 @@ Independent(OneHotCategorical, 1) over [..., D, C]; f(x) = sum_d c(x_d; k) of th
 x_d. The gradient with respect to the first variable's class-0 logit is measured against its
 exact value and, for the score-function estimators, their exact expectation and variance by
 enumeration (``exact.categorical``). At C = 2 it is the Bernoulli toy with logit
-theta_B = logit_1 - logit_0.
+theta_B = logit_1 - logit_0. Optimizing, Adam or RMSprop on the [D, C] logits minimizes (or,
+with ``task.optimize.maximize``, maximizes) the exact E[f] = sum_d softmax(logits_d) . c.
 """
 
 from __future__ import annotations
@@ -16,10 +17,17 @@ import torch
 from omegaconf import OmegaConf
 from torch.distributions import Independent, OneHotCategorical
 
-from benchmarks.tasks.base import Context, register
+from benchmarks.tasks.base import register
 from benchmarks.tasks.toy.costs import require_derivative
-from benchmarks.tasks.toy.exact.categorical import COSTS, cost_of, exact_gradient, exact_moments
+from benchmarks.tasks.toy.exact.categorical import (
+    COSTS,
+    class_costs,
+    cost_of,
+    exact_gradient,
+    exact_moments,
+)
 from benchmarks.tasks.toy.loops import CostFn, Toy
+from benchmarks.tasks.toy.optimize import check_logit_optimizer, logit_optimizer
 from estimators.base import Estimator
 from estimators.errors import ConfigError, require_int
 
@@ -83,16 +91,21 @@ class CategoricalToy(Toy):
         )
         return {"theta": (exact_gradient(cost, k, logits), mean, var)}
 
-    def validate(self, estimator: Estimator, context: Context) -> None:
-        """Estimates only in this toy (no optimize mode yet), then the shared checks."""
-        if self.cfg.mode != "estimate":
-            raise ConfigError(
-                f"task.mode={self.cfg.mode!r}: the categorical toy has mode estimate only"
-            )
-        super().validate(estimator, context)
+    def objective(self, cost: str, k: float, params: list[torch.Tensor]) -> float:
+        """The exact E[f] = sum_d sum_j softmax(logits_d)_j c(j; k)."""
+        logits = params[0].detach().double()
+        c = torch.from_numpy(class_costs(cost, k, logits.shape[-1])).to(logits.device)
+        return float((torch.softmax(logits, -1) @ c).sum())
+
+    def point(self, params: list[torch.Tensor]) -> dict[str, float]:
+        """theta: the class-0 logit, as measured, averaged over the variables."""
+        return {"theta": params[0][:, 0].detach().mean().item()}
+
+    def optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        return logit_optimizer(self.cfg.optimize, params)
 
     def check_options(self, estimator: Estimator, num_samples: int) -> None:
-        """categories >= 2, logits (if given) C finite numbers, and the costs."""
+        """categories >= 2, logits (if given) C finite numbers, the costs and the optimizer."""
         cfg = self.cfg
         require_int(cfg.categories, "task.categories", minimum=2)
         if cfg.logits is not None:
@@ -107,3 +120,4 @@ class CategoricalToy(Toy):
                     raise ConfigError(f"task.logits: {v!r} is not a finite number")
         for cost in cfg.costs:
             require_derivative(cost, cost_of(cost), estimator)
+        check_logit_optimizer(cfg.optimize)

@@ -11,11 +11,13 @@ import time
 from collections.abc import Iterator
 
 import torch
+from omegaconf import DictConfig
 
 from benchmarks.measure import synchronize
 from benchmarks.progress import Progress
 from benchmarks.tasks.base import Context, learned_columns
 from estimators.base import CostFn, Estimator
+from estimators.errors import ConfigError
 
 OPTIMIZE_COLUMNS = [
     "estimator",
@@ -35,9 +37,33 @@ OPTIMIZE_COLUMNS = [
 """The columns of ``optimize.csv`` that the runner prints (``Toy.summary_columns``)."""
 
 
+LOGIT_OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
+"""The discrete toys' optimizers of their logits (``task.optimize.optimizer``)."""
+
+
+def logit_optimizer(opt: DictConfig, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+    """``opt.optimizer`` (torch's defaults but ``opt.lr``), maximizing with ``opt.maximize``."""
+    return LOGIT_OPTIMIZERS[opt.optimizer](params, lr=opt.lr, maximize=opt.maximize)
+
+
+def check_logit_optimizer(opt: DictConfig) -> None:
+    """The optimizer's name and the ``maximize`` switch of a discrete toy's ``task.optimize``."""
+    if opt.optimizer not in LOGIT_OPTIMIZERS:
+        raise ConfigError(
+            f"task.optimize.optimizer={opt.optimizer!r}: must be one of "
+            f"{', '.join(LOGIT_OPTIMIZERS)}"
+        )
+    if not isinstance(opt.maximize, bool):
+        raise ConfigError(f"task.optimize.maximize={opt.maximize!r}: must be true or false")
+
+
 class OptimizeMode:
     """One optimization per (cost, k), for ``Toy``: its trajectory and the variance of the
     estimates at each logged step."""
+
+    def point(self, params: list[torch.Tensor]) -> dict[str, float]:
+        """Each parameter's mean over its coordinates, by name, for a logged row."""
+        return {n: p.detach().mean().item() for n, p in zip(self.start(), params, strict=True)}
 
     def step_variance(
         self,
@@ -78,7 +104,6 @@ class OptimizeMode:
         f = self.cost(cost, k)
         params = [p.requires_grad_() for p in self.initial(context.device)]
         optimizer = self.optimizer(params)
-        names = list(self.start())
         seconds, diverged = 0.0, False
         for step in range(opt_cfg.steps + 1):
             context.progress.update(cost=cost, k=k, step=step)
@@ -93,7 +118,7 @@ class OptimizeMode:
                     "step": step,
                     "time_s": seconds,
                     "objective": self.objective(cost, k, params),
-                    **{n: p.detach().mean().item() for n, p in zip(names, params, strict=True)},
+                    **self.point(params),
                     **learned_columns(estimator),
                     "grad_var": self.step_variance(estimator, f, params, num_samples, step),
                     "diverged": diverged,

@@ -30,12 +30,18 @@ def at_one_theta(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics[metrics["theta"].isna() | (metrics["theta"] == theta)]
 
 
+def bernoulli_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The Bernoulli toy's rows of a summary (the categorical toy's also carry a theta)."""
+    if "theta" not in table:
+        return table.iloc[:0]
+    rows = table.dropna(subset=["theta"])
+    return rows[rows["task"] == "bernoulli"] if "task" in rows else rows
+
+
 def theta_sweep(metrics: pd.DataFrame) -> pd.DataFrame:
     """The Bernoulli rows of a sweep over the logit theta, at each estimator's fewest draws;
     empty unless they span more than one theta."""
-    if "theta" not in metrics:
-        return metrics.iloc[:0]
-    rows = fewest_draws(metrics.dropna(subset=["theta"]))
+    rows = fewest_draws(bernoulli_rows(metrics))
     return rows if rows["theta"].nunique() > 1 else rows.iloc[:0]
 
 
@@ -66,9 +72,9 @@ def bernoulli_theta_figure(metrics: pd.DataFrame, style: Style) -> plt.Figure:
 
 def bernoulli_optimize(optimize: pd.DataFrame) -> pd.DataFrame:
     """The Bernoulli toy's optimization rows, where they carry a measured gradient variance."""
-    if "grad_var" not in optimize or "theta" not in optimize:
+    if "grad_var" not in optimize:
         return optimize.iloc[:0]
-    rows = optimize.dropna(subset=["theta"])
+    rows = bernoulli_rows(optimize)
     return rows if rows["grad_var"].notna().any() else rows.iloc[:0]
 
 

@@ -33,8 +33,11 @@ from benchmarks.tasks.toy.figures.panels import (
 
 
 def toy_distribution(metrics: pd.DataFrame) -> str:
-    """' x ~ N(μ=1, σ=1²)' or ' b ~ Bernoulli(sigmoid(θ=0))', for a figure title."""
+    """' x ~ N(μ=1, σ=1²)', ' b ~ Bernoulli(sigmoid(θ=0))' or ' x ~ 4 categoricals', for a figure
+    title."""
     row = metrics.iloc[0]
+    if row.get("task") == "categorical":
+        return f" x ~ {row['dim']:g} categoricals, class-0 logit {row['theta']:g}"
     if pd.notna(row["theta"]):
         return f" b ~ Bernoulli(sigmoid(θ={row['theta']:g}))"
     return f" x ~ N(μ={row['mu']:g}, σ={row['sigma']:g}²)"
