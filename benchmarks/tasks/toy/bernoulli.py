@@ -15,6 +15,7 @@ from torch.distributions import Bernoulli, Independent
 from benchmarks.tasks.base import register
 from benchmarks.tasks.toy.costs import require_derivative
 from benchmarks.tasks.toy.exact.bernoulli import COSTS, cost_of, exact_gradient, exact_moments
+from benchmarks.tasks.toy.exact.enumerated import ENUMERATED, enumerated_moments
 from benchmarks.tasks.toy.loops import CostFn, Toy
 from benchmarks.tasks.toy.optimize import check_logit_optimizer, logit_optimizer
 from estimators.base import Estimator
@@ -65,14 +66,20 @@ class BernoulliToy(Toy):
         return self.scale() * float((p * c(1.0, k) + (1 - p) * c(0.0, k)).sum())
 
     def exact(self, estimator: Estimator, cost: str, k: float, num_samples: int) -> dict:
-        """The exact gradient, mean and variance of the summed f, scaled to an averaged one."""
+        """The exact gradient, mean and variance of the summed f, scaled to an averaged one; or
+        the moments of the estimator itself, enumerated over its draws, at the toy's f."""
         cfg, a = self.cfg, self.scale()
+        gradient = a * exact_gradient(cost, k, cfg.theta)
+        if estimator.name in ENUMERATED:
+            theta = [float(cfg.theta)] * cfg.dim
+            mean, var = enumerated_moments(estimator, self.cost(cost, k), theta, num_samples)
+            return {"theta": (gradient, mean, var)}
         mean, var = exact_moments(
             estimator.name, estimator.options(), cost, k, cfg.theta, cfg.dim, num_samples
         )
         if mean is not None:
             mean, var = a * mean, a * a * var
-        return {"theta": (a * exact_gradient(cost, k, cfg.theta), mean, var)}
+        return {"theta": (gradient, mean, var)}
 
     def optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
         return logit_optimizer(self.cfg.optimize, params)
