@@ -153,18 +153,44 @@ def test_a_users_own_cost_of_the_class_index_drops_in():
     assert abs(z_mean.iloc[0]) < Z_CRIT and abs(z_var.iloc[0]) < Z_CRIT
 
 
-@pytest.mark.parametrize(
-    "name, opts",
-    [
-        ("gumbel_softmax", {"temperature": 0.5}),
-        ("straight_through", {}),
-        ("rao_blackwell_st", {"rb_samples": 3}),
-    ],
-)
-def test_the_relaxations_run_with_empty_exact_moments(name, opts):
-    table = table_for(name, opts, n_estimates=2000)
+def test_gumbel_rao_runs_with_empty_exact_moments():
+    table = table_for("rao_blackwell_st", {"rb_samples": 3}, n_estimates=2000)
     assert table.grad_mean.notna().all() and table.exact_grad.notna().all()
     assert table.exact_mean.isna().all() and table.exact_var.isna().all()
+
+
+RELAXATIONS = [("gumbel_softmax", {"temperature": 0.5}), ("straight_through", {"temperature": 1.0})]
+
+
+@pytest.mark.parametrize("name, opts", RELAXATIONS)
+@pytest.mark.parametrize("l0, l1", [(0.0, 0.0), (0.3, -1.2)])
+def test_the_relaxations_quadrature_at_two_classes_is_the_bernoulli_toys(name, opts, l0, l1):
+    for ours, theirs in (("sum_sq", "square"), ("linear", "linear")):
+        mean, var = exact.exact_moments(name, opts, ours, 0.45, [l0, l1], 3, 2)
+        b_mean, b_var = bernoulli_exact.exact_moments(name, opts, theirs, 0.45, l1 - l0, 3, 2)
+        assert mean == pytest.approx(-b_mean, rel=1e-9, abs=1e-14)
+        assert var == pytest.approx(b_var, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "name, opts, cost",
+    [(*RELAXATIONS[0], "sum_sq"), (*RELAXATIONS[0], "linear"), (*RELAXATIONS[1], "abs_diff")],
+)
+def test_the_relaxations_measured_bias_and_variance_agree_with_the_quadrature(name, opts, cost):
+    table = table_for(name, opts, logits=[0.5, -1.0, 1.5], dim=2, costs=[cost], k=[1.2])
+    assert table.exact_mean.notna().all() and table.exact_var.notna().all()
+    assert (table.exact_mean - table.exact_grad).abs().gt(1e-3).all()  # biased, measurably
+    z_mean, z_var = z_scores(table, table.exact_var)
+    assert (z_mean.abs() < Z_CRIT).all(), table[["cost", "grad_mean", "exact_mean"]]
+    assert (z_var.abs() < Z_CRIT).all(), table[["cost", "grad_var", "exact_var"]]
+
+
+def test_the_relaxations_quadrature_stays_empty_where_it_cannot_be_trusted():
+    """abs_diff's derivative jumps inside an argmax region under Gumbel-softmax (the rule does
+    not converge), and four classes would take a three-dimensional rule."""
+    gumbel = RELAXATIONS[0]
+    assert exact.exact_moments(*gumbel, "abs_diff", 0.5, [0.0] * 3) == (None, None)
+    assert exact.exact_moments(*gumbel, "sum_sq", 0.5, [0.0] * 4) == (None, None)
 
 
 def optimize_table(name, opts, **overrides):
