@@ -55,25 +55,16 @@ def bits_and_gradients(
     return b.detach(), fb, torch.zeros_like(b) if g is None else g.detach()
 
 
-@register
-class DoubleCV(LearnedControlVariate, Estimator):
-    """RLOO with a leave-one-out Taylor control variate, alpha gbar_{-k} . (b_k - p), trained."""
+class LeaveOneOutControlVariate(LearnedControlVariate, Estimator):
+    """What Double CV and RODEO share: RLOO over K >= 2 Bernoulli draws with a learned control
+    variate built from f's gradients at the draws."""
 
-    name = "double_cv"
-    title = "Double CV"
     trainable = True
     differentiates_f = True  # g_k: f's gradient at the binary draws
-
-    def __init__(self, alpha: float = 0.0, lr: float = 1e-3) -> None:
-        self.alpha = finite_number(alpha, "alpha")
-        super().__init__(lr)
 
     @property
     def min_samples(self) -> int:
         return 2  # a leave-one-out mean needs another draw
-
-    def options(self) -> dict:
-        return {"alpha": self.alpha, "lr": self.lr}
 
     @classmethod
     def label(cls, options: dict) -> str:
@@ -82,6 +73,21 @@ class DoubleCV(LearnedControlVariate, Estimator):
     def supports(self, dist: Distribution) -> bool:
         """Bernoulli distributions, Independent-wrapped or not."""
         return isinstance(base_distribution(dist), Bernoulli)
+
+
+@register
+class DoubleCV(LeaveOneOutControlVariate):
+    """RLOO with a leave-one-out Taylor control variate, alpha gbar_{-k} . (b_k - p), trained."""
+
+    name = "double_cv"
+    title = "Double CV"
+
+    def __init__(self, alpha: float = 0.0, lr: float = 1e-3) -> None:
+        self.alpha = finite_number(alpha, "alpha")
+        super().__init__(lr)
+
+    def options(self) -> dict:
+        return {"alpha": self.alpha, "lr": self.lr}
 
     def make_modules(self, like: dict, event_shape: torch.Size) -> dict:
         return {"alpha": torch.tensor(self.alpha, **like, requires_grad=True)}

@@ -27,42 +27,27 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.distributions import Bernoulli, Distribution
+from torch.distributions import Distribution
 
-from estimators.base import CostFn, Estimator, base_distribution, register
-from estimators.double_cv import bits_and_gradients, leave_one_out
+from estimators.base import CostFn, base_distribution, register
+from estimators.double_cv import LeaveOneOutControlVariate, bits_and_gradients, leave_one_out
 from estimators.errors import require_int
-from estimators.learned import LearnedControlVariate
 
 
 @register
-class Rodeo(LearnedControlVariate, Estimator):
+class Rodeo(LeaveOneOutControlVariate):
     """RLOO plus Stein control variates over one-bit flips, h a network of a Taylor surrogate."""
 
     name = "rodeo"
     title = "RODEO"
-    trainable = True
-    differentiates_f = True  # the Taylor surrogate takes f's gradient at the draws
 
     def __init__(self, lr: float = 1e-3, hidden: int = 100) -> None:
         super().__init__(lr)
         require_int(hidden, "hidden")
         self.hidden = hidden
 
-    @property
-    def min_samples(self) -> int:
-        return 2  # the surrogate and the baseline of each draw come from the others
-
     def options(self) -> dict:
         return {"lr": self.lr, "hidden": self.hidden}
-
-    @classmethod
-    def label(cls, options: dict) -> str:
-        return cls.title
-
-    def supports(self, dist: Distribution) -> bool:
-        """Bernoulli distributions, Independent-wrapped or not."""
-        return isinstance(base_distribution(dist), Bernoulli)
 
     def make_modules(self, like: dict, event_shape: torch.Size) -> dict:
         # Its own seed: building it at the first call must not shift the caller's random stream.
