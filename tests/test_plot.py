@@ -186,6 +186,24 @@ def test_a_sweep_over_theta_draws_variance_against_theta(tmp_path):
     assert "| (exact gradient)² | 1.546e-07 | 2.5e-07 | 1.546e-07 |" in text  # k = 0.499
 
 
+@pytest.mark.slow
+def test_a_categorical_sweep_over_the_class_0_logit_draws_its_own_figure(tmp_path):
+    out = sweep(
+        tmp_path,
+        "task=categorical",
+        "estimator=reinforce",
+        "task.logits=[-1.0,0.0,0.0],[1.0,0.0,0.0]",
+        "task.n_estimates=2000",
+        "task.k=[1.0]",
+    )
+    assert out.returncode == 0, out.stderr
+    plots = {p.name for p in (tmp_path / "plots").iterdir()}
+    assert "categorical_variance_vs_theta.png" in plots
+    assert "bernoulli_variance_vs_theta.png" not in plots
+    text = (tmp_path / "summary.md").read_text()
+    assert "## Categorical toy: variance of one estimate against θ, abs_diff, k = 1" in text
+
+
 def test_a_zero_variance_breaks_the_line_and_is_marked_on_the_bottom_edge():
     # DisARM at theta = 0 has exactly zero variance, which a log axis cannot show.
     fig, ax = plt.subplots()

@@ -30,22 +30,29 @@ def at_one_theta(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics[metrics["theta"].isna() | (metrics["theta"] == theta)]
 
 
-def bernoulli_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """The Bernoulli toy's rows of a summary (the categorical toy's also carry a theta)."""
+def toy_rows(table: pd.DataFrame, task: str) -> pd.DataFrame:
+    """One discrete toy's rows of a summary (both carry a theta: a logit, a class-0 logit)."""
     if "theta" not in table:
         return table.iloc[:0]
     rows = table.dropna(subset=["theta"])
-    return rows[rows["task"] == "bernoulli"] if "task" in rows else rows
+    return rows[rows["task"] == task] if "task" in rows else rows
 
 
-def theta_sweep(metrics: pd.DataFrame) -> pd.DataFrame:
-    """The Bernoulli rows of a sweep over the logit theta, at each estimator's fewest draws;
-    empty unless they span more than one theta."""
-    rows = fewest_draws(bernoulli_rows(metrics))
+def theta_sweep(metrics: pd.DataFrame, task: str) -> pd.DataFrame:
+    """The rows of ``task`` (bernoulli or categorical) of a sweep over its measured logit theta,
+    at each estimator's fewest draws; empty unless they span more than one theta."""
+    rows = fewest_draws(toy_rows(metrics, task))
     return rows if rows["theta"].nunique() > 1 else rows.iloc[:0]
 
 
-def bernoulli_theta_figure(metrics: pd.DataFrame, style: Style) -> plt.Figure:
+THETA_TITLES = {
+    "bernoulli": "Bernoulli toy: gradient variance against θ",
+    "categorical": "Categorical toy: gradient variance against the class-0 logit θ",
+}
+THETA_LABELS = {"categorical": "θ (the class-0 logit, the other classes' at task.logits)"}
+
+
+def theta_figure(metrics: pd.DataFrame, style: Style, task: str) -> plt.Figure:
     """Variance against the logit per (cost, k): exact (lines), measured with 95% intervals
     (points), and the squared exact gradient for scale (an estimator far above it is useless)."""
 
@@ -62,11 +69,11 @@ def bernoulli_theta_figure(metrics: pd.DataFrame, style: Style) -> plt.Figure:
         style,
         draw,
         "variance of one estimate",
-        "Bernoulli toy: gradient variance against θ\n"
-        "exact (lines), measured with 95% intervals (points)",
+        f"{THETA_TITLES[task]}\nexact (lines), measured with 95% intervals (points)",
         x="theta",
         row="k",
         reference=("(exact gradient)²", gradient_squared),
+        xlabel=THETA_LABELS.get(task),
     )
 
 
@@ -74,7 +81,7 @@ def bernoulli_optimize(optimize: pd.DataFrame) -> pd.DataFrame:
     """The Bernoulli toy's optimization rows, where they carry a measured gradient variance."""
     if "grad_var" not in optimize:
         return optimize.iloc[:0]
-    rows = bernoulli_rows(optimize)
+    rows = toy_rows(optimize, "bernoulli")
     return rows if rows["grad_var"].notna().any() else rows.iloc[:0]
 
 

@@ -38,12 +38,14 @@ def facet_by_cost_and_param(
     note_draws: bool = True,
     row: str = "param",
     reference: tuple[str, Callable[[plt.Axes, pd.DataFrame], None]] | None = None,
+    xlabel: str | None = None,
 ) -> plt.Figure:
     """One panel per (``row``, cost), log y, one colour and marker per estimator, ``x`` on the
     x axis; ``draw(ax, rows, color, marker)`` draws one estimator's rows.
 
     ``row`` is the parameter differentiated or another column such as k; ``reference``, a
-    (legend label, draw(ax, panel)) pair, adds one grey dashed line per panel."""
+    (legend label, draw(ax, panel)) pair, adds one grey dashed line per panel; ``xlabel``
+    replaces ``x``'s usual label."""
     costs = list(dict.fromkeys(metrics["cost"]))
     values = list(dict.fromkeys(metrics[row]))
     fig, axes = plt.subplots(
@@ -75,7 +77,7 @@ def facet_by_cost_and_param(
             )
             ax.set_title(f"{cost}, {what}", fontsize=10)
             if i == len(values) - 1:
-                ax.set_xlabel(AXIS_LABELS.get(x, x))
+                ax.set_xlabel(xlabel or AXIS_LABELS.get(x, x))
             if j == 0:
                 ax.set_ylabel(ylabel)
     draws = metrics.groupby("label")["num_samples"].agg(["min", "max"])

@@ -8,6 +8,7 @@ import pandas as pd
 
 from benchmarks.results import markdown_table
 from benchmarks.tasks.toy.figures.bernoulli import (
+    THETA_TITLES,
     at_one_theta,
     bernoulli_optimize,
     sigmoid,
@@ -20,9 +21,9 @@ from benchmarks.tasks.toy.figures.toys import (
 from benchmarks.tasks.toy.figures.toys import with_evaluations
 
 
-def theta_headline(metrics: pd.DataFrame) -> list[str]:
-    """Per (cost, k) of a sweep over the logit: each estimator's measured variance against theta,
-    and the squared exact gradient for scale."""
+def theta_headline(metrics: pd.DataFrame, task: str) -> list[str]:
+    """Per (cost, k) of a sweep over ``task``'s logit: each estimator's measured variance against
+    theta, and the squared exact gradient for scale."""
     parts = []
     if metrics.empty:  # a sweep without toy rows may have no cost column at all (VAE only)
         return parts
@@ -30,7 +31,8 @@ def theta_headline(metrics: pd.DataFrame) -> list[str]:
         table = rows.pivot_table(index="label", columns="theta", values="grad_var")
         table.loc["(exact gradient)²"] = rows.groupby("theta")["exact_grad"].first() ** 2
         table.columns = [f"θ={t:g}" for t in table.columns]
-        parts.append(f"## Bernoulli toy: variance of one estimate against θ, {cost}, k = {k:g}\n")
+        toy = THETA_TITLES[task].split(":")[0]
+        parts.append(f"## {toy}: variance of one estimate against θ, {cost}, k = {k:g}\n")
         parts.append(
             markdown_table(table.reset_index().rename(columns={"label": "estimator"}), digits=None)
             + "\n"
@@ -110,7 +112,8 @@ def summary_lines(summary: pd.DataFrame) -> list[str]:
                     pivot.reset_index().rename(columns={"label": "estimator"}), digits=None
                 )
             )
-    parts += theta_headline(theta_sweep(sweep))
+    for task in THETA_TITLES:
+        parts += theta_headline(theta_sweep(sweep, task), task)
     optimize = summary[summary["table"] == "optimize"]
     parts += optimize_headline(bernoulli_optimize(optimize))
     if not optimize.empty:

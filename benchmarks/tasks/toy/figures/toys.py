@@ -16,11 +16,12 @@ import seaborn as sns
 from benchmarks.figures import legend_below, mark_zero_variance
 from benchmarks.tasks.base import Style
 from benchmarks.tasks.toy.figures.bernoulli import (
+    THETA_TITLES,
     at_one_theta,
     bernoulli_optimize,
     bernoulli_optimize_figure,
-    bernoulli_theta_figure,
     relaxation_bias_figure,
+    theta_figure,
     theta_sweep,
 )
 from benchmarks.tasks.toy.figures.panels import (
@@ -265,9 +266,10 @@ def figures(summary: pd.DataFrame, style: Style) -> Iterator[tuple[str, plt.Figu
             yield "relaxation_bias_vs_temperature", relaxation_bias_figure(relaxed, style)
         if (metrics.groupby("label")["num_samples"].nunique() > 1).any():
             yield "toy_variance_vs_num_samples", num_samples_figure(metrics, style)
-    by_theta = theta_sweep(sweep)
-    if not by_theta.empty:
-        yield "bernoulli_variance_vs_theta", bernoulli_theta_figure(by_theta, style)
+    for task in THETA_TITLES:
+        by_theta = theta_sweep(sweep, task)
+        if not by_theta.empty:
+            yield f"{task}_variance_vs_theta", theta_figure(by_theta, style, task)
     optimize = summary[summary["table"] == "optimize"]
     if not optimize.empty:
         yield "toy_optimize_vs_step", optimize_figure(optimize, style, "step")
