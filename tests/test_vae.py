@@ -750,7 +750,8 @@ READS = {
 def test_a_training_step_reads_nothing_back_from_the_device(tmp_path, monkeypatch, args):
     # A read in the step would make every step wait for a GPU: the step runs with those methods
     # raising, and the run still completes with a row per step. torch.optim's reads are exempt:
-    # they are of step counts that torch keeps on the CPU whatever the parameters' device.
+    # they are of step counts that torch keeps on the CPU whatever the parameters' device; so are
+    # the compiler's (task.compile), which folds constants once as it builds a graph.
     step = train_module.Trainer.step
     steps = []
 
@@ -760,7 +761,7 @@ def test_a_training_step_reads_nothing_back_from_the_device(tmp_path, monkeypatc
 
                 def read(tensor, *args, name=name, method=READS[name], **kwargs):
                     caller = sys._getframe(1).f_globals.get("__name__", "")
-                    if not caller.startswith("torch.optim."):
+                    if not caller.startswith(("torch.optim.", "torch._inductor.")):
                         raise AssertionError(f"Tensor.{name} in a training step")
                     return method(tensor, *args, **kwargs)
 

@@ -81,13 +81,14 @@ def train_step(
 def compiled(step: Callable) -> Callable:
     """``step`` through ``torch.compile`` (``task.compile``), its random draws made by eager
     mode's generator (inductor's ``fallback_random``, set for this function only): the same
-    numbers as the eager step up to float rounding. Graphs are built at the first call.
+    numbers as the eager step up to float rounding. Graphs are built at the first call, one
+    set for each batch shape (static: the full batch, and an epoch's smaller last one).
 
     Each run compiles afresh: graphs that earlier runs in this process (a sweep, a test session)
     built for the same function count against torch's recompile limit (8), past which it runs
     the step eagerly without a word."""
     torch._dynamo.reset()
-    return torch.compile(step, options={"fallback_random": True})
+    return torch.compile(step, dynamic=False, options={"fallback_random": True})
 
 
 @dataclass(frozen=True)
