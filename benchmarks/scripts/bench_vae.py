@@ -10,11 +10,17 @@ does not depend on the pixel values):
 - the M=100 gradient-variance probe against M separate backward passes on the same batch, at
   784-400-20 and at the digits task's 64-400-20.
 
+``--compile`` also times the harness's step through ``torch.compile`` as ``task.compile=true`` runs
+it, and its first call, which compiles (tens of seconds on a CPU; less where torch's on-disk cache
+of compiled graphs, ``TORCHINDUCTOR_CACHE_DIR``, already holds them).
+
 ``--device cuda`` times the same on a GPU (synchronizing before each clock reading). Writes
 ``results/perf/vae_speed.csv`` (``vae_speed_cuda.csv`` on a GPU) and prints it.
 """
 
 from __future__ import annotations
+
+import time
 
 import pandas as pd
 import torch
@@ -22,10 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import estimators
+from benchmarks.measure import synchronize
 from benchmarks.scripts.perf import interleaved_medians, parse, parser, write_report
 from benchmarks.tasks.vae.models import VAE, elbo_terms
 from benchmarks.tasks.vae.probe import encoder_gradient_samples
-from benchmarks.tasks.vae.train import train_step
+from benchmarks.tasks.vae.train import compiled, train_step
 
 X_DIM, HIDDEN, LATENT, BATCH = 784, 400, 20, 128
 CPU = torch.device("cpu")
@@ -69,6 +76,9 @@ def separate_backward_passes(model: VAE, estimator, x: torch.Tensor, m: int) -> 
 def main() -> None:
     cli = parser(__doc__, "vae_speed", repeats=15, steps=20, device=True)
     cli.add_argument("--m", type=int, default=100, help="estimates per probe")
+    cli.add_argument(
+        "--compile", action="store_true", help="also time the step through torch.compile"
+    )
     args = parse(cli)
     device = args.device
     torch.manual_seed(0)
@@ -80,17 +90,25 @@ def main() -> None:
     reparam = estimators.build("reparam")
     canonical = CanonicalVAE().to(device)
     canonical_opt = torch.optim.Adam(canonical.parameters(), lr=1e-3)
-    steps = interleaved_medians(
-        {
-            "harness training step (reparam)": lambda: train_step(
-                harness, reparam, harness_opt, harness_params, x, 1
-            ),
-            "canonical PyTorch VAE step": lambda: canonical_step(canonical, canonical_opt, x),
-        },
-        args.repeats,
-        args.steps,
-        device,
-    )
+    contenders = {
+        "harness training step (reparam)": lambda: train_step(
+            harness, reparam, harness_opt, harness_params, x, 1
+        ),
+        "canonical PyTorch VAE step": lambda: canonical_step(canonical, canonical_opt, x),
+    }
+    first_call = None
+    if args.compile:
+        model = VAE(X_DIM, HIDDEN, LATENT).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        params, step = list(model.parameters()), compiled(train_step)
+        start = time.perf_counter()
+        step(model, reparam, optimizer, params, x, 1)
+        synchronize(device)
+        first_call = time.perf_counter() - start
+        contenders["harness training step (reparam), compiled"] = lambda: step(
+            model, reparam, optimizer, params, x, 1
+        )
+    steps = interleaved_medians(contenders, args.repeats, args.steps, device)
 
     groups = {"training step, 784-400-20": steps}
     for x_dim in (X_DIM, 64):  # MNIST's size, and digits' (8x8)
@@ -121,6 +139,16 @@ def main() -> None:
                     "ratio": seconds / reference,
                 }
             )
+    if first_call is not None:  # in plain steps' time
+        reference = steps["canonical PyTorch VAE step"]
+        rows.append(
+            {
+                "group": "compiling the step, 784-400-20",
+                "method": "first call of the compiled step (reparam)",
+                "seconds": first_call,
+                "ratio": first_call / reference,
+            }
+        )
     write_report(pd.DataFrame(rows), args.out, device=device)
 
 

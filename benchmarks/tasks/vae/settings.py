@@ -87,11 +87,26 @@ def validate(task: DictConfig, dataset: str, estimator: Estimator) -> None:
         raise ConfigError(
             f"task.objective={task.objective!r}: accepted are {', '.join(OBJECTIVES)}"
         )
+    check_compile(task.compile, estimator)
     objective = training_objective(task, estimator)
     if objective is not None:
         check_objective(estimator, task, objective)
     elif task.num_samples is not None:
         estimator.check_num_samples(task.num_samples, "task.num_samples")
+
+
+def check_compile(value: object, estimator: Estimator) -> None:
+    """``task.compile`` is a boolean, and true only for an estimator whose ``backward`` is the
+    plain ``loss.backward()``: one that trains its own parameters there takes gradients of
+    gradients through the step, which a compiled step does not give."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"task.compile={value!r}: must be true or false")
+    if value and estimator.trainable:
+        raise ConfigError(
+            f"task.compile=true: estimator '{estimator.name}' trains its own control variate in "
+            "its backward (gradients of gradients), which a compiled step does not serve; "
+            "run it with task.compile=false"
+        )
 
 
 def training_objective(task: DictConfig, estimator: Estimator) -> Objective | None:

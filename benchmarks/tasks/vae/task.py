@@ -91,5 +91,5 @@ class VAETask(Task):
         trainer = Trainer(task, dataset, estimator, num_samples, context, supplied, objective)
         if context.config.resume:
             trainer.resume()
-        context.writer.json("model", settings)
+        context.writer.json("model", {**settings, "compile": task.compile})
         return trainer.fit()

@@ -13,6 +13,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -75,6 +76,19 @@ def train_step(
     finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
     optimizer.step()
     return per_example.detach().mean(), loss.detach(), grad_norm, finite
+
+
+def compiled(step: Callable) -> Callable:
+    """``step`` through ``torch.compile`` (``task.compile``), its random draws made by eager
+    mode's generator (inductor's ``fallback_random``, set for this function only): the same
+    numbers as the eager step up to float rounding. Graphs are built at the first call, one
+    set for each batch shape (static: the full batch, and an epoch's smaller last one).
+
+    Each run compiles afresh: graphs that earlier runs in this process (a sweep, a test session)
+    built for the same function count against torch's recompile limit (8), past which it runs
+    the step eagerly without a word."""
+    torch._dynamo.reset()
+    return torch.compile(step, dynamic=False, options={"fallback_random": True})
 
 
 @dataclass(frozen=True)
@@ -147,6 +161,7 @@ class Trainer:
             "grad_var": [],
         }
         self.pending: list[Pending] = []
+        self.train_step = compiled(train_step) if task.compile else train_step
 
     def fit(self) -> Result:
         """The loop: for each epoch, a step on each batch (logged, probed when due), then an
@@ -199,7 +214,7 @@ class Trainer:
         x = self.dataset.train[index]
         if self.dataset.dynamic_binarization:
             x = torch.bernoulli(x, generator=self.batches)
-        values = train_step(
+        values = self.train_step(
             self.model,
             self.estimator,
             self.optimizer,
