@@ -41,7 +41,10 @@ def toy_rows(table: pd.DataFrame, task: str) -> pd.DataFrame:
 def theta_sweep(metrics: pd.DataFrame, task: str) -> pd.DataFrame:
     """The rows of ``task`` (bernoulli or categorical) of a sweep over its measured logit theta,
     at each estimator's fewest draws; empty unless they span more than one theta."""
-    rows = fewest_draws(toy_rows(metrics, task))
+    rows = toy_rows(metrics, task)
+    if rows.empty:
+        return rows
+    rows = fewest_draws(rows)
     return rows if rows["theta"].nunique() > 1 else rows.iloc[:0]
 
 
