@@ -312,18 +312,22 @@ def test_a_bernoulli_optimization_with_variances_draws_the_relax_figure(tmp_path
     assert "| DisARM | 0.2689 | 2.475e-09 |" in text  # sigmoid(-1), 2.5e-7 / 101
 
 
-def test_a_categorical_optimization_draws_no_bernoulli_figure(tmp_path):
-    """Its theta is a class-0 logit, not a Bernoulli's: sigmoid(theta) would mean nothing."""
+def test_a_categorical_optimization_draws_its_own_variance_figure(tmp_path):
+    """Its theta is a class-0 logit, not a Bernoulli's: sigmoid(theta) would mean nothing, so
+    the top row is the exact E[f]."""
     write_run(tmp_path / "0", "optimize", optimize_rows("categorical", "reinforce", 0.0156))
     written, _ = plot.plot(tmp_path)
     stems = {p.stem for p in written if p.parent.name == "plots"}
-    assert stems == {"toy_optimize_vs_step", "toy_optimize_vs_time"}
+    assert stems == {"toy_optimize_vs_step", "toy_optimize_vs_time", "categorical_optimize"}
+    assert_figures([p for p in written if p.parent.name == "plots"])
 
 
 def test_an_exact_step_in_the_relax_figure_is_marked_on_the_bottom_edge():
     rows = pd.DataFrame(optimize_rows("bernoulli", "disarm", 2.5e-7)).assign(label="DisARM", run=0)
     rows.loc[rows["step"] == 40, "grad_var"] = 0.0  # DisARM at theta = 0 is exact
-    fig = bernoulli_figures.bernoulli_optimize_figure(rows, plot.style_for(rows["label"]))
+    fig = bernoulli_figures.optimize_variance_figure(
+        rows, plot.style_for(rows["label"]), "bernoulli"
+    )
     line, marks = fig.axes[1].lines
     assert pd.isna(line.get_ydata()[2]) and list(marks.get_xdata()) == [40]
     assert marks.get_gid() == figures.ZERO_VARIANCE

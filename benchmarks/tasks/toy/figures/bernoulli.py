@@ -80,11 +80,12 @@ def theta_figure(metrics: pd.DataFrame, style: Style, task: str) -> plt.Figure:
     )
 
 
-def bernoulli_optimize(optimize: pd.DataFrame) -> pd.DataFrame:
-    """The Bernoulli toy's optimization rows, where they carry a measured gradient variance."""
+def optimize_with_variance(optimize: pd.DataFrame, task: str) -> pd.DataFrame:
+    """``task``'s optimization rows (bernoulli or categorical), where they carry a measured
+    gradient variance."""
     if "grad_var" not in optimize:
         return optimize.iloc[:0]
-    rows = toy_rows(optimize, "bernoulli")
+    rows = toy_rows(optimize, task)
     return rows if rows["grad_var"].notna().any() else rows.iloc[:0]
 
 
@@ -92,10 +93,12 @@ def sigmoid(x: pd.Series) -> pd.Series:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def bernoulli_optimize_figure(optimize: pd.DataFrame, style: Style) -> plt.Figure:
-    """The RELAX paper's Figure 1 (right) on our toy, per (cost, k): P(b = 1) = sigmoid(theta),
-    of which the exact loss is an affine function, and the variance of one gradient estimate,
-    against step; one line per run."""
+def optimize_variance_figure(optimize: pd.DataFrame, style: Style, task: str) -> plt.Figure:
+    """The RELAX paper's Figure 1 (right) on our toy, per (cost, k): for the Bernoulli toy
+    P(b = 1) = sigmoid(theta), of which the exact loss is an affine function, for the categorical
+    the exact E[f]; below, the variance of one gradient estimate, against step; one line per
+    run."""
+    bernoulli = task == "bernoulli"
     panels = optimize[["cost", "k"]].drop_duplicates().sort_values(["cost", "k"])
     fig, axes = plt.subplots(
         2, len(panels), figsize=(max(4.0 * len(panels), 8.0), 6.8), squeeze=False, sharex="col"
@@ -107,22 +110,32 @@ def bernoulli_optimize_figure(optimize: pd.DataFrame, style: Style) -> plt.Figur
         for (label, _), run in rows.groupby(["label", "run"]):
             run = run.sort_values("step")
             pen = {"color": style.colors[label], "lw": 1.3, "ls": style.linestyle(label)}
-            axes[0][j].plot(run["step"], sigmoid(run["theta"]), **pen)
+            top = sigmoid(run["theta"]) if bernoulli else run["objective"]
+            axes[0][j].plot(run["step"], top, **pen)
             zero = run["grad_var"] <= floor
             axes[1][j].plot(run["step"], run["grad_var"].mask(zero), **pen)
             mark_zero_variance(axes[1][j], run.loc[zero, "step"], style.colors[label])
         axes[0][j].set_title(f"{cost}, k = {k:g}", fontsize=10)
         axes[1][j].set_xlabel("optimizer step")
-        for ax in axes[:, j]:
+        for ax in axes[:, j] if bernoulli else axes[1:, j]:
             ax.set_yscale("log")
-    theta = "mean logit θ" if optimize["dim"].max() > 1 else "θ"
-    axes[0][0].set_ylabel(f"P(b = 1) = sigmoid({theta})")
-    axes[1][0].set_ylabel("variance of one gradient\nestimate w.r.t. θ₁")
+    if bernoulli:
+        theta = "mean logit θ" if optimize["dim"].max() > 1 else "θ"
+        axes[0][0].set_ylabel(f"P(b = 1) = sigmoid({theta})")
+        axes[1][0].set_ylabel("variance of one gradient\nestimate w.r.t. θ₁")
+        title = (
+            "Bernoulli toy optimization (as in the RELAX paper, Figure 1)\n"
+            "the exact loss E[f] moves with P(b = 1); the gradient variance at each logged step"
+        )
+    else:
+        axes[0][0].set_ylabel("E[f] (exact)")
+        axes[1][0].set_ylabel("variance of one gradient estimate\nw.r.t. the class-0 logit")
+        title = (
+            "Categorical toy optimization\n"
+            "the exact E[f]; the gradient variance at each logged step"
+        )
     handles = line_handles(style, optimize["label"], marker=False, dashed=True)
-    fig.suptitle(
-        "Bernoulli toy optimization (as in the RELAX paper, Figure 1)\n"
-        "the exact loss E[f] moves with P(b = 1); the gradient variance at each logged step"
-    )
+    fig.suptitle(title)
     legend_below(fig, handles)
     return fig
 

@@ -10,7 +10,7 @@ from benchmarks.results import markdown_table
 from benchmarks.tasks.toy.figures.bernoulli import (
     THETA_TITLES,
     at_one_theta,
-    bernoulli_optimize,
+    optimize_with_variance,
     sigmoid,
     theta_sweep,
 )
@@ -115,7 +115,7 @@ def summary_lines(summary: pd.DataFrame) -> list[str]:
     for task in THETA_TITLES:
         parts += theta_headline(theta_sweep(sweep, task), task)
     optimize = summary[summary["table"] == "optimize"]
-    parts += optimize_headline(bernoulli_optimize(optimize))
+    parts += optimize_headline(optimize_with_variance(optimize, "bernoulli"))
     if not optimize.empty:
         final = optimize.sort_values("step").groupby(["run", "cost", "k"]).tail(1)
         table = final.pivot_table(index="label", columns=["cost", "k"], values="objective")

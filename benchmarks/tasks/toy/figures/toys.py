@@ -18,8 +18,8 @@ from benchmarks.tasks.base import Style
 from benchmarks.tasks.toy.figures.bernoulli import (
     THETA_TITLES,
     at_one_theta,
-    bernoulli_optimize,
-    bernoulli_optimize_figure,
+    optimize_variance_figure,
+    optimize_with_variance,
     relaxation_bias_figure,
     theta_figure,
     theta_sweep,
@@ -274,6 +274,7 @@ def figures(summary: pd.DataFrame, style: Style) -> Iterator[tuple[str, plt.Figu
     if not optimize.empty:
         yield "toy_optimize_vs_step", optimize_figure(optimize, style, "step")
         yield "toy_optimize_vs_time", optimize_figure(optimize, style, "time_s")
-        learned = bernoulli_optimize(optimize)
-        if not learned.empty:
-            yield "bernoulli_optimize", bernoulli_optimize_figure(learned, style)
+        for task in ("bernoulli", "categorical"):
+            rows = optimize_with_variance(optimize, task)
+            if not rows.empty:
+                yield f"{task}_optimize", optimize_variance_figure(rows, style, task)
