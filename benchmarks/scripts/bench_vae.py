@@ -15,7 +15,8 @@ it, and its first call, which compiles (tens of seconds on a CPU; less where tor
 of compiled graphs, ``TORCHINDUCTOR_CACHE_DIR``, already holds them).
 
 ``--device cuda`` times the same on a GPU (synchronizing before each clock reading). Writes
-``results/perf/vae_speed.csv`` (``vae_speed_cuda.csv`` on a GPU) and prints it.
+``results/perf/vae_speed.csv`` (``vae_speed_cuda.csv`` on a GPU; ``vae_speed_compile.csv`` and
+``vae_speed_compile_cuda.csv`` with ``--compile``) and prints it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from torch import nn
 
 import estimators
 from benchmarks.measure import synchronize
-from benchmarks.scripts.perf import interleaved_medians, parse, parser, write_report
+from benchmarks.scripts.perf import interleaved_medians, parse, parser, speed_csv, write_report
 from benchmarks.tasks.vae.models import VAE, elbo_terms
 from benchmarks.tasks.vae.probe import encoder_gradient_samples
 from benchmarks.tasks.vae.train import compiled, train_step
@@ -81,6 +82,8 @@ def main() -> None:
     )
     args = parse(cli)
     device = args.device
+    if args.compile and args.out == speed_csv("vae_speed", device):
+        args.out = speed_csv("vae_speed_compile", device)  # the plain table stays as it was
     torch.manual_seed(0)
     x = torch.bernoulli(torch.full((BATCH, X_DIM), 0.3, device=device))
 
