@@ -97,7 +97,7 @@ class CategoricalToy(Toy):
         c = torch.from_numpy(class_costs(cost, k, logits.shape[-1])).to(logits.device)
         return float((torch.softmax(logits, -1) @ c).sum())
 
-    def point(self, params: list[torch.Tensor]) -> dict[str, float]:
+    def parameter_columns(self, params: list[torch.Tensor]) -> dict[str, float]:
         """theta: the class-0 logit, as measured, averaged over the variables."""
         return {"theta": params[0][:, 0].detach().mean().item()}
 

@@ -61,7 +61,7 @@ class OptimizeMode:
     """One optimization per (cost, k), for ``Toy``: its trajectory and the variance of the
     estimates at each logged step."""
 
-    def point(self, params: list[torch.Tensor]) -> dict[str, float]:
+    def parameter_columns(self, params: list[torch.Tensor]) -> dict[str, float]:
         """Each parameter's mean over its coordinates, by name, for a logged row."""
         return {n: p.detach().mean().item() for n, p in zip(self.start(), params, strict=True)}
 
@@ -118,7 +118,7 @@ class OptimizeMode:
                     "step": step,
                     "time_s": seconds,
                     "objective": self.objective(cost, k, params),
-                    **self.point(params),
+                    **self.parameter_columns(params),
                     **learned_columns(estimator),
                     "grad_var": self.step_variance(estimator, f, params, num_samples, step),
                     "diverged": diverged,
