@@ -27,6 +27,14 @@ def test_every_library_module_is_in_the_api_reference():
     assert not missing, f"no ::: line under docs/api/ for {', '.join(missing)}"
 
 
+def test_the_readme_names_every_estimator_that_ships():
+    """Its list is every config under conf/estimator/ (nvil is reinforce_baseline's), no more."""
+    text = (ROOT / "README.md").read_text()
+    listed = text.split("The estimators that ship (", 1)[1].split(") and their options", 1)[0]
+    configs = {path.stem for path in (ROOT / "conf/estimator").glob("*.yaml")}
+    assert set(re.findall(r"`(\w+)`", listed)) == configs
+
+
 def test_the_estimators_at_a_glance_table_matches_the_estimators():
     # every estimator of E[f] has its row, and the row's unbiased, grad f and serves columns say
     # what its class says, on a distribution of each family
