@@ -13,10 +13,10 @@ unbiased because z and (b, z~) have the same distribution. For a one-hot categor
 theta: z = theta + G (G standard Gumbel), b = onehot(argmax z), z~ drawn from z's law given b
 (top-down, ``relaxed.conditional_perturbed``) and softmax(z / tau) in place of the sigmoid
 (Tucker et al. 2017, appendix; Grathwohl et al. 2018, appendix). f is called once, on
-[b; sigmoid(z/tau); sigmoid(z~/tau)], so ``num_samples`` draws cost 3 num_samples evaluations.
-eta and log tau are trained, as in the RELAX paper, by Adam on the squared gradient estimate
-with respect to the distribution's parameters in ``backward`` (``estimators.learned``); E[g]
-does not depend on them, so that lowers the variance.
+[b; sigmoid(z/tau); sigmoid(z~/tau)] (softmax for a categorical), so ``num_samples`` draws cost
+3 num_samples evaluations. eta and log tau are trained, as in the RELAX paper, by Adam on the
+squared gradient estimate with respect to the distribution's parameters in ``backward``
+(``estimators.learned``); E[g] does not depend on them, so that lowers the variance.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def conditional_logit(theta: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @register
 class Rebar(LearnedControlVariate, Estimator):
-    """[f(b) - c(z~)] grad log p(b) + grad c(z) - grad c(z~), c(z) = eta f(sigmoid(z / tau))."""
+    """[f(b) - c(z~)] grad log p(b) + grad c(z) - grad c(z~), c(z) = eta f(relaxed z at tau)."""
 
     name = "rebar"
     title = "REBAR"
@@ -96,7 +96,7 @@ class Rebar(LearnedControlVariate, Estimator):
         }
 
     def control_variate(self, f_relaxed: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """c(z) from f at the relaxed sample sigmoid(z / tau)."""
+        """c(z) from f at the relaxed sample, sigmoid(z / tau) or softmax(z / tau)."""
         return self.modules["eta"] * f_relaxed
 
     def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:

@@ -51,6 +51,6 @@ class Relax(Rebar):
         return {"surrogate": surrogate.to(**like)}
 
     def control_variate(self, f_relaxed: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """eta f(sigmoid(z / tau)) + r(z), r applied to each sample's flattened event."""
+        """eta f(relaxed z) + r(z), r applied to each sample's flattened event."""
         flat = z.reshape(*z.shape[: z.dim() - self.event_ndim], -1)
         return super().control_variate(f_relaxed, z) + self.modules["surrogate"](flat).squeeze(-1)

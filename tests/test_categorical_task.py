@@ -24,7 +24,7 @@ from benchmarks.tasks.toy.exact.score_variance import DrawMoments, score_functio
 from estimators.errors import ConfigError
 
 CPU = torch.device("cpu")
-# About 55 interval checks here at two-sided 1e-5 each: family-wise false alarms below 1e-3.
+# About 70 interval checks here at two-sided 1e-5 each: family-wise false alarms below 1e-3.
 Z_CRIT = stats.norm.isf(0.5e-5)
 SCORE_ESTIMATORS = [
     ("reinforce", {}, 1),

@@ -98,7 +98,8 @@ class CategoricalToy(Toy):
         return float((torch.softmax(logits, -1) @ c).sum())
 
     def parameter_columns(self, params: list[torch.Tensor]) -> dict[str, float]:
-        """theta: the class-0 logit, as measured, averaged over the variables."""
+        """theta: the class-0 logit averaged over the variables (the gradient is measured at the
+        first variable's)."""
         return {"theta": params[0][:, 0].detach().mean().item()}
 
     def optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:

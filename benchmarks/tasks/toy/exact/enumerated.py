@@ -57,11 +57,13 @@ def enumerated_moments(
     per bit), from a frozen copy of ``estimator``; (None, None) beyond ``MAX_TUPLES`` tuples."""
     if 2 ** (len(theta) * num_samples) > MAX_TUPLES:
         return None, None
-    draws = all_tuples(len(theta), num_samples)
-    logits = torch.tensor(theta, dtype=draws.dtype).expand(draws.shape[1:]).clone()
+    frozen = copy.deepcopy(estimator).eval()
+    learned = frozen.parameters() if hasattr(frozen, "parameters") else []
+    device = learned[0].device if learned else torch.device("cpu")  # where the toy trained it
+    draws = all_tuples(len(theta), num_samples).to(device)
+    logits = torch.tensor(theta, dtype=draws.dtype, device=device).expand(draws.shape[1:]).clone()
     logits.requires_grad_()
     dist = GivenDraws(logits, draws)
-    frozen = copy.deepcopy(estimator).eval()
     with unvalidated():
         out = frozen(dist, f, num_samples).mean(0)
         (grad,) = torch.autograd.grad(out.sum(), logits)

@@ -35,7 +35,9 @@ def toy_rows(table: pd.DataFrame, task: str) -> pd.DataFrame:
     if "theta" not in table:
         return table.iloc[:0]
     rows = table.dropna(subset=["theta"])
-    return rows[rows["task"] == task] if "task" in rows else rows
+    if "task" not in rows:  # tables from before runs named their task: the Bernoulli toy's
+        return rows if task == "bernoulli" else rows.iloc[:0]
+    return rows[rows["task"] == task]
 
 
 def theta_sweep(metrics: pd.DataFrame, task: str) -> pd.DataFrame:
