@@ -15,11 +15,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(*args: str, module: str = "benchmarks.run", timeout: int = 300):
-    """``python -m module args`` from the repository root, its output captured."""
+def run(
+    *args: str, module: str = "benchmarks.run", timeout: int = 300, pythonpath: Path | None = None
+):
+    """``python -m module args`` from the repository root, its output captured; with
+    ``pythonpath``, that folder importable (a user's own cost or estimator module)."""
+    env = None if pythonpath is None else {**os.environ, "PYTHONPATH": str(pythonpath)}
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,

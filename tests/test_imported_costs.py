@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import re
-import subprocess
 import sys
 
 import pandas as pd
 import pytest
 import torch
-from cli import ROOT
+from cli import run
 from omegaconf import OmegaConf
 from scipy import stats
 
@@ -300,20 +298,7 @@ def test_a_bad_cost_gets_one_line_and_exit_2_from_the_command_line(
     tmp_path, cost, cost_module, message
 ):
     run_dir = tmp_path / "run"
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.run",
-            f"task.costs=[{cost}]",
-            f"hydra.run.dir={run_dir}",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(cost_module)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run(f"task.costs=[{cost}]", f"hydra.run.dir={run_dir}", pythonpath=cost_module)
     assert out.returncode == 2
     (line,) = out.stderr.strip().splitlines()
     assert line.startswith(f"error: task.costs: cost '{cost}'") and message in line
@@ -323,21 +308,12 @@ def test_a_bad_cost_gets_one_line_and_exit_2_from_the_command_line(
 @pytest.mark.slow
 def test_the_command_line_runs_an_imported_cost_and_names_it_as_typed(tmp_path, cost_module):
     cost = f"{MODULE}:softplus"
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.run",
-            f"task.costs=[square,{cost}]",
-            "task.k=[1.0]",
-            "task.n_estimates=2000",
-            f"hydra.run.dir={tmp_path}",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(cost_module)},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    out = run(
+        f"task.costs=[square,{cost}]",
+        "task.k=[1.0]",
+        "task.n_estimates=2000",
+        f"hydra.run.dir={tmp_path}",
+        pythonpath=cost_module,
     )
     assert out.returncode == 0, out.stderr
     table = pd.read_csv(tmp_path / "metrics.csv")

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import copy
 import itertools
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
-from cli import ROOT
+from cli import run
 from torch.distributions import Bernoulli, Independent, Normal
 
 import estimators
@@ -178,14 +175,12 @@ def test_bad_input_from_the_command_line_is_one_line_exit_2_and_nothing_on_disk(
 ):
     (tmp_path / "stepcost.py").write_text("def step(x, k):\n    return (x > k).to(x.dtype)\n")
     run_dir = tmp_path / "day" / "run"
-    command = ["-m", "benchmarks.run", "task=bernoulli", "estimator=rodeo", *args]
-    out = subprocess.run(
-        [sys.executable, *command, f"hydra.run.dir={run_dir}"],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    out = run(
+        "task=bernoulli",
+        "estimator=rodeo",
+        *args,
+        f"hydra.run.dir={run_dir}",
+        pythonpath=tmp_path,
     )
     assert out.returncode == 2, out.stderr
     (line,) = out.stderr.strip().splitlines()
