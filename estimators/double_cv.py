@@ -74,6 +74,22 @@ class LeaveOneOutControlVariate(LearnedControlVariate, Estimator):
         """Bernoulli distributions, Independent-wrapped or not."""
         return isinstance(base_distribution(dist), Bernoulli)
 
+    def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
+        """The control variate built at the first call; f at plain draws where there is no
+        gradient to estimate; else ``from_draws`` on the draws, f and grad f at them."""
+        logits = base_distribution(dist).logits
+        if not self.modules:
+            self.build(logits, dist.event_shape)
+        if not (torch.is_grad_enabled() and logits.requires_grad):
+            return f(dist.sample((num_samples,)))
+        return self.from_draws(dist, *bits_and_gradients(dist, f, num_samples, self.name))
+
+    def from_draws(
+        self, dist: Distribution, b: torch.Tensor, fb: torch.Tensor, g: torch.Tensor
+    ) -> torch.Tensor:
+        """The estimate from K draws b, f(b) (with f's own graph) and grad_b f(b)."""
+        raise NotImplementedError
+
 
 @register
 class DoubleCV(LeaveOneOutControlVariate):
@@ -96,14 +112,10 @@ class DoubleCV(LeaveOneOutControlVariate):
         """The trained alpha."""
         return {"alpha": self.modules["alpha"].item() if self.modules else self.alpha}
 
-    def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
-        base = base_distribution(dist)
-        p = base.probs
-        if not self.modules:
-            self.build(p, dist.event_shape)
-        if not (torch.is_grad_enabled() and p.requires_grad):
-            return f(dist.sample((num_samples,)))
-        b, fb, g = bits_and_gradients(dist, f, num_samples, self.name)
+    def from_draws(
+        self, dist: Distribution, b: torch.Tensor, fb: torch.Tensor, g: torch.Tensor
+    ) -> torch.Tensor:
+        p = base_distribution(dist).probs
         n = len(dist.event_shape)
         alpha = self.modules["alpha"] if self.training else self.modules["alpha"].detach()
         c = sum_event(leave_one_out(g) * (b - p.detach()), n)  # [K, *batch]

@@ -29,8 +29,8 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
-from estimators.base import CostFn, base_distribution, register
-from estimators.double_cv import LeaveOneOutControlVariate, bits_and_gradients, leave_one_out
+from estimators.base import base_distribution, register
+from estimators.double_cv import LeaveOneOutControlVariate, leave_one_out
 from estimators.errors import require_int
 
 
@@ -68,14 +68,11 @@ class Rodeo(LeaveOneOutControlVariate):
             return {"alpha": 0.0, "beta": 0.0}
         return {"alpha": self.modules["alpha"].item(), "beta": self.modules["beta"].item()}
 
-    def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
+    def from_draws(
+        self, dist: Distribution, b_event: torch.Tensor, fb: torch.Tensor, g_event: torch.Tensor
+    ) -> torch.Tensor:
         base = base_distribution(dist)
         logits = base.logits
-        if not self.modules:
-            self.build(logits, dist.event_shape)
-        if not (torch.is_grad_enabled() and logits.requires_grad):
-            return f(dist.sample((num_samples,)))
-        b_event, fb, g_event = bits_and_gradients(dist, f, num_samples, self.name)
         n = len(dist.event_shape)
         # Flatten the event to D coordinates (D = 1 for a plain Bernoulli).
         flat = (lambda x: x.flatten(-n)) if n else (lambda x: x.unsqueeze(-1))
