@@ -183,6 +183,7 @@ PLACES = (
     "rao_blackwell_st",
     "double_cv",
     "rodeo",
+    "carms",
 )
 
 

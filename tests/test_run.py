@@ -149,7 +149,7 @@ def slow(*values):
         ),
         slow(["estimator=nvil"], "estimator=nvil works with task=vae only"),
         slow(["threads=0"], "threads=0: must be a positive integer or null"),
-        (["estimator=nope"], "estimator='nope': accepted estimators are arm, arms, disarm,"),
+        (["estimator=nope"], "estimator='nope': accepted estimators are arm, arms, carms, disarm,"),
         (
             ["task=categorical", "estimator=rao_blackwell_st", "estimator.temperature=0"],
             "estimator.temperature=0: must be a number > 0",

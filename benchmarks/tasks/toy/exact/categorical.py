@@ -256,6 +256,66 @@ def indecater_moments(
     return catlog_moments(pi, f, num_samples)
 
 
+MAX_COPULA_TERMS = 10**7
+"""The most terms (2C)^n * orders of the inclusion-exclusion that gives CARMS's n-tuple law."""
+
+
+def copula_tuple_probabilities(pi: np.ndarray, n: int) -> np.ndarray | None:
+    """P(z_1..z_n = a_1..a_n), an array of n axes of size C, for CARMS's n coupled draws of a
+    variable with class probabilities ``pi``: per order, the mass of the Dirichlet copula on the
+    box of the n classes' intervals, by inclusion-exclusion over its 2^n corners of the copula's
+    CDF P(u_i < v_i for all i) = (sum_i v_i^(1/(n-1)) - (n-1))_+^(n-1), averaged over the
+    orders. None beyond ``MAX_COPULA_TERMS``."""
+    from estimators.carms import pair_orders
+
+    classes = len(pi)
+    orders = pair_orders(classes)
+    if (2 * classes) ** n * len(orders) > MAX_COPULA_TERMS:
+        return None
+    total = np.zeros([classes] * n)
+    for order in orders:
+        right = np.empty(classes)
+        right[list(order)] = np.cumsum(pi[list(order)])
+        ends = (np.clip(right - pi, 0, 1), np.clip(right, 0, 1))  # (left, right) per class
+        for corner in itertools.product((0, 1), repeat=n):
+            root = sum(
+                (ends[side] ** (1 / (n - 1))).reshape([-1 if a == i else 1 for a in range(n)])
+                for i, side in enumerate(corner)
+            )
+            sign = (-1) ** (n - sum(corner))
+            total += sign * np.clip(root - (n - 1), 0, None) ** (n - 1)
+    return np.clip(total / len(orders), 0, None)  # -1e-17 where the signed sum cancels to 0
+
+
+def carms_moments(
+    options: dict, cost: str, k: float, logits: list[float], dim: int, num_samples: int
+) -> tuple[float, float] | None:
+    """CARMS, by enumeration of the first variable's n coupled draws (``copula_tuple_
+    probabilities``). Its estimate is sum_{i != j} A_ij (B_ij + sum_{d > 1} Delta^d_ij), with
+    A_ij = r(z_i, z_j) s(z_i) / (n (n - 1)) and B_ij = c(z_i) - c(z_j) of the first variable and
+    Delta^d_ij = c(z_id) - c(z_jd) of the others: independent, identically distributed and of
+    mean 0, so E[g^2] = E[(sum A B)^2] + (D - 1) sum E[A_ij A_kl] E[Delta_ij Delta_kl]. None
+    where the tuple law is too large to enumerate."""
+    pi, n = softmax(logits), num_samples
+    tuples = copula_tuple_probabilities(pi, n)
+    if tuples is None:
+        return None
+    c = class_costs(cost, k, len(pi))
+    s = (np.arange(len(pi)) == 0) - pi[0]
+    pairs = np.sum(tuples, axis=tuple(range(2, n)))  # P(z_1 = a, z_2 = b)
+    independent = np.outer(pi, pi)
+    ratio = np.divide(independent, pairs, out=np.zeros_like(pairs), where=pairs > 0)
+    draws = np.indices(tuples.shape).reshape(n, -1)  # [n, C^n]: each tuple's classes
+    p = tuples.ravel()
+    ordered = [(i, j) for i in range(n) for j in range(n) if i != j]
+    a = np.stack([ratio[draws[i], draws[j]] * s[draws[i]] for i, j in ordered]) / (n * (n - 1))
+    delta = np.stack([c[draws[i]] - c[draws[j]] for i, j in ordered])  # [pairs, C^n]
+    own = (a * delta).sum(0)
+    mean = float(p @ own)
+    others = ((a * p) @ a.T * ((delta * p) @ delta.T)).sum()
+    return mean, max(float(p @ own**2 + (dim - 1) * others - mean**2), 0.0)
+
+
 MAX_RELAXED_CLASSES = 3
 """The most classes whose Gumbel relaxations the toy integrates (a (C - 1)-dimensional integral)."""
 
@@ -338,6 +398,7 @@ MOMENTS: dict[str, Moments] = {
     "sum_and_sample": sum_and_sample_moments,
     "unordered_set": unordered_set_moments,
     "indecater": indecater_moments,
+    "carms": carms_moments,
     "gumbel_softmax": relaxed_moments(hard=False),
     "straight_through": relaxed_moments(hard=True),
 }

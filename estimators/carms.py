@@ -1,0 +1,139 @@
+"""CARMS, antithetic REINFORCE with n coupled categorical draws (Dimitriev and Zhou, NeurIPS 2021,
+"CARMS: Categorical-Antithetic-REINFORCE Multi-Sample Gradient Estimator"), its CARMS-I form.
+
+Per categorical variable with class probabilities p: an order of the C classes is drawn uniformly
+from the C(C-1)/2 orders ``pair_orders`` lists (one per pair {a, b}: a first, b last), the unit
+interval is cut into the classes' intervals in that order, and the n draws are the classes of n
+Dirichlet-copula uniforms (``estimators.arms.dirichlet_uniforms``: each U(0, 1), pairwise
+negatively dependent). Each draw is Categorical(p); two draws fall in classes (a, b) with
+probability P(a, b), the copula's mass on the two intervals averaged over the orders (positive
+for every a != b: some order puts a first and b last). The estimate for variable d's logits,
+
+    g_d = 1/(n(n-1)) sum_{i != j} r_d(z_id, z_jd) (f(z_i) - f(z_j)) (onehot(z_id) - p_d),
+    r_d(a, b) = p_d(a) p_d(b) / P_d(a, b),
+
+is RLOO with each pair reweighted to the law of two independent draws: unbiased, because the
+other variables' draws are independent of the pair (d, i, j), and a pair a = b that the copula
+never draws (P = 0) has f(z_i) - f(z_j) of mean 0 given it. Independent draws (r = 1) give RLOO.
+``num_samples`` is n >= 2, one estimate per call, n evaluations of f. The ratio is not clipped
+(the paper's code clips it to [0.01, 10], which biases it).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch.distributions import Distribution, OneHotCategorical
+
+from estimators.arms import dirichlet_uniforms
+from estimators.base import CostFn, Estimator, base_distribution, register
+
+
+@functools.cache
+def pair_orders(classes: int) -> tuple[tuple[int, ...], ...]:
+    """The orders of the classes that CARMS draws from: for each pair a < b, a first, then the
+    classes after b in cyclic order (skipping a), ending with b."""
+    orders = []
+    for a in range(classes):
+        for b in range(a + 1, classes):
+            cycle = [(b + 1 + t) % classes for t in range(classes)]
+            orders.append((a, *(c for c in cycle if c != a)))
+    return tuple(orders)
+
+
+def copula_cdf(x: torch.Tensor, y: torch.Tensor, n: int) -> torch.Tensor:
+    """P(u_i < x, u_j < y) = (x^(1/(n-1)) + y^(1/(n-1)) - 1)_+^(n-1) for two of n
+    Dirichlet-copula uniforms."""
+    e = 1 / (n - 1)
+    return (x.clamp(min=0) ** e + y.clamp(min=0) ** e - 1).clamp(min=0) ** (n - 1)
+
+
+def class_bounds(p: torch.Tensor, order: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left and right ends [..., C] of each class's interval when ``order`` lays out the
+    probabilities ``p`` [..., C] along (0, 1), indexed by class."""
+    index = torch.tensor(order, device=p.device)
+    right = p[..., index].cumsum(-1)
+    inverse = torch.empty_like(index)
+    inverse[index] = torch.arange(len(order), device=p.device)
+    right = right[..., inverse]
+    return right - p, right
+
+
+def coupled_draws(p: torch.Tensor, n: int) -> torch.Tensor:
+    """n coupled draws [n, *p.shape[:-1]] of class indices, each Categorical(p): one order per
+    variable, drawn uniformly from ``pair_orders``, and n Dirichlet-copula uniforms."""
+    orders = torch.tensor(pair_orders(p.shape[-1]), device=p.device)  # [O, C]
+    which = torch.randint(len(orders), p.shape[:-1], device=p.device)
+    order = orders[which]  # [..., C]
+    right = p.gather(-1, order).cumsum(-1)
+    u = dirichlet_uniforms(n, p.shape[:-1], p)
+    position = (u.unsqueeze(-1) >= right).sum(-1).clamp(max=p.shape[-1] - 1)  # [n, ...]
+    return order.expand(n, *order.shape).gather(-1, position.unsqueeze(-1)).squeeze(-1)
+
+
+def pair_probabilities(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """P(z_i, z_j) [n, n, ...] for every pair of the n coupled draws z [n, ...] of classes with
+    probabilities p [..., C]: the copula's mass on the two classes' intervals, averaged over the
+    orders."""
+    n = z.shape[0]
+    orders = pair_orders(p.shape[-1])
+    total = torch.zeros(n, n, *z.shape[1:], dtype=p.dtype, device=p.device)
+    for order in orders:
+        left, right = class_bounds(p, order)
+        lo = left.expand(n, *left.shape).gather(-1, z.unsqueeze(-1)).squeeze(-1)  # [n, ...]
+        hi = right.expand(n, *right.shape).gather(-1, z.unsqueeze(-1)).squeeze(-1)
+        lo_i, lo_j, hi_i, hi_j = lo[:, None], lo[None], hi[:, None], hi[None]
+        total += (
+            copula_cdf(hi_i, hi_j, n)
+            - copula_cdf(lo_i, hi_j, n)
+            - copula_cdf(hi_i, lo_j, n)
+            + copula_cdf(lo_i, lo_j, n)
+        )
+    return total / len(orders)
+
+
+def carms_weights(p: torch.Tensor, z: torch.Tensor, fz: torch.Tensor) -> torch.Tensor:
+    """w_i [n, ...] = 1/(n(n-1)) sum_{j != i} r(z_i, z_j) (f_i - f_j) per draw and variable: the
+    estimate for the variable's logits is sum_i w_i (onehot(z_i) - p). ``fz`` [n, ...]
+    broadcasts against the variables' axes."""
+    n = z.shape[0]
+    pz = p.expand(n, *p.shape).gather(-1, z.unsqueeze(-1)).squeeze(-1)  # p(z_i) [n, ...]
+    joint = pair_probabilities(p, z)
+    independent = pz[:, None] * pz[None]
+    ratio = torch.where(joint > 0, independent / joint, torch.zeros_like(joint))
+    ratio = ratio * (1 - torch.eye(n, dtype=p.dtype, device=p.device)).reshape(
+        n, n, *(1,) * (z.dim() - 1)
+    )
+    difference = fz[:, None] - fz[None]  # f_i - f_j
+    return (ratio * difference).sum(1) / (n * (n - 1))
+
+
+@register
+class CARMS(Estimator):
+    """RLOO over n copula-coupled categorical draws, each pair reweighted to independence."""
+
+    name = "carms"
+    title = "CARMS"
+
+    @property
+    def min_samples(self) -> int:
+        return 2
+
+    def supports(self, dist: Distribution) -> bool:
+        """One-hot categorical distributions, Independent-wrapped or not."""
+        return isinstance(base_distribution(dist), OneHotCategorical)
+
+    def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
+        inner = base_distribution(dist)
+        variables = inner.batch_shape[len(dist.batch_shape) :]
+        probs = inner.probs.expand(*inner.batch_shape, inner.event_shape[-1])
+        p = probs.detach()
+        z = coupled_draws(p, num_samples)  # [n, *batch, *variables]
+        one_hot = torch.nn.functional.one_hot(z, p.shape[-1]).to(p.dtype)
+        fz = f(one_hot)
+        spread = fz.detach().reshape(*fz.shape, *(1,) * len(variables))
+        w = carms_weights(p, z, spread)
+        log_p = inner.log_prob(one_hot)  # [n, *batch, *variables]
+        surrogate = (w * log_p).sum(tuple(range(-len(variables), 0))) if variables else w * log_p
+        return fz + num_samples * (surrogate - surrogate.detach())
