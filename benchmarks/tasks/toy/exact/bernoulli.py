@@ -59,15 +59,17 @@ def zero_below_resolution(variance: float, mean: float) -> float:
     return variance if variance > 1e-12 * max(mean**2, 1e-12) else 0.0
 
 
-def over_u(h: Callable[[float], float], breaks: list[float]) -> float:
-    """The integral of h over u in (0, 1), split where h jumps."""
+def over_u(
+    h: Callable[[float], float], breaks: list[float], lo: float = 0.0, hi: float = 1.0
+) -> float:
+    """The integral of h over u in (lo, hi), by default (0, 1), split where h jumps."""
     from scipy import integrate  # here, not at the top: a bad input answers without scipy
 
     value, _ = integrate.quad(
         h,
-        0.0,
-        1.0,
-        points=sorted(b for b in breaks if 0 < b < 1) or None,
+        lo,
+        hi,
+        points=sorted(b for b in breaks if lo < b < hi) or None,
         limit=200,
         epsabs=1e-13,
         epsrel=1e-11,
@@ -122,10 +124,12 @@ def antithetic_moments(
     return mean, zero_below_resolution(second - mean**2, mean) / pairs
 
 
-def relaxed_moments(
-    estimator: str, options: dict, cost: str, k: float, theta: float, dim: int, num_samples: int
-) -> Moments:
-    """Gumbel-softmax and its straight-through version, by quadrature over u: biased."""
+def relaxed_estimate(
+    estimator: str, options: dict, cost: str, k: float, theta: float
+) -> Callable[[float], float]:
+    """Gumbel-softmax's or straight-through's estimate for the first logit as a function of the
+    uniform u, with L = log u - log(1 - u): c'(x) z (1 - z) / tau at z = sigmoid((theta + L) / tau),
+    x = z or, straight-through, the bit 1[theta + L > 0] (1 where u > sigmoid(-theta))."""
     dc = cost_of(cost).np_derivative
     tau = float(options["temperature"])
 
@@ -135,6 +139,14 @@ def relaxed_moments(
         at = z if estimator == "gumbel_softmax" else float(theta + logistic > 0)
         return dc(at, k) * z * (1 - z) / tau
 
+    return g
+
+
+def relaxed_moments(
+    estimator: str, options: dict, cost: str, k: float, theta: float, dim: int, num_samples: int
+) -> Moments:
+    """Gumbel-softmax and its straight-through version, by quadrature over u: biased."""
+    g = relaxed_estimate(estimator, options, cost, k, theta)
     breaks = [sigmoid(-theta)]
     mean = over_u(g, breaks)
     second = over_u(lambda u: g(u) ** 2, breaks)
