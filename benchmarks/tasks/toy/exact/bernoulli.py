@@ -3,9 +3,9 @@
 b ~ Bernoulli(sigmoid(theta)) in ``dim`` dimensions (every logit at theta), f(b) = sum_j c(b_j; k).
 Statistics are of the gradient with respect to the first logit. The exact gradient is
 p (1 - p) (c(1) - c(0)); each estimator's exact expectation and variance come from enumeration
-over b (score-function estimators) or one-dimensional quadrature over the uniform noise u
-(ARM, DisARM and the relaxations, with L = log u - log(1 - u)). The other dimensions enter only
-through the moments of their summed cost, because the cost is a sum.
+over b (score-function estimators) or one-dimensional quadrature over the uniform noise u (ARM,
+DisARM, the relaxations and Gumbel-Rao, with L = log u - log(1 - u)). The other dimensions enter
+only through the moments of their summed cost, because the cost is a sum.
 """
 
 from __future__ import annotations
@@ -153,6 +153,25 @@ def relaxed_moments(
     return mean, zero_below_resolution(second - mean**2, mean) / num_samples
 
 
+def gumbel_rao_moments(
+    estimator: str, options: dict, cost: str, k: float, theta: float, dim: int, num_samples: int
+) -> Moments:
+    """Gumbel-Rao: per draw of the bit b the mean of straight-through's estimate over K draws of
+    u given b. Straight-through's mean; per draw straight-through's variance / K plus (1 - 1/K)
+    the variance over b of its mean given b, from its integral over each region of u (b = 0
+    below sigmoid(-theta), of mass sigmoid(-theta); b = 1 above it): exactly straight-through's
+    at K = 1."""
+    rb = int(options["rb_samples"])
+    mean, straight = relaxed_moments("straight_through", options, cost, k, theta, dim, 1)
+    g = relaxed_estimate("straight_through", options, cost, k, theta)
+    cut = sigmoid(-theta)
+    regions = [(0.0, cut, cut), (cut, 1.0, sigmoid(theta))]
+    between = sum(
+        mass * (over_u(g, [], lo, hi) / mass - mean) ** 2 for lo, hi, mass in regions if mass > 0
+    )
+    return mean, (straight / rb + (1 - 1 / rb) * between) / num_samples
+
+
 def measure_valued_moments(
     estimator: str, options: dict, cost: str, k: float, theta: float, dim: int, num_samples: int
 ) -> Moments:
@@ -222,6 +241,7 @@ EXACT_MOMENTS: dict[str, Callable[..., Moments]] = {
     "arms": arms_moments,
     "gumbel_softmax": relaxed_moments,
     "straight_through": relaxed_moments,
+    "rao_blackwell_st": gumbel_rao_moments,
     "measure_valued": measure_valued_moments,
 }
 """The estimators whose exact expectation and variance the Bernoulli toy knows, keyed by name."""

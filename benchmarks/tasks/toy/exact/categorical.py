@@ -7,8 +7,8 @@ s(x) = 1[x_1 = 0] - pi_0. The exact gradient is E[f s] = pi_0 (c(0) - sum_j pi_j
 size (the other variables cancel); the exact moments of the score-function estimators sum over
 all C^D joint outcomes, up to ``MAX_OUTCOMES`` of them (None, an empty cell, beyond). ReinMax's and
 GST's estimates are functions of x_1's class alone (f is a sum, so df/dx_1 depends on x_1 only):
-their moments sum over its C classes, at any size. Gumbel-softmax's and straight-through's come
-from quadrature over x_1's perturbed logits, one region per argmax, at C <= 3.
+their moments sum over its C classes, at any size. Gumbel-softmax's, straight-through's and
+Gumbel-Rao's come from quadrature over x_1's perturbed logits, one region per argmax, at C <= 3.
 """
 
 from __future__ import annotations
@@ -349,6 +349,31 @@ def relaxed_moments(hard: bool) -> Moments:
     return moments
 
 
+def gumbel_rao_moments(
+    options: dict, cost: str, k: float, logits: list[float], dim: int, num_samples: int
+) -> tuple[float, float] | None:
+    """Gumbel-Rao: per outer draw the mean of straight-through's estimate e over K draws of the
+    perturbed logits given the argmax i. Straight-through's mean; per draw the variance
+    sum_i P_i (m_i - mean)^2 + (1/K) sum_i P_i (s_i - m_i^2), with P_i = softmax(logits)_i and
+    P_i m_i, P_i s_i the ``region_integrals`` of e and e^2 over region i: straight-through's
+    variance / K plus (1 - 1/K) that of m_i over the argmax, exactly straight-through's at K = 1."""
+    rb = int(options["rb_samples"])
+    pi = softmax(logits)
+
+    def combine(regions: np.ndarray) -> np.ndarray:
+        mean, second = regions.sum(0)
+        kept = pi > 0
+        between = pi[kept] @ (regions[kept, 0] / pi[kept] - mean) ** 2
+        return np.array([mean, second, between])
+
+    fine = converged_quadrature(True, options, cost, k, logits, combine)
+    if fine is None:
+        return None
+    mean, second, between = (float(v) for v in fine)
+    straight = max(second - mean**2, 0.0)  # straight-through's, one draw
+    return mean, (straight / rb + (1 - 1 / rb) * between) / num_samples
+
+
 Moments = Callable[[dict, str, float, list[float], int, int], tuple[float, float] | None]
 
 MOMENTS: dict[str, Moments] = {
@@ -361,6 +386,7 @@ MOMENTS: dict[str, Moments] = {
     "indecater": indecater_moments,
     "gumbel_softmax": relaxed_moments(hard=False),
     "straight_through": relaxed_moments(hard=True),
+    "rao_blackwell_st": gumbel_rao_moments,
 }
 """Each estimator's exact (expectation, variance) of one estimate, from (options, cost, k, logits,
 dim, num_samples): None where unknown for those options or sizes."""
