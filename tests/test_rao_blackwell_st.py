@@ -1,6 +1,7 @@
 """Gumbel-Rao (Rao-Blackwellized straight-through Gumbel-softmax): its conditional Gumbels against
 rejection sampling and the Gumbel law, the same mean as straight-through at every K and the same
-law at K = 1, a variance that falls with K, and its option refusals."""
+law at K = 1, a variance that falls with K, its exact moments on the toys at K = 1, and its
+option refusals."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from torch.distributions import Bernoulli, Independent, OneHotCategorical
 
 import estimators
 from benchmarks.moments import Moments
+from benchmarks.tasks.toy.exact import bernoulli as bernoulli_exact
+from benchmarks.tasks.toy.exact import categorical as categorical_exact
 from estimators.errors import ConfigError
 from estimators.rao_blackwell_st import conditional_gumbel
 
@@ -110,6 +113,47 @@ def test_more_conditional_draws_keep_the_mean_and_lower_the_variance(family):
     for more, fewer in zip(variances[1:], variances[:-1], strict=False):
         for m, f in zip(more, fewer, strict=True):
             assert (f.var - m.var) / (m.var_se**2 + f.var_se**2) ** 0.5 > Z_CRIT
+
+
+TOY_MOMENTS = {
+    "bernoulli": lambda name, opts, cost, n: bernoulli_exact.exact_moments(
+        name, opts, cost, 0.45, 0.3, 2, n
+    ),
+    "categorical": lambda name, opts, cost, n: categorical_exact.exact_moments(
+        name, opts, cost, 1.0, [1.0, -0.5, 0.3], 4, n
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "toy, cost",
+    [
+        ("bernoulli", "square"),
+        ("bernoulli", "power"),
+        ("categorical", "sum_sq"),
+        ("categorical", "abs_diff"),
+    ],
+)
+@pytest.mark.parametrize("temperature", [0.1, 0.5, 1.0])
+def test_its_exact_moments_on_the_toys_are_straight_throughs_at_one_draw(toy, cost, temperature):
+    """The toys' exact answers: at K = 1 straight-through's to the bit, at every num_samples;
+    for larger K the same mean and a variance that falls with K to a positive limit, that of
+    the mean given the draw."""
+    moments = TOY_MOMENTS[toy]
+    for n in (1, 3):
+        straight = moments("straight_through", {"temperature": temperature}, cost, n)
+        ours = moments("rao_blackwell_st", {"temperature": temperature, "rb_samples": 1}, cost, n)
+        assert None not in straight and ours == straight
+    means, variances = zip(
+        *(
+            moments("rao_blackwell_st", {"temperature": temperature, "rb_samples": k}, cost, 1)
+            for k in (1, 2, 10, 10**9)
+        ),
+        strict=True,
+    )
+    assert len(set(means)) == 1
+    assert all(a > b for a, b in zip(variances, variances[1:], strict=False))
+    assert variances[-1] > 0
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,9 @@
 b ~ Bernoulli(sigmoid(theta)) in ``dim`` dimensions (every logit at theta), f(b) = sum_j c(b_j; k).
 Statistics are of the gradient with respect to the first logit. The exact gradient is
 p (1 - p) (c(1) - c(0)); each estimator's exact expectation and variance come from enumeration
-over b (score-function estimators) or one-dimensional quadrature over the uniform noise u
-(ARM, DisARM and the relaxations, with L = log u - log(1 - u)). The other dimensions enter only
-through the moments of their summed cost, because the cost is a sum.
+over b (score-function estimators) or one-dimensional quadrature over the uniform noise u (ARM,
+DisARM, the relaxations and Gumbel-Rao, with L = log u - log(1 - u)). The other dimensions enter
+only through the moments of their summed cost, because the cost is a sum.
 """
 
 from __future__ import annotations
@@ -59,15 +59,17 @@ def zero_below_resolution(variance: float, mean: float) -> float:
     return variance if variance > 1e-12 * max(mean**2, 1e-12) else 0.0
 
 
-def over_u(h: Callable[[float], float], breaks: list[float]) -> float:
-    """The integral of h over u in (0, 1), split where h jumps."""
+def over_u(
+    h: Callable[[float], float], breaks: list[float], lo: float = 0.0, hi: float = 1.0
+) -> float:
+    """The integral of h over u in (lo, hi), by default (0, 1), split where h jumps."""
     from scipy import integrate  # here, not at the top: a bad input answers without scipy
 
     value, _ = integrate.quad(
         h,
-        0.0,
-        1.0,
-        points=sorted(b for b in breaks if 0 < b < 1) or None,
+        lo,
+        hi,
+        points=sorted(b for b in breaks if lo < b < hi) or None,
         limit=200,
         epsabs=1e-13,
         epsrel=1e-11,
@@ -122,10 +124,12 @@ def antithetic_moments(
     return mean, zero_below_resolution(second - mean**2, mean) / pairs
 
 
-def relaxed_moments(
-    estimator: str, options: dict, cost: str, k: float, theta: float, dim: int, num_samples: int
-) -> Moments:
-    """Gumbel-softmax and its straight-through version, by quadrature over u: biased."""
+def relaxed_estimate(
+    estimator: str, options: dict, cost: str, k: float, theta: float
+) -> Callable[[float], float]:
+    """Gumbel-softmax's or straight-through's estimate for the first logit as a function of the
+    uniform u, with L = log u - log(1 - u): c'(x) z (1 - z) / tau at z = sigmoid((theta + L) / tau),
+    x = z or, straight-through, the bit 1[theta + L > 0] (1 where u > sigmoid(-theta))."""
     dc = cost_of(cost).np_derivative
     tau = float(options["temperature"])
 
@@ -135,10 +139,37 @@ def relaxed_moments(
         at = z if estimator == "gumbel_softmax" else float(theta + logistic > 0)
         return dc(at, k) * z * (1 - z) / tau
 
+    return g
+
+
+def relaxed_moments(
+    estimator: str, options: dict, cost: str, k: float, theta: float, dim: int, num_samples: int
+) -> Moments:
+    """Gumbel-softmax and its straight-through version, by quadrature over u: biased."""
+    g = relaxed_estimate(estimator, options, cost, k, theta)
     breaks = [sigmoid(-theta)]
     mean = over_u(g, breaks)
     second = over_u(lambda u: g(u) ** 2, breaks)
     return mean, zero_below_resolution(second - mean**2, mean) / num_samples
+
+
+def gumbel_rao_moments(
+    estimator: str, options: dict, cost: str, k: float, theta: float, dim: int, num_samples: int
+) -> Moments:
+    """Gumbel-Rao: per draw of the bit b the mean of straight-through's estimate over K draws of
+    u given b. Straight-through's mean; per draw straight-through's variance / K plus (1 - 1/K)
+    the variance over b of its mean given b, from its integral over each region of u (b = 0
+    below sigmoid(-theta), of mass sigmoid(-theta); b = 1 above it): exactly straight-through's
+    at K = 1."""
+    rb = int(options["rb_samples"])
+    mean, straight = relaxed_moments("straight_through", options, cost, k, theta, dim, 1)
+    g = relaxed_estimate("straight_through", options, cost, k, theta)
+    cut = sigmoid(-theta)
+    regions = [(0.0, cut, cut), (cut, 1.0, sigmoid(theta))]
+    between = sum(
+        mass * (over_u(g, [], lo, hi) / mass - mean) ** 2 for lo, hi, mass in regions if mass > 0
+    )
+    return mean, (straight / rb + (1 - 1 / rb) * between) / num_samples
 
 
 def measure_valued_moments(
@@ -210,6 +241,7 @@ EXACT_MOMENTS: dict[str, Callable[..., Moments]] = {
     "arms": arms_moments,
     "gumbel_softmax": relaxed_moments,
     "straight_through": relaxed_moments,
+    "rao_blackwell_st": gumbel_rao_moments,
     "measure_valued": measure_valued_moments,
 }
 """The estimators whose exact expectation and variance the Bernoulli toy knows, keyed by name."""

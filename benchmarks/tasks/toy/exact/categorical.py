@@ -7,8 +7,8 @@ s(x) = 1[x_1 = 0] - pi_0. The exact gradient is E[f s] = pi_0 (c(0) - sum_j pi_j
 size (the other variables cancel); the exact moments of the score-function estimators sum over
 all C^D joint outcomes, up to ``MAX_OUTCOMES`` of them (None, an empty cell, beyond). ReinMax's and
 GST's estimates are functions of x_1's class alone (f is a sum, so df/dx_1 depends on x_1 only):
-their moments sum over its C classes, at any size. Gumbel-softmax's and straight-through's come
-from quadrature over x_1's perturbed logits, at C <= 3.
+their moments sum over its C classes, at any size. Gumbel-softmax's, straight-through's and
+Gumbel-Rao's come from quadrature over x_1's perturbed logits, one region per argmax, at C <= 3.
 """
 
 from __future__ import annotations
@@ -347,45 +347,91 @@ def region_rule(classes: int, nodes: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([g.ravel() for g in grids], -1), weights.ravel()
 
 
+def region_integrals(
+    hard: bool, options: dict, cost: str, k: float, z0: np.ndarray, nodes: int
+) -> np.ndarray:
+    """[C, 2]: per argmax region i of variable 1's perturbed logits z (there z_i = 0 and
+    z_j = -w_j, w_j > 0), the integrals of density * e and density * e^2 of the relaxation's
+    estimate e with respect to the class-0 logit, by ``region_rule`` at ``nodes`` per axis. With
+    y = softmax(z / tau) and its index i(y) = y . (0, ..., C-1), e = -c'(x) y_0 i(y) / tau at
+    x = i(y) (Gumbel-softmax) or x = i (straight-through, ``hard``)."""
+    tau, dc = float(options["temperature"]), cost_of(cost).np_derivative
+    c = len(z0)
+    w, weight = region_rule(c, nodes)
+    regions = np.zeros((c, 2))
+    for i in range(c):
+        z = np.zeros((len(w), c))
+        z[:, [j for j in range(c) if j != i]] = -w
+        y = np.exp(z / tau - (z / tau).max(-1, keepdims=True))
+        y /= y.sum(-1, keepdims=True)
+        index = y @ np.arange(c, dtype=np.float64)
+        x = np.full_like(index, float(i)) if hard else index
+        estimate = -np.asarray(dc(x, k), dtype=np.float64) * y[:, 0] * index / tau
+        mass = weight * perturbed_logits_density(z, z0)
+        regions[i] = [mass @ estimate, mass @ estimate**2]
+    return regions
+
+
+def converged_quadrature(
+    hard: bool,
+    options: dict,
+    cost: str,
+    k: float,
+    logits: list[float],
+    combine: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray | None:
+    """``combine`` of the ``region_integrals`` at 400 nodes per axis, where it agrees with that
+    at 200 to 1e-9 of its largest entry; None at C > 3 or where it does not (a derivative of the
+    cost that jumps inside a region, as abs_diff's under Gumbel-softmax)."""
+    z0 = np.asarray(logits, dtype=np.float64)
+    if len(z0) > MAX_RELAXED_CLASSES:
+        return None
+    coarse, fine = (combine(region_integrals(hard, options, cost, k, z0, n)) for n in (200, 400))
+    if np.abs(fine - coarse).max() > 1e-9 * max(np.abs(fine).max(), 1e-12):
+        return None
+    return fine
+
+
 def relaxed_moments(hard: bool) -> Moments:
     """Gumbel-softmax (``hard`` False) or straight-through (True) on the toy, by quadrature over
-    the C - 1 differences of variable 1's perturbed logits z, one region per argmax i (there
-    z_i = 0 and z_j = -w_j, w_j > 0), C <= 3. With y = softmax(z / tau) and its index
-    i(y) = y . (0, ..., C-1), the estimate with respect to the class-0 logit is
-    -c'(x) y_0 i(y) / tau, x = i(y), or the argmax i for straight-through; f is a sum, so the
-    other variables do not enter. The rule at 200 and 400 nodes per axis must agree to 1e-9
-    (a derivative of the cost that jumps inside a region, as abs_diff's under Gumbel-softmax,
-    does not): else None, unknown."""
-
-    def integrals(options: dict, cost: str, k: float, z0: np.ndarray, nodes: int) -> np.ndarray:
-        tau, dc = float(options["temperature"]), cost_of(cost).np_derivative
-        c = len(z0)
-        w, weight = region_rule(c, nodes)
-        total = np.zeros(2)
-        for i in range(c):
-            z = np.zeros((len(w), c))
-            z[:, [j for j in range(c) if j != i]] = -w
-            y = np.exp(z / tau - (z / tau).max(-1, keepdims=True))
-            y /= y.sum(-1, keepdims=True)
-            index = y @ np.arange(c, dtype=np.float64)
-            x = np.full_like(index, float(i)) if hard else index
-            estimate = -np.asarray(dc(x, k), dtype=np.float64) * y[:, 0] * index / tau
-            mass = weight * perturbed_logits_density(z, z0)
-            total += [mass @ estimate, mass @ estimate**2]
-        return total
+    the C - 1 differences of variable 1's perturbed logits, summed over the argmax regions
+    (``region_integrals``), C <= 3; f is a sum, so the other variables do not enter. None where
+    the quadrature does not converge (``converged_quadrature``)."""
 
     def moments(
         options: dict, cost: str, k: float, logits: list[float], dim: int, num_samples: int
     ) -> tuple[float, float] | None:
-        z0 = np.asarray(logits, dtype=np.float64)
-        if len(z0) > MAX_RELAXED_CLASSES:
-            return None
-        coarse, fine = (integrals(options, cost, k, z0, n) for n in (200, 400))
-        if np.abs(fine - coarse).max() > 1e-9 * max(np.abs(fine).max(), 1e-12):
+        fine = converged_quadrature(hard, options, cost, k, logits, lambda r: r.sum(0))
+        if fine is None:
             return None
         return float(fine[0]), max(float(fine[1] - fine[0] ** 2), 0.0) / num_samples
 
     return moments
+
+
+def gumbel_rao_moments(
+    options: dict, cost: str, k: float, logits: list[float], dim: int, num_samples: int
+) -> tuple[float, float] | None:
+    """Gumbel-Rao: per outer draw the mean of straight-through's estimate e over K draws of the
+    perturbed logits given the argmax i. Straight-through's mean; per draw the variance
+    sum_i P_i (m_i - mean)^2 + (1/K) sum_i P_i (s_i - m_i^2), with P_i = softmax(logits)_i and
+    P_i m_i, P_i s_i the ``region_integrals`` of e and e^2 over region i: straight-through's
+    variance / K plus (1 - 1/K) that of m_i over the argmax, exactly straight-through's at K = 1."""
+    rb = int(options["rb_samples"])
+    pi = softmax(logits)
+
+    def combine(regions: np.ndarray) -> np.ndarray:
+        mean, second = regions.sum(0)
+        kept = pi > 0
+        between = pi[kept] @ (regions[kept, 0] / pi[kept] - mean) ** 2
+        return np.array([mean, second, between])
+
+    fine = converged_quadrature(True, options, cost, k, logits, combine)
+    if fine is None:
+        return None
+    mean, second, between = (float(v) for v in fine)
+    straight = max(second - mean**2, 0.0)  # straight-through's, one draw
+    return mean, (straight / rb + (1 - 1 / rb) * between) / num_samples
 
 
 Moments = Callable[[dict, str, float, list[float], int, int], tuple[float, float] | None]
@@ -401,6 +447,7 @@ MOMENTS: dict[str, Moments] = {
     "carms": carms_moments,
     "gumbel_softmax": relaxed_moments(hard=False),
     "straight_through": relaxed_moments(hard=True),
+    "rao_blackwell_st": gumbel_rao_moments,
 }
 """Each estimator's exact (expectation, variance) of one estimate, from (options, cost, k, logits,
 dim, num_samples): None where unknown for those options or sizes."""
@@ -416,7 +463,7 @@ def exact_moments(
     num_samples: int = 1,
 ) -> tuple[float, float] | tuple[None, None]:
     """(expectation, variance) of one estimate of d/dlogit_{1,0} E[f]; (None, None) where
-    unknown: an estimator without an entry in ``MOMENTS`` (the relaxations), a moving-average
+    unknown: an estimator without an entry in ``MOMENTS`` (REBAR, RELAX), a moving-average
     baseline, more than 10^6 outcomes."""
     moments = MOMENTS.get(estimator)
     found = moments(options, cost, k, logits, dim, num_samples) if moments else None
