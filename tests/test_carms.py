@@ -19,6 +19,7 @@ import estimators
 from benchmarks.config import CONF_DIR
 from benchmarks.tasks import base
 from benchmarks.tasks.toy.exact import categorical as exact
+from benchmarks.tasks.toy.exact.copula import copula_tuple_probabilities
 from estimators import carms
 
 CPU = torch.device("cpu")
@@ -41,7 +42,7 @@ def test_one_order_per_pair_with_the_pair_at_its_ends(classes):
 @pytest.mark.parametrize("classes", [3, 4])
 def test_the_tuple_law_has_categorical_marginals_and_the_estimators_pair_probabilities(n, classes):
     pi = exact.softmax(LOGITS[:classes])
-    law = exact.copula_tuple_probabilities(pi, n)
+    law = copula_tuple_probabilities(pi, n)
     assert law.sum() == pytest.approx(1.0, abs=1e-12)
     for axis in range(n):
         others = tuple(a for a in range(n) if a != axis)
@@ -64,7 +65,7 @@ def test_coupled_draws_follow_the_enumerated_law(n, classes):
     occur at all."""
     torch.manual_seed(0)
     pi = exact.softmax(LOGITS[:classes])
-    law = exact.copula_tuple_probabilities(pi, n).ravel()
+    law = copula_tuple_probabilities(pi, n).ravel()
     draws = carms.coupled_draws(torch.from_numpy(pi).expand(200_000, classes), n)
     index = sum(draws[i] * classes ** (n - 1 - i) for i in range(n))
     counts = np.bincount(index.numpy(), minlength=classes**n)

@@ -13,7 +13,6 @@ Gumbel-Rao's come from quadrature over x_1's perturbed logits, one region per ar
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -22,6 +21,12 @@ import numpy as np
 
 from benchmarks.tasks.toy.costs import Cost, find
 from benchmarks.tasks.toy.exact.bernoulli import zero_below_resolution
+from benchmarks.tasks.toy.exact.copula import copula_tuple_probabilities
+from benchmarks.tasks.toy.exact.gumbel import (
+    MAX_RELAXED_CLASSES,
+    converged_quadrature,
+    region_integrals,
+)
 from benchmarks.tasks.toy.exact.score_variance import variance_from_joint_moments
 
 COSTS: dict[str, Cost] = {
@@ -256,37 +261,6 @@ def indecater_moments(
     return catlog_moments(pi, f, num_samples)
 
 
-MAX_COPULA_TERMS = 10**7
-"""The most terms (2C)^n * orders of the inclusion-exclusion that gives CARMS's n-tuple law."""
-
-
-def copula_tuple_probabilities(pi: np.ndarray, n: int) -> np.ndarray | None:
-    """P(z_1..z_n = a_1..a_n), an array of n axes of size C, for CARMS's n coupled draws of a
-    variable with class probabilities ``pi``: per order, the mass of the Dirichlet copula on the
-    box of the n classes' intervals, by inclusion-exclusion over its 2^n corners of the copula's
-    CDF P(u_i < v_i for all i) = (sum_i v_i^(1/(n-1)) - (n-1))_+^(n-1), averaged over the
-    orders. None beyond ``MAX_COPULA_TERMS``."""
-    from estimators.carms import pair_orders
-
-    classes = len(pi)
-    orders = pair_orders(classes)
-    if (2 * classes) ** n * len(orders) > MAX_COPULA_TERMS:
-        return None
-    total = np.zeros([classes] * n)
-    for order in orders:
-        right = np.empty(classes)
-        right[list(order)] = np.cumsum(pi[list(order)])
-        ends = (np.clip(right - pi, 0, 1), np.clip(right, 0, 1))  # (left, right) per class
-        for corner in itertools.product((0, 1), repeat=n):
-            root = sum(
-                (ends[side] ** (1 / (n - 1))).reshape([-1 if a == i else 1 for a in range(n)])
-                for i, side in enumerate(corner)
-            )
-            sign = (-1) ** (n - sum(corner))
-            total += sign * np.clip(root - (n - 1), 0, None) ** (n - 1)
-    return np.clip(total / len(orders), 0, None)  # -1e-17 where the signed sum cancels to 0
-
-
 def carms_moments(
     options: dict, cost: str, k: float, logits: list[float], dim: int, num_samples: int
 ) -> tuple[float, float] | None:
@@ -316,63 +290,7 @@ def carms_moments(
     return mean, max(float(p @ own**2 + (dim - 1) * others - mean**2), 0.0)
 
 
-MAX_RELAXED_CLASSES = 3
-"""The most classes whose Gumbel relaxations the toy integrates (a (C - 1)-dimensional integral)."""
-
-
-def perturbed_logits_density(z: np.ndarray, logits: np.ndarray) -> np.ndarray:
-    """The density of the differences z_j - z_0 (j >= 1) of z = logits + G, G iid standard
-    Gumbel, at points z [..., C] (any shift): G_0 integrated out in closed form,
-    (C - 1)! exp(-sum_j a_j) / (1 + sum_j exp(-a_j))^C, a_j = z_j - z_0 - (logits_j - logits_0),
-    the logistic density at C = 2."""
-    a = (z[..., 1:] - z[..., :1]) - (logits[1:] - logits[0])
-    c = z.shape[-1]
-    log_s = np.logaddexp(0.0, np.logaddexp.reduce(-a, axis=-1))
-    return math.factorial(c - 1) * np.exp(-a.sum(-1) - c * log_s)
-
-
-@functools.cache
-def region_rule(classes: int, nodes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Points w [M, C - 1] > 0 and weights [M] integrating over the positive orthant: a
-    Gauss-Legendre rule in x on (0, 1) per axis, w = -C log(1 - x). The densities here decay as
-    exp(-w) along an axis and along the diagonal (one large perturbation): the factor C keeps
-    the product of the axes' Jacobians, C^(C-1) exp(sum w / C), below that."""
-    from scipy.special import roots_legendre
-
-    x, wx = roots_legendre(nodes)
-    x, wx = (x + 1) / 2, wx / 2
-    axis, jac = -classes * np.log1p(-x), classes * wx / (1 - x)
-    grids = np.meshgrid(*[axis] * (classes - 1), indexing="ij")
-    weights = np.prod(np.meshgrid(*[jac] * (classes - 1), indexing="ij"), axis=0)
-    return np.stack([g.ravel() for g in grids], -1), weights.ravel()
-
-
-def region_integrals(
-    hard: bool, options: dict, cost: str, k: float, z0: np.ndarray, nodes: int
-) -> np.ndarray:
-    """[C, 2]: per argmax region i of variable 1's perturbed logits z (there z_i = 0 and
-    z_j = -w_j, w_j > 0), the integrals of density * e and density * e^2 of the relaxation's
-    estimate e with respect to the class-0 logit, by ``region_rule`` at ``nodes`` per axis. With
-    y = softmax(z / tau) and its index i(y) = y . (0, ..., C-1), e = -c'(x) y_0 i(y) / tau at
-    x = i(y) (Gumbel-softmax) or x = i (straight-through, ``hard``)."""
-    tau, dc = float(options["temperature"]), cost_of(cost).np_derivative
-    c = len(z0)
-    w, weight = region_rule(c, nodes)
-    regions = np.zeros((c, 2))
-    for i in range(c):
-        z = np.zeros((len(w), c))
-        z[:, [j for j in range(c) if j != i]] = -w
-        y = np.exp(z / tau - (z / tau).max(-1, keepdims=True))
-        y /= y.sum(-1, keepdims=True)
-        index = y @ np.arange(c, dtype=np.float64)
-        x = np.full_like(index, float(i)) if hard else index
-        estimate = -np.asarray(dc(x, k), dtype=np.float64) * y[:, 0] * index / tau
-        mass = weight * perturbed_logits_density(z, z0)
-        regions[i] = [mass @ estimate, mass @ estimate**2]
-    return regions
-
-
-def converged_quadrature(
+def toy_quadrature(
     hard: bool,
     options: dict,
     cost: str,
@@ -380,28 +298,28 @@ def converged_quadrature(
     logits: list[float],
     combine: Callable[[np.ndarray], np.ndarray],
 ) -> np.ndarray | None:
-    """``combine`` of the ``region_integrals`` at 400 nodes per axis, where it agrees with that
-    at 200 to 1e-9 of its largest entry; None at C > 3 or where it does not (a derivative of the
-    cost that jumps inside a region, as abs_diff's under Gumbel-softmax)."""
+    """``gumbel.converged_quadrature`` of the toy's cost at these logits: None at C > 3."""
     z0 = np.asarray(logits, dtype=np.float64)
     if len(z0) > MAX_RELAXED_CLASSES:
         return None
-    coarse, fine = (combine(region_integrals(hard, options, cost, k, z0, n)) for n in (200, 400))
-    if np.abs(fine - coarse).max() > 1e-9 * max(np.abs(fine).max(), 1e-12):
-        return None
-    return fine
+    tau, dc = float(options["temperature"]), cost_of(cost).np_derivative
+
+    def regions(nodes: int) -> np.ndarray:
+        return region_integrals(lambda x: dc(x, k), hard, tau, z0, nodes)
+
+    return converged_quadrature(regions, combine)
 
 
 def relaxed_moments(hard: bool) -> Moments:
     """Gumbel-softmax (``hard`` False) or straight-through (True) on the toy, by quadrature over
     the C - 1 differences of variable 1's perturbed logits, summed over the argmax regions
-    (``region_integrals``), C <= 3; f is a sum, so the other variables do not enter. None where
-    the quadrature does not converge (``converged_quadrature``)."""
+    (``gumbel.region_integrals``), C <= 3; f is a sum, so the other variables do not enter.
+    None where the quadrature does not converge."""
 
     def moments(
         options: dict, cost: str, k: float, logits: list[float], dim: int, num_samples: int
     ) -> tuple[float, float] | None:
-        fine = converged_quadrature(hard, options, cost, k, logits, lambda r: r.sum(0))
+        fine = toy_quadrature(hard, options, cost, k, logits, lambda r: r.sum(0))
         if fine is None:
             return None
         return float(fine[0]), max(float(fine[1] - fine[0] ** 2), 0.0) / num_samples
@@ -426,7 +344,7 @@ def gumbel_rao_moments(
         between = pi[kept] @ (regions[kept, 0] / pi[kept] - mean) ** 2
         return np.array([mean, second, between])
 
-    fine = converged_quadrature(True, options, cost, k, logits, combine)
+    fine = toy_quadrature(True, options, cost, k, logits, combine)
     if fine is None:
         return None
     mean, second, between = (float(v) for v in fine)
