@@ -142,6 +142,23 @@ def test_the_count_distribution_against_sampled_counts():
             assert (np.abs(seen - want) < Z_CRIT * se).all(), (n, theta, seen, want)
 
 
+@pytest.mark.parametrize("n", [24, 64, 128])
+@pytest.mark.parametrize("theta", [-4.5, -0.7, 0.4, 3.0])
+def test_the_count_law_stays_exact_at_many_draws(n, theta):
+    """At n where float inclusion-exclusion loses every digit (terms 2^n times the result):
+    a probability law whose mean count is n p and whose pair moment E[m (m - 1)] / (n (n - 1))
+    is the copula's closed-form joint (``arms.copula_joint``, mirrored above p = 1/2)."""
+    p = float(torch.sigmoid(torch.tensor(theta, dtype=torch.float64)))
+    w = copula_counts(n, p)
+    m = np.arange(n + 1)
+    q = min(p, 1 - p)
+    c = float(arms.copula_joint(torch.tensor(q, dtype=torch.float64), n))
+    assert (w >= 0).all() and w.sum() == pytest.approx(1.0, rel=1e-14)
+    assert w @ m == pytest.approx(n * p, rel=1e-12)
+    joint = c if p <= 0.5 else 2 * p - 1 + c
+    assert w @ (m * (m - 1)) / (n * (n - 1)) == pytest.approx(joint, rel=1e-10, abs=1e-300)
+
+
 @pytest.mark.parametrize("dim", [1, 4])
 @pytest.mark.parametrize("theta", [-3.0, -0.5, 0.0, 0.7, 2.5])
 def test_the_toys_exact_moments(theta, dim):
@@ -151,12 +168,12 @@ def test_the_toys_exact_moments(theta, dim):
         d_mean, d_var = antithetic_moments("disarm", {}, "square", k, theta, dim, 2)
         assert mean == pytest.approx(d_mean, rel=1e-12)
         assert var == pytest.approx(d_var, rel=1e-9, abs=1e-18)
-        for n in (3, 4, 8, 16):
+        for n in (3, 4, 8, 16, 64):
             mean, _ = arms_moments("arms", {}, "square", k, theta, dim, n)
             assert mean == pytest.approx(exact_gradient("square", k, theta), rel=1e-10)
 
 
-@pytest.mark.parametrize("n, theta, dim", [(3, 0.0, 1), (4, -1.0, 3), (8, 1.5, 2)])
+@pytest.mark.parametrize("n, theta, dim", [(3, 0.0, 1), (4, -1.0, 3), (8, 1.5, 2), (48, -0.5, 2)])
 def test_the_toys_exact_variance_against_a_measured_one(n, theta, dim):
     """The sample variance of 200,000 estimates on the toy's cost, within Z_CRIT of the exact
     one, the standard error from the estimates' fourth moment."""
