@@ -132,8 +132,8 @@ class CARMS(Estimator):
         z = coupled_draws(p, num_samples)  # [n, *batch, *variables]
         one_hot = torch.nn.functional.one_hot(z, p.shape[-1]).to(p.dtype)
         fz = f(one_hot)
-        spread = fz.detach().reshape(*fz.shape, *(1,) * len(variables))
-        w = carms_weights(p, z, spread)
+        values = fz.detach().reshape(*fz.shape, *(1,) * len(variables))  # against the variables
+        w = carms_weights(p, z, values)
         log_p = inner.log_prob(one_hot)  # [n, *batch, *variables]
         surrogate = (w * log_p).sum(tuple(range(-len(variables), 0))) if variables else w * log_p
         return fz + num_samples * (surrogate - surrogate.detach())

@@ -70,3 +70,13 @@ def test_the_script_writes_a_row_per_estimator_setting_and_method(tmp_path, monk
     hand = table[table.method == "hand-written vectorized torch"]
     assert (hand.ratio_to_hand_written == 1.0).all()
     assert (table.seconds_per_1e5_estimates > 0).all()
+
+
+def test_indecater_runs_only_where_a_chunk_of_its_points_fits_in_memory():
+    """At D = 200, C = 10 IndeCateR's D C copies of each draw take 32 GB a chunk of 1,024."""
+    cases = {name: (estimators.build(name, **opts), k) for name, opts, k, _ in bench.CASES}
+    for dim, categories, _, chunk in bench.SETTINGS:
+        dist = bench.toy(dim, categories).distribution(torch.zeros(dim, categories))
+        fitting = {name for name, (est, k) in cases.items() if bench.fits(est, dist, k, chunk)}
+        assert ("indecater" in fitting) == (dim == 4)
+        assert {"reinforce", "carms", "rao_blackwell_st"} <= fitting

@@ -25,6 +25,8 @@ from benchmarks.measure import measure_estimates
 from benchmarks.scripts.perf import interleaved_medians, parse, parser, write_report
 from benchmarks.tasks.base import build
 from benchmarks.tasks.toy import categorical
+from estimators import carms as carms_draws
+from estimators.relaxed import conditional_perturbed
 
 K = 0.5
 """The cost's k: f(x) = sum_d |index_d - k|, the toy's default abs_diff."""
@@ -146,6 +148,41 @@ def unordered_set(logits: torch.Tensor, n: int, b: int) -> torch.Tensor:
     return (coef[..., None, None] * (z - torch.softmax(logits, -1))).sum(0)
 
 
+def indecater(logits: torch.Tensor, n: int, b: int) -> torch.Tensor:
+    """IndeCateR: J(pi)^T m, m[d, k] the mean over the n draws of f at the draw with variable d
+    set to class k (all D C n points evaluated, as the estimator does)."""
+    probs, x = one_hot_draws(logits, n, b)
+    index = classes_of(x)  # [n, b, D]
+    d, c = logits.shape
+    own = torch.eye(d, dtype=torch.bool)[:, None, None, None, :]  # [D, 1, 1, 1, D]
+    classes = torch.arange(c, dtype=index.dtype)[None, :, None, None, None]
+    m = cost(torch.where(own, classes, index)).mean(2)  # [D, C, b]
+    return softmax_vjp(probs, m.permute(2, 0, 1))
+
+
+def gumbel_rao(
+    logits: torch.Tensor, n: int, b: int, temperature: float, rb_samples: int
+) -> torch.Tensor:
+    """Gumbel-Rao: J(y_k)^T f'(D) / tau averaged over K perturbed logits y drawn given the draw D
+    (the estimator's conditional draw, ``conditional_perturbed``), then over the draws."""
+    _, d = one_hot_draws(logits, n, b)
+    perturbed = conditional_perturbed(torch.log_softmax(logits, -1), d, (rb_samples,))
+    y = torch.softmax(perturbed / temperature, -1)  # [K, n, b, D, C]
+    g = cost_grad(classes_of(d), d.shape[-1])
+    return softmax_vjp(y, g).mean((0, 1)) / temperature
+
+
+def carms(logits: torch.Tensor, n: int, b: int) -> torch.Tensor:
+    """CARMS: sum_i w_i (z_i - pi), w_i = 1/(n(n-1)) sum_{j != i} r(z_i, z_j) (f_i - f_j), from
+    the estimator's coupled draws and pair probabilities."""
+    probs = torch.softmax(logits, -1).expand(b, *logits.shape)
+    z = carms_draws.coupled_draws(probs, n)  # [n, b, D] classes
+    fz = cost(z.to(logits.dtype))  # [n, b]
+    w = carms_draws.carms_weights(probs, z, fz[..., None])  # [n, b, D]
+    one_hot = torch.nn.functional.one_hot(z, logits.shape[-1]).to(logits.dtype)
+    return (w[..., None] * (one_hot - probs)).sum(0)
+
+
 Hand = Callable[..., torch.Tensor]
 CASES: list[tuple[str, dict, int, Hand]] = [
     ("reinforce", {}, 1, reinforce),
@@ -156,9 +193,24 @@ CASES: list[tuple[str, dict, int, Hand]] = [
     ("gst", {"temperature": 1.0, "gap": 1.0}, 1, gst),
     ("sum_and_sample", {}, 2, sum_and_sample),
     ("unordered_set", {}, 2, unordered_set),
+    ("indecater", {}, 1, indecater),
+    ("rao_blackwell_st", {"temperature": 0.5, "rb_samples": 10}, 1, gumbel_rao),
+    ("carms", {}, 2, carms),
 ]
 """(estimator, its options (the conf defaults), num_samples (the task's minimum, 2 for the
 estimators without replacement, whose 1 is REINFORCE), the hand-written version)."""
+
+
+CHUNK_BYTES = 2**32
+"""The most memory one chunk's points of f may take (float64): IndeCateR's D C modified copies
+of every draw, [D, C] each, are 32 GB a chunk of 1,024 at D = 200, C = 10, so it runs at the
+small setting only."""
+
+
+def fits(est: estimators.Estimator, dist, num_samples: int, chunk: int) -> bool:
+    """Whether a chunk's points of f (evaluations x event size x chunk) fit ``CHUNK_BYTES``."""
+    points = est.evaluations(dist, num_samples) * dist.event_shape.numel() * chunk
+    return points * 8 <= CHUNK_BYTES
 
 
 def toy(dim: int, categories: int) -> categorical.CategoricalToy:
@@ -216,7 +268,7 @@ def main() -> None:
         dist = task.distribution(task.initial(CPU)[0])
         for case in CASES:
             est = estimators.build(case[0], **case[1])
-            if case[0] not in only or not est.supports(dist):
+            if case[0] not in only or not est.supports(dist) or not fits(est, dist, case[2], chunk):
                 continue
             medians = timings(task, case, n, chunk, args.repeats)
             label = est.label(est.options())
