@@ -42,22 +42,27 @@ def pair_orders(classes: int) -> tuple[tuple[int, ...], ...]:
     return tuple(orders)
 
 
-def copula_cdf(x: torch.Tensor, y: torch.Tensor, n: int) -> torch.Tensor:
-    """P(u_i < x, u_j < y) = (x^(1/(n-1)) + y^(1/(n-1)) - 1)_+^(n-1) for two of n
-    Dirichlet-copula uniforms."""
-    e = 1 / (n - 1)
-    return (x.clamp(min=0) ** e + y.clamp(min=0) ** e - 1).clamp(min=0) ** (n - 1)
-
-
-def class_bounds(p: torch.Tensor, order: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left and right ends [..., C] of each class's interval when ``order`` lays out the
-    probabilities ``p`` [..., C] along (0, 1), indexed by class."""
-    index = torch.tensor(order, device=p.device)
-    right = p[..., index].cumsum(-1)
-    inverse = torch.empty_like(index)
-    inverse[index] = torch.arange(len(order), device=p.device)
-    right = right[..., inverse]
-    return right - p, right
+def drawn_bounds(
+    p: torch.Tensor,
+    cum: torch.Tensor,
+    cum_z: torch.Tensor,
+    pz: torch.Tensor,
+    z: torch.Tensor,
+    pair: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left and right ends [n, ...] of the intervals of the drawn classes z [n, ...] in the order
+    of ``pair`` = (a, b): a first, then the classes from b + 1 on cyclically (skipping a), b
+    last. ``cum`` [..., C + 1] holds the sums of p over the classes below each index and
+    ``cum_z``, ``pz`` its and p's values at z: the classes from b + 1 up to z (excluded, wrapping
+    past C - 1) come to a difference of two, and a's mass moves from among them to the front."""
+    a, b = pair
+    classes = p.shape[-1]
+    start = b + 1
+    wrapped = torch.where(z < start, cum[..., classes], 0.0)
+    holds_a = (z - start) % classes > (a - start) % classes
+    front = torch.where(holds_a, 0.0, p[..., a])  # a's mass, unless already passed
+    left = torch.where(z == a, 0.0, cum_z - cum[..., start] + wrapped + front)
+    return left.clamp(0, 1), (left + pz).clamp(0, 1)
 
 
 def coupled_draws(p: torch.Tensor, n: int) -> torch.Tensor:
@@ -72,25 +77,37 @@ def coupled_draws(p: torch.Tensor, n: int) -> torch.Tensor:
     return order.expand(n, *order.shape).gather(-1, position.unsqueeze(-1)).squeeze(-1)
 
 
+def copula_below(root_x: torch.Tensor, root_y: torch.Tensor, n: int) -> torch.Tensor:
+    """P(u_i < x, u_j < y) = (x^e + y^e - 1)_+^(n-1) for two of n Dirichlet-copula uniforms,
+    from the roots x^e, y^e, e = 1/(n-1)."""
+    below = (root_x + root_y - 1).clamp_(min=0)
+    return below if n == 2 else below.pow_(n - 1)
+
+
 def pair_probabilities(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """P(z_i, z_j) [n, n, ...] for every pair of the n coupled draws z [n, ...] of classes with
-    probabilities p [..., C]: the copula's mass on the two classes' intervals, averaged over the
-    orders."""
+    """P(z_i, z_j) [n, n, ...] for every pair i != j of the n coupled draws z [n, ...] of classes
+    with probabilities p [..., C] (0 on the diagonal): the copula's mass on the two classes'
+    intervals, averaged over the orders; a box's mass is the alternating sum of
+    ``copula_below`` at its corners."""
     n = z.shape[0]
-    orders = pair_orders(p.shape[-1])
-    total = torch.zeros(n, n, *z.shape[1:], dtype=p.dtype, device=p.device)
-    for order in orders:
-        left, right = class_bounds(p, order)
-        lo = left.expand(n, *left.shape).gather(-1, z.unsqueeze(-1)).squeeze(-1)  # [n, ...]
-        hi = right.expand(n, *right.shape).gather(-1, z.unsqueeze(-1)).squeeze(-1)
-        lo_i, lo_j, hi_i, hi_j = lo[:, None], lo[None], hi[:, None], hi[None]
-        total += (
-            copula_cdf(hi_i, hi_j, n)
-            - copula_cdf(lo_i, hi_j, n)
-            - copula_cdf(hi_i, lo_j, n)
-            + copula_cdf(lo_i, lo_j, n)
-        )
-    return total / len(orders)
+    pz = p.gather(-1, z.movedim(0, -1)).movedim(-1, 0)  # p(z_i)
+    cum = torch.cat([torch.zeros_like(p[..., :1]), p], -1).cumsum(-1)  # [..., C + 1]
+    cum_z = cum.gather(-1, z.movedim(0, -1)).movedim(-1, 0)
+    first, second = torch.triu_indices(n, n, 1, device=z.device)  # the pairs i < j
+    pairs = [(order[0], order[-1]) for order in pair_orders(p.shape[-1])]
+    total = torch.zeros(len(first), *z.shape[1:], dtype=p.dtype, device=p.device)
+    for pair in pairs:
+        left, right = drawn_bounds(p, cum, cum_z, pz, z, pair)
+        if n > 2:
+            left, right = left ** (1 / (n - 1)), right ** (1 / (n - 1))
+        lo_i, lo_j, hi_i, hi_j = left[first], left[second], right[first], right[second]
+        total += copula_below(hi_i, hi_j, n) - copula_below(lo_i, hi_j, n)
+        total += copula_below(lo_i, lo_j, n) - copula_below(hi_i, lo_j, n)
+    total /= len(pairs)
+    grid = torch.zeros(n, n, *z.shape[1:], dtype=p.dtype, device=p.device)
+    grid[first, second] = total
+    grid[second, first] = total
+    return grid
 
 
 def carms_weights(p: torch.Tensor, z: torch.Tensor, fz: torch.Tensor) -> torch.Tensor:
@@ -99,12 +116,9 @@ def carms_weights(p: torch.Tensor, z: torch.Tensor, fz: torch.Tensor) -> torch.T
     broadcasts against the variables' axes."""
     n = z.shape[0]
     pz = p.expand(n, *p.shape).gather(-1, z.unsqueeze(-1)).squeeze(-1)  # p(z_i) [n, ...]
-    joint = pair_probabilities(p, z)
+    joint = pair_probabilities(p, z)  # 0 on the diagonal
     independent = pz[:, None] * pz[None]
     ratio = torch.where(joint > 0, independent / joint, torch.zeros_like(joint))
-    ratio = ratio * (1 - torch.eye(n, dtype=p.dtype, device=p.device)).reshape(
-        n, n, *(1,) * (z.dim() - 1)
-    )
     difference = fz[:, None] - fz[None]  # f_i - f_j
     return (ratio * difference).sum(1) / (n * (n - 1))
 
