@@ -13,8 +13,10 @@ for every a != b: some order puts a first and b last). The estimate for variable
     r_d(a, b) = p_d(a) p_d(b) / P_d(a, b),
 
 is RLOO with each pair reweighted to the law of two independent draws: unbiased, because the
-other variables' draws are independent of the pair (d, i, j), and a pair a = b that the copula
-never draws (P = 0) has f(z_i) - f(z_j) of mean 0 given it. Independent draws (r = 1) give RLOO.
+other variables' draws are independent of the pair (d, i, j). A pair of draws in the same class
+cancels ((i, j)'s term and (j, i)'s are opposite), so it is left out: its P may be 0 (at n = 2)
+or tiny, and its ratio would add rounding only. Independent draws (r = 1) give RLOO. The pair
+probabilities are computed in float64, which float32 logits would lose for rare classes.
 ``num_samples`` is n >= 2, one estimate per call, n evaluations of f. The ratio is not clipped
 (the paper's code clips it to [0.01, 10], which biases it).
 """
@@ -115,10 +117,12 @@ def carms_weights(p: torch.Tensor, z: torch.Tensor, fz: torch.Tensor) -> torch.T
     estimate for the variable's logits is sum_i w_i (onehot(z_i) - p). ``fz`` [n, ...]
     broadcasts against the variables' axes."""
     n = z.shape[0]
-    pz = p.expand(n, *p.shape).gather(-1, z.unsqueeze(-1)).squeeze(-1)  # p(z_i) [n, ...]
-    joint = pair_probabilities(p, z)  # 0 on the diagonal
+    exact = p.double()
+    pz = exact.gather(-1, z.movedim(0, -1)).movedim(-1, 0)  # p(z_i) [n, ...]
+    joint = pair_probabilities(exact, z)
     independent = pz[:, None] * pz[None]
-    ratio = torch.where(joint > 0, independent / joint, torch.zeros_like(joint))
+    apart = (joint > 0) & (z[:, None] != z[None])  # same-class pairs cancel: left out
+    ratio = torch.where(apart, independent / joint, 0.0).to(p.dtype)
     difference = fz[:, None] - fz[None]  # f_i - f_j
     return (ratio * difference).sum(1) / (n * (n - 1))
 
@@ -135,8 +139,10 @@ class CARMS(Estimator):
         return 2
 
     def supports(self, dist: Distribution) -> bool:
-        """One-hot categorical distributions, Independent-wrapped or not."""
-        return isinstance(base_distribution(dist), OneHotCategorical)
+        """One-hot categorical distributions of at least two classes, Independent-wrapped or
+        not."""
+        inner = base_distribution(dist)
+        return isinstance(inner, OneHotCategorical) and inner.event_shape[-1] >= 2
 
     def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
         inner = base_distribution(dist)

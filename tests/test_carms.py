@@ -14,6 +14,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from scipy import stats
+from torch.distributions import OneHotCategorical
 
 import estimators
 from benchmarks.config import CONF_DIR
@@ -104,7 +105,13 @@ def table_for(seed=0, **overrides):
 
 @pytest.mark.parametrize(
     "categories, dim, logits, num_samples",
-    [(3, 4, None, 2), (3, 4, None, 3), (4, 2, [1.0, -0.5, 0.3, 2.0], 4), (2, 3, [0.4, -1.1], 3)],
+    [
+        (3, 4, None, 2),
+        (3, 4, None, 3),
+        (4, 4, [1.0, -0.5, 0.3, 2.0], 2),  # unequal classes at n = 2: some pairs impossible
+        (4, 2, [1.0, -0.5, 0.3, 2.0], 4),
+        (2, 3, [0.4, -1.1], 3),
+    ],
 )
 def test_measured_mean_and_variance_agree_with_the_enumerated_ones(
     categories, dim, logits, num_samples
@@ -135,7 +142,7 @@ def test_measured_mean_and_variance_agree_with_the_enumerated_ones(
         (2, [2.0, -1.0, 0.0], False),
     ],
 )
-def test_the_variance_against_rloos_at_the_same_draws(n, logits, lower):
+def test_the_variance_against_rloos_at_as_many_draws(n, logits, lower):
     """Exactly, on the categorical toy (dim 4, abs_diff, k = 1): below RLOO's by at least 4%
     where the docs say the coupling pays, and above it with one class far likelier (the
     docs' counterexample)."""
@@ -153,6 +160,37 @@ def test_without_the_reweighting_the_coupled_draws_are_biased(monkeypatch):
     for t, biased in ((table, False), (broken, True)):
         z = ((t.grad_mean - t.exact_grad) / (t.grad_var / t.n_estimates) ** 0.5).abs().iloc[0]
         assert (z > Z_CRIT) == biased, (t, z)
+
+
+def test_unbiased_at_many_draws():
+    """Where the exact variance is out of reach (C^n tuples), the mean still has the exact
+    gradient to meet; the pair probabilities' roots x^(1/(n-1)) are then far from x. (10,000
+    estimates: the n (n - 1) pairs make each one cost n^2.)"""
+    table = table_for(
+        num_samples=16, n_estimates=10_000, logits=[1.0, -0.5, 0.3], costs=["abs_diff", "sum_sq"]
+    )
+    assert table.exact_var.isna().all()
+    z = (table.grad_mean - table.exact_grad) / (table.grad_var / table.n_estimates) ** 0.5
+    assert (z.abs() < Z_CRIT).all(), table[["cost", "k", "grad_mean", "exact_grad"]]
+
+
+def test_float32_probabilities_give_the_float64_weights():
+    """The weights of rare classes' pairs come from differences of order-one copula values: in
+    float32 they would be off by far more than float32 rounding of the result."""
+    torch.manual_seed(0)
+    logits = torch.tensor([[0.0, -9.0, 2.0, -7.0]], dtype=torch.float64).expand(50_000, 4)
+    p = torch.softmax(logits, -1)
+    z = carms.coupled_draws(p, 8)
+    fz = torch.randn(8, 50_000, dtype=torch.float64)
+    want = carms.carms_weights(p, z, fz)
+    got = carms.carms_weights(p.float(), z, fz.float())
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_one_class_is_refused_in_one_line():
+    dist = OneHotCategorical(logits=torch.zeros(3, 1))
+    with pytest.raises(estimators.ConfigError, match="estimator 'carms' does not apply"):
+        estimators.build("carms")(dist, lambda z: z.sum(-1), 2)
 
 
 def carms_independent(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ from benchmarks.measure import measure_estimates
 from benchmarks.scripts.perf import interleaved_medians, parse, parser, write_report
 from benchmarks.tasks.base import build
 from benchmarks.tasks.toy import categorical
-from estimators import carms as carms_draws
+from estimators import carms as carms_estimator
 from estimators.relaxed import conditional_perturbed
 
 K = 0.5
@@ -160,6 +160,11 @@ def indecater(logits: torch.Tensor, n: int, b: int) -> torch.Tensor:
     return softmax_vjp(probs, m.permute(2, 0, 1))
 
 
+# Gumbel-Rao's and CARMS's hand-written versions draw with the estimators' own functions (the
+# conditional Gumbels; the coupled draws and their pair weights), so that they take the same
+# draws: their ratios price the harness's autograd and distributions, not those functions.
+
+
 def gumbel_rao(
     logits: torch.Tensor, n: int, b: int, temperature: float, rb_samples: int
 ) -> torch.Tensor:
@@ -176,9 +181,9 @@ def carms(logits: torch.Tensor, n: int, b: int) -> torch.Tensor:
     """CARMS: sum_i w_i (z_i - pi), w_i = 1/(n(n-1)) sum_{j != i} r(z_i, z_j) (f_i - f_j), from
     the estimator's coupled draws and pair probabilities."""
     probs = torch.softmax(logits, -1).expand(b, *logits.shape)
-    z = carms_draws.coupled_draws(probs, n)  # [n, b, D] classes
+    z = carms_estimator.coupled_draws(probs, n)  # [n, b, D] classes
     fz = cost(z.to(logits.dtype))  # [n, b]
-    w = carms_draws.carms_weights(probs, z, fz[..., None])  # [n, b, D]
+    w = carms_estimator.carms_weights(probs, z, fz[..., None])  # [n, b, D]
     one_hot = torch.nn.functional.one_hot(z, logits.shape[-1]).to(logits.dtype)
     return (w[..., None] * (one_hot - probs)).sum(0)
 

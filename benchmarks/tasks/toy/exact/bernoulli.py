@@ -11,8 +11,8 @@ only through the moments of their summed cost, because the cost is a sum.
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from collections.abc import Callable
+from fractions import Fraction
 
 import numpy as np
 

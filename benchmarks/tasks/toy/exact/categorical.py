@@ -264,12 +264,12 @@ def indecater_moments(
 def carms_moments(
     options: dict, cost: str, k: float, logits: list[float], dim: int, num_samples: int
 ) -> tuple[float, float] | None:
-    """CARMS, by enumeration of the first variable's n coupled draws (``copula_tuple_
-    probabilities``). Its estimate is sum_{i != j} A_ij (B_ij + sum_{d > 1} Delta^d_ij), with
-    A_ij = r(z_i, z_j) s(z_i) / (n (n - 1)) and B_ij = c(z_i) - c(z_j) of the first variable and
-    Delta^d_ij = c(z_id) - c(z_jd) of the others: independent, identically distributed and of
-    mean 0, so E[g^2] = E[(sum A B)^2] + (D - 1) sum E[A_ij A_kl] E[Delta_ij Delta_kl]. None
-    where the tuple law is too large to enumerate."""
+    """CARMS, by enumeration of the first variable's n coupled draws
+    (``copula_tuple_probabilities``). Its estimate is sum_{i != j} A_ij (B_ij + sum_{d > 1}
+    Delta^d_ij), with A_ij = r(z_i, z_j) s(z_i) / (n (n - 1)) (0 for a same-class pair) and
+    B_ij = c(z_i) - c(z_j) of the first variable and Delta^d_ij = c(z_id) - c(z_jd) of the
+    others: independent, identically distributed and of mean 0, so E[g^2] = E[(sum A B)^2] +
+    (D - 1) sum E[A_ij A_kl] E[Delta_ij Delta_kl]. None where the tuple law is too large."""
     pi, n = softmax(logits), num_samples
     tuples = copula_tuple_probabilities(pi, n)
     if tuples is None:
@@ -279,6 +279,7 @@ def carms_moments(
     pairs = np.sum(tuples, axis=tuple(range(2, n)))  # P(z_1 = a, z_2 = b)
     independent = np.outer(pi, pi)
     ratio = np.divide(independent, pairs, out=np.zeros_like(pairs), where=pairs > 0)
+    np.fill_diagonal(ratio, 0.0)  # a same-class pair's two terms cancel: left out, as CARMS does
     draws = np.indices(tuples.shape).reshape(n, -1)  # [n, C^n]: each tuple's classes
     p = tuples.ravel()
     ordered = [(i, j) for i in range(n) for j in range(n) if i != j]
