@@ -12,7 +12,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from benchmarks.figures import line_handles, over_seeds
+from benchmarks.figures import legend_below, line_handles, over_seeds
 from benchmarks.results import markdown_table
 from benchmarks.tasks.base import Style
 
@@ -73,10 +73,9 @@ def iwae_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) 
         ax.ticklabel_format(axis="y", useOffset=False)
         ax.set(xlabel="K, importance samples in training", ylabel=ylabel, title=title)
     handles = line_handles(style, final["label"], dashed=True)
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), frameon=False)
     over = over_seeds(final["seed"].nunique())
     fig.suptitle(f"VAE on {dataset}{family_note(latent)} trained on the IWAE bound: {over}")
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    legend_below(fig, handles)
     return fig
 
 
@@ -123,14 +122,13 @@ def snr_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) -
                 title=f"{network.capitalize()}, K = {k}",
             )
     handles = line_handles(style, rows["label"], marker=False, dashed=True)
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), frameon=False)
     over = over_seeds(rows["seed"].nunique())
     m = ", ".join(str(int(v)) for v in sorted(rows["M"].unique()))
     fig.suptitle(
         f"VAE on {dataset}{family_note(latent)} trained on the IWAE bound: gradient SNR by step\n"
         f"(mean over coordinates of |mean| / sd of M = {m} estimates on a fixed batch; {over})"
     )
-    fig.tight_layout(rect=(0, 0.07 if len(networks) == 1 else 0.04, 1, 1))
+    legend_below(fig, handles)
     return fig
 
 
@@ -198,10 +196,9 @@ def vae_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) -
         if not train.empty:
             ax.set_ylim(train["train_elbo"].quantile(0.05), train["train_elbo"].max() + 1)
     handles = line_handles(style, summary.loc[here, "label"], marker=False, dashed=True)
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), frameon=False)
     over = over_seeds(summary.loc[here, "seed"].nunique())
     fig.suptitle(f"VAE on {dataset}{family_note(latent)}: {over}")
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    legend_below(fig, handles)
     return fig
 
 
