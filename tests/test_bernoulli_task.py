@@ -10,6 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from scipy import stats
+from toy_tables import assert_agrees, metrics
 
 import estimators
 from benchmarks.config import CONF_DIR
@@ -43,16 +44,12 @@ def run_task(seed: int = 0, **overrides):
     )
 
 
-def table_for(name, opts, **overrides):
-    make = functools.partial(estimators.build, name, **opts)
-    return run_task(**overrides)(make)["metrics"]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("theta, dim", [(0.0, 1), (1.5, 1), (-0.7, 3)])
 @pytest.mark.parametrize("name, opts, num_samples", ESTIMATORS)
 def test_measured_mean_and_variance_agree_with_the_exact_ones(name, opts, num_samples, theta, dim):
-    table = table_for(
+    table = metrics(
+        "bernoulli",
         name,
         opts,
         theta=theta,
@@ -67,12 +64,7 @@ def test_measured_mean_and_variance_agree_with_the_exact_ones(name, opts, num_sa
     assert (table[exact].grad_mean - table[exact].exact_mean).abs().lt(1e-6).all()
     assert (table[exact].grad_var < 1e-10).all()
     table = table[~exact]
-    se_mean = (table.grad_var / table.n_estimates) ** 0.5
-    z_mean = (table.grad_mean - table.exact_mean) / se_mean
-    assert (z_mean.abs() < Z_CRIT).all(), table[["cost", "k", "grad_mean", "exact_mean"]]
-    se_var = (table.grad_var_hi - table.grad_var_lo) / (2 * stats.norm.isf(0.025))
-    z_var = (table.grad_var - table.exact_var) / se_var
-    assert (z_var.abs() < Z_CRIT).all(), table[["cost", "k", "grad_var", "exact_var"]]
+    assert_agrees(table, Z_CRIT)
     unbiased = name not in ("gumbel_softmax", "straight_through", "rao_blackwell_st")
     if unbiased:  # exact expectation equals the true gradient, and the measured z-score is small
         torch.testing.assert_close(
@@ -87,14 +79,11 @@ def test_reinmax_polynomial_cost_has_exact_answers_the_measurements_agree_with(
 ):
     # |b - 0.45|^k at the powers of the ReinMax paper's toy: the exact gradient
     # p (1 - p) (0.55^k - 0.45^k), and each estimator's exact mean and variance
-    table = table_for(name, opts, costs=["power"], k=[1.5, 3.0], theta=0.3, dim=2)
+    table = metrics("bernoulli", name, opts, costs=["power"], k=[1.5, 3.0], theta=0.3, dim=2)
     p = 1 / (1 + math.exp(-0.3))
     exact = [p * (1 - p) * (0.55**k - 0.45**k) for k in (1.5, 3.0)]
     torch.testing.assert_close(torch.tensor(table.exact_grad.values), torch.tensor(exact).double())
-    se = (table.grad_var / table.n_estimates) ** 0.5
-    assert ((table.grad_mean - table.exact_mean) / se).abs().lt(Z_CRIT).all()
-    se_var = (table.grad_var_hi - table.grad_var_lo) / (2 * stats.norm.isf(0.025))
-    assert ((table.grad_var - table.exact_var) / se_var).abs().lt(Z_CRIT).all()
+    assert_agrees(table, Z_CRIT)
 
 
 @pytest.mark.parametrize("rb_samples", [3, 30])
@@ -103,7 +92,8 @@ def test_gumbel_rao_measured_mean_and_variance_agree_with_the_exact_ones(rb_samp
     (1 - 1/K) that of its mean given the bit) against the estimator run through the toy. Here the
     measured variances lie 60 to 1100 standard errors below straight-through's (K = 1), so a
     dropped or inverted 1/K fails the z-test."""
-    table = table_for(
+    table = metrics(
+        "bernoulli",
         "rao_blackwell_st",
         {"temperature": 0.5, "rb_samples": rb_samples},
         theta=0.3,
@@ -113,16 +103,13 @@ def test_gumbel_rao_measured_mean_and_variance_agree_with_the_exact_ones(rb_samp
         k=[0.45, 3.0],
     )
     assert table.exact_mean.notna().all() and table.exact_var.notna().all()
-    se_mean = (table.grad_var / table.n_estimates) ** 0.5
-    z_mean = (table.grad_mean - table.exact_mean) / se_mean
-    assert (z_mean.abs() < Z_CRIT).all(), table[["cost", "k", "grad_mean", "exact_mean"]]
-    se_var = (table.grad_var_hi - table.grad_var_lo) / (2 * stats.norm.isf(0.025))
-    z_var = (table.grad_var - table.exact_var) / se_var
-    assert (z_var.abs() < Z_CRIT).all(), table[["cost", "k", "grad_var", "exact_var"]]
+    assert_agrees(table, Z_CRIT)
 
 
 def test_relaxations_are_biased_and_the_harness_says_how_much():
-    table = table_for("gumbel_softmax", {"temperature": 0.5}, k=[0.45], n_estimates=200_000)
+    table = metrics(
+        "bernoulli", "gumbel_softmax", {"temperature": 0.5}, k=[0.45], n_estimates=200_000
+    )
     row = table.iloc[0]
     assert row.exact_mean == pytest.approx(0.02146, abs=1e-5)  # the true gradient is 0.025
     assert abs(row.z_score) > Z_CRIT  # the bias is a measured result, not an error
@@ -137,7 +124,8 @@ def test_disarm_variance_is_at_most_arms_at_equal_evaluations(theta, dim):
             _, disarm = exact_moments("disarm", {}, "square", k, theta, dim, n)
             assert disarm <= arm * (1 + 1e-9)
     measured = {
-        name: table_for(name, {}, theta=theta, dim=dim, k=[0.499]) for name in ("arm", "disarm")
+        name: metrics("bernoulli", name, {}, theta=theta, dim=dim, k=[0.499])
+        for name in ("arm", "disarm")
     }
     assert measured["disarm"].grad_var_hi.iloc[0] < measured["arm"].grad_var_hi.iloc[0]
 
@@ -155,8 +143,8 @@ def test_an_averaged_cost_scales_the_exact_answers_and_the_measured_ones_follow(
     name, opts, num_samples
 ):
     common = {"theta": 0.4, "num_samples": num_samples, "k": [0.45, 2.0]}
-    summed = table_for(name, opts, dim=3, **common)
-    averaged = table_for(name, opts, dim=3, average=True, **common)
+    summed = metrics("bernoulli", name, opts, dim=3, **common)
+    averaged = metrics("bernoulli", name, opts, dim=3, average=True, **common)
     for column, power in (("exact_grad", 1), ("exact_mean", 1), ("exact_var", 2)):
         torch.testing.assert_close(
             torch.tensor(averaged[column].values), torch.tensor(summed[column].values) / 3**power
@@ -214,7 +202,7 @@ def test_rmsprop_maximizes_the_200_bit_quadratic():
 )
 def test_bad_input_is_named(name, overrides, match):
     with pytest.raises(ConfigError, match=match.replace("(", r"\(").replace(")", r"\)")):
-        table_for(name, {}, **overrides)
+        metrics("bernoulli", name, {}, **overrides)
 
 
 def test_the_optimization_records_the_variance_without_changing_its_course():

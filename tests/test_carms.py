@@ -5,20 +5,17 @@ RLOO at equal evaluations, and the reweighting it needs to stay unbiased."""
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from scipy import stats
 from torch.distributions import OneHotCategorical
+from toy_tables import assert_agrees, metrics
 
 import estimators
-from benchmarks.config import CONF_DIR
-from benchmarks.tasks import base
 from benchmarks.tasks.toy.exact import categorical as exact
 from benchmarks.tasks.toy.exact.copula import copula_tuple_probabilities
 from estimators import carms
@@ -91,18 +88,6 @@ def test_too_many_terms_give_no_exact_variance():
     assert exact.exact_moments("carms", {}, "abs_diff", 0.5, [0.0] * 10, 4, 5) == (None, None)
 
 
-def table_for(seed=0, **overrides):
-    """The categorical toy's metrics table for carms (40,000 estimates) with ``overrides``."""
-    task = OmegaConf.load(CONF_DIR / "task/categorical.yaml")
-    task.n_estimates = 40_000
-    for key, value in overrides.items():
-        OmegaConf.update(task, key, value)
-    make = functools.partial(estimators.build, "carms")
-    return base.run_task(base.build(task), make, base.Context(seed=seed, device=CPU)).tables[
-        "metrics"
-    ]
-
-
 @pytest.mark.parametrize(
     "categories, dim, logits, num_samples",
     [
@@ -116,7 +101,9 @@ def table_for(seed=0, **overrides):
 def test_measured_mean_and_variance_agree_with_the_enumerated_ones(
     categories, dim, logits, num_samples
 ):
-    table = table_for(
+    table = metrics(
+        "categorical",
+        "carms",
         categories=categories,
         dim=dim,
         logits=logits,
@@ -125,11 +112,7 @@ def test_measured_mean_and_variance_agree_with_the_enumerated_ones(
         k=[1.0],
     )
     assert table.exact_mean.notna().all() and table.exact_var.notna().all()
-    z_mean = (table.grad_mean - table.exact_mean) / (table.grad_var / table.n_estimates) ** 0.5
-    se_var = (table.grad_var_hi - table.grad_var_lo) / (2 * stats.norm.isf(0.025))
-    z_var = (table.grad_var - table.exact_var) / se_var
-    assert (z_mean.abs() < Z_CRIT).all(), table[["cost", "grad_mean", "exact_mean"]]
-    assert (z_var.abs() < Z_CRIT).all(), table[["cost", "grad_var", "exact_var"]]
+    assert_agrees(table, Z_CRIT)
 
 
 @pytest.mark.parametrize(
@@ -154,9 +137,13 @@ def test_the_variance_against_rloos_at_as_many_draws(n, logits, lower):
 def test_without_the_reweighting_the_coupled_draws_are_biased(monkeypatch):
     """RLOO on the coupled draws (every ratio 1) misses the gradient by far more than its
     standard error: the pair probabilities are what keeps CARMS unbiased."""
-    table = table_for(num_samples=2, logits=[0.5, -1.0, 0.2], costs=["sum_sq"], k=[1.0])
+    table = metrics(
+        "categorical", "carms", num_samples=2, logits=[0.5, -1.0, 0.2], costs=["sum_sq"], k=[1.0]
+    )
     monkeypatch.setattr(carms, "pair_probabilities", lambda p, z: carms_independent(p, z))
-    broken = table_for(num_samples=2, logits=[0.5, -1.0, 0.2], costs=["sum_sq"], k=[1.0])
+    broken = metrics(
+        "categorical", "carms", num_samples=2, logits=[0.5, -1.0, 0.2], costs=["sum_sq"], k=[1.0]
+    )
     for t, biased in ((table, False), (broken, True)):
         z = ((t.grad_mean - t.exact_grad) / (t.grad_var / t.n_estimates) ** 0.5).abs().iloc[0]
         assert (z > Z_CRIT) == biased, (t, z)
@@ -166,8 +153,13 @@ def test_unbiased_at_many_draws():
     """Where the exact variance is out of reach (C^n tuples), the mean still has the exact
     gradient to meet; the pair probabilities' roots x^(1/(n-1)) are then far from x. (10,000
     estimates: the n (n - 1) pairs make each one cost n^2.)"""
-    table = table_for(
-        num_samples=16, n_estimates=10_000, logits=[1.0, -0.5, 0.3], costs=["abs_diff", "sum_sq"]
+    table = metrics(
+        "categorical",
+        "carms",
+        num_samples=16,
+        n_estimates=10_000,
+        logits=[1.0, -0.5, 0.3],
+        costs=["abs_diff", "sum_sq"],
     )
     assert table.exact_var.isna().all()
     z = (table.grad_mean - table.exact_grad) / (table.grad_var / table.n_estimates) ** 0.5

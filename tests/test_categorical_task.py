@@ -14,6 +14,7 @@ import torch
 from cli import run
 from omegaconf import OmegaConf
 from scipy import stats
+from toy_tables import assert_agrees, metrics, z_scores
 
 import estimators
 from benchmarks.config import CONF_DIR
@@ -33,25 +34,6 @@ SCORE_ESTIMATORS = [
 ]
 
 
-def table_for(name, opts, seed=0, **overrides):
-    """The metrics table of one run of the toy (40,000 estimates) with ``overrides``."""
-    task = OmegaConf.load(CONF_DIR / "task/categorical.yaml")
-    task.n_estimates = 40_000
-    for key, value in overrides.items():
-        OmegaConf.update(task, key, value)
-    make = functools.partial(estimators.build, name, **opts)
-    context = base.Context(seed=seed, device=CPU)
-    return base.run_task(base.build(task), make, context).tables["metrics"]
-
-
-def z_scores(table, exact_var):
-    """Measured mean against exact_mean and measured variance against ``exact_var``, each in
-    units of its own standard error (the variance's from its 95% interval)."""
-    z_mean = (table.grad_mean - table.exact_mean) / (table.grad_var / table.n_estimates) ** 0.5
-    se_var = (table.grad_var_hi - table.grad_var_lo) / (2 * stats.norm.isf(0.025))
-    return z_mean, (table.grad_var - exact_var) / se_var
-
-
 @pytest.mark.parametrize(
     "categories, dim, logits",
     [(3, 4, None), (4, 2, [1.0, -0.5, 0.3, 2.0]), (2, 3, [0.4, -1.1])],
@@ -60,7 +42,8 @@ def z_scores(table, exact_var):
 def test_measured_mean_and_variance_agree_with_the_enumerated_ones(
     name, opts, num_samples, categories, dim, logits
 ):
-    table = table_for(
+    table = metrics(
+        "categorical",
         name,
         opts,
         categories=categories,
@@ -71,19 +54,19 @@ def test_measured_mean_and_variance_agree_with_the_enumerated_ones(
         k=[1.0],
     )
     assert table.exact_mean.notna().all() and table.exact_var.notna().all()
-    z_mean, z_var = z_scores(table, table.exact_var)
-    assert (z_mean.abs() < Z_CRIT).all(), table[["cost", "grad_mean", "exact_mean"]]
-    assert (z_var.abs() < Z_CRIT).all(), table[["cost", "grad_var", "exact_var"]]
+    assert_agrees(table, Z_CRIT)
     np.testing.assert_allclose(table.exact_mean, table.exact_grad, rtol=1e-12, atol=1e-15)
 
 
 def test_the_same_check_rejects_reinforces_variance_without_its_g_squared_term():
     """The z-test above has the power to catch a wrong formula: E[f^2 s^2] / K, the variance
     with -g^2 dropped, lies far outside the measured interval where g^2 is large."""
-    table = table_for("reinforce", {}, categories=3, dim=1, logits=[2.0, 0.0, -1.0], k=[3.0])
+    table = metrics(
+        "categorical", "reinforce", {}, categories=3, dim=1, logits=[2.0, 0.0, -1.0], k=[3.0]
+    )
     g = table.exact_grad.iloc[0]
     wrong = table.exact_var + g**2  # E[f^2 s^2] - g^2 + g^2, num_samples = 1
-    _, z_right = z_scores(table, table.exact_var)
+    _, z_right = z_scores(table)
     _, z_wrong = z_scores(table, wrong)
     assert abs(z_right.iloc[0]) < Z_CRIT < abs(z_wrong.iloc[0])
 
@@ -134,7 +117,7 @@ def test_two_classes_are_the_bernoulli_toy(l0, l1, categorical_cost, bernoulli_c
 
 
 def test_beyond_a_million_outcomes_the_moments_are_nan_and_the_gradient_stays():
-    table = table_for("reinforce", {}, categories=10, dim=7, n_estimates=1000, k=[1.0])
+    table = metrics("categorical", "reinforce", {}, categories=10, dim=7, n_estimates=1000, k=[1.0])
     row = table.iloc[0]
     assert math.isnan(row.exact_mean) and math.isnan(row.exact_var)
     # Ten uniform classes, |x - 1|: pi_0 (c(0) - mean c) = 0.1 (1 - 37 / 10).
@@ -145,11 +128,11 @@ def test_beyond_a_million_outcomes_the_moments_are_nan_and_the_gradient_stays():
 def test_a_users_own_cost_of_the_class_index_drops_in():
     """``task.costs=[module:function]`` as on the other toys, here c(x; k) = max(x, k) of the
     class index: exact answers by the same enumeration, and the measured ones agree."""
-    table = table_for("reinforce", {}, dim=2, costs=["torch:maximum"], k=[1.0])
+    table = metrics("categorical", "reinforce", {}, dim=2, costs=["torch:maximum"], k=[1.0])
     row = table.iloc[0]
     # Three uniform classes: c = (1, 1, 2), pi_0 (c(0) - mean c) = (1 - 4 / 3) / 3.
     assert row.exact_grad == pytest.approx(-1 / 9)
-    z_mean, z_var = z_scores(table, table.exact_var)
+    z_mean, z_var = z_scores(table)
     assert abs(z_mean.iloc[0]) < Z_CRIT and abs(z_var.iloc[0]) < Z_CRIT
 
 
@@ -194,12 +177,12 @@ def test_the_relaxations_measured_bias_and_variance_agree_with_the_quadrature(na
     """The estimator run through the toy against the quadrature, mean and variance. Gumbel-Rao's
     measured variance at K = 10 lies about 130 (abs_diff) and 90 (sum_sq) standard errors below
     straight-through's at its temperature, so a dropped or inverted 1/K fails here."""
-    table = table_for(name, opts, logits=[0.5, -1.0, 1.5], dim=2, costs=[cost], k=[1.2])
+    table = metrics(
+        "categorical", name, opts, logits=[0.5, -1.0, 1.5], dim=2, costs=[cost], k=[1.2]
+    )
     assert table.exact_mean.notna().all() and table.exact_var.notna().all()
     assert (table.exact_mean - table.exact_grad).abs().gt(1e-3).all()  # biased, measurably
-    z_mean, z_var = z_scores(table, table.exact_var)
-    assert (z_mean.abs() < Z_CRIT).all(), table[["cost", "grad_mean", "exact_mean"]]
-    assert (z_var.abs() < Z_CRIT).all(), table[["cost", "grad_var", "exact_var"]]
+    assert_agrees(table, Z_CRIT)
 
 
 def test_the_relaxations_quadrature_stays_empty_where_it_cannot_be_trusted():
@@ -209,7 +192,7 @@ def test_the_relaxations_quadrature_stays_empty_where_it_cannot_be_trusted():
     assert exact.exact_moments(*gumbel, "abs_diff", 0.5, [0.0] * 3) == (None, None)
     for relaxation in RELAXATIONS:
         assert exact.exact_moments(*relaxation, "sum_sq", 0.5, [0.0] * 4) == (None, None)
-    table = table_for(*RELAXATIONS[2], categories=4, n_estimates=2000)
+    table = metrics("categorical", *RELAXATIONS[2], categories=4, n_estimates=2000)
     assert table.grad_mean.notna().all() and table.exact_grad.notna().all()
     assert table.exact_mean.isna().all() and table.exact_var.isna().all()
 
@@ -287,7 +270,7 @@ def test_the_optimization_lowers_the_objective_towards_its_minimum_or_raises_it(
 )
 def test_bad_input_is_named(name, overrides, match):
     with pytest.raises(ConfigError, match=re.escape(match)):
-        table_for(name, {}, **overrides)
+        metrics("categorical", name, {}, **overrides)
 
 
 def test_bad_input_on_the_command_line_is_one_line_exit_2_and_nothing_on_disk(tmp_path):

@@ -4,20 +4,17 @@ one call of f, and the categorical toy's table."""
 
 from __future__ import annotations
 
-import functools
 import itertools
 
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from scipy import stats
 from torch.distributions import Bernoulli, Independent, OneHotCategorical
+from toy_tables import metrics
 
 import estimators
-from benchmarks.config import CONF_DIR
 from benchmarks.moments import Moments
-from benchmarks.tasks import base
 from benchmarks.tasks.toy.exact import categorical as exact
 
 # About 30 comparisons at two-sided 1e-6 each: family-wise false alarms below 1e-4.
@@ -176,17 +173,6 @@ def test_every_point_is_evaluated_in_one_call_of_f():
     assert torch.equal(out.detach(), coupled(draw)), "the values are not f at the draws"
 
 
-def table_for(seed=0, **overrides):
-    """The categorical toy's metrics table for indecater (20,000 estimates)."""
-    task = OmegaConf.load(CONF_DIR / "task/categorical.yaml")
-    task.n_estimates = 20_000
-    for key, value in overrides.items():
-        OmegaConf.update(task, key, value)
-    make = functools.partial(estimators.build, "indecater")
-    context = base.Context(seed=seed, device=torch.device("cpu"))
-    return base.run_task(base.build(task), make, context).tables["metrics"]
-
-
 @pytest.mark.parametrize(
     "categories, dim, logits, num_samples",
     [(3, 4, None, 1), (4, 2, [1.0, -0.5, 0.3, 2.0], 2), (2, 3, [0.4, -1.1], 1)],
@@ -194,7 +180,10 @@ def table_for(seed=0, **overrides):
 def test_the_toy_measures_what_the_enumeration_says(categories, dim, logits, num_samples):
     """The toy's f is a sum over the variables, so the enumerated variance is 0 and the measured
     one is rounding; every estimate is the exact gradient."""
-    table = table_for(
+    table = metrics(
+        "categorical",
+        "indecater",
+        n_estimates=20_000,
         categories=categories,
         dim=dim,
         logits=logits,

@@ -4,18 +4,14 @@ against the hand formulas, ReinMax's second-order accuracy, GST's value and gap,
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 import torch
 from cli import run
-from omegaconf import OmegaConf
 from scipy import stats
 from torch.distributions import Bernoulli, Independent, Normal, OneHotCategorical
+from toy_tables import assert_agrees, metrics
 
 import estimators
-from benchmarks.config import CONF_DIR
-from benchmarks.tasks import base
 from benchmarks.tasks.toy.exact import categorical as exact
 from benchmarks.testing import assert_refused
 from estimators.errors import ConfigError
@@ -24,17 +20,6 @@ from estimators.gst import gapped_logits
 CPU = torch.device("cpu")
 # About 40 interval checks at two-sided 1e-5 each: family-wise false alarms below 1e-3.
 Z_CRIT = stats.norm.isf(0.5e-5)
-
-
-def table_for(name, opts, **overrides):
-    """The metrics table of one run of the categorical toy (40,000 estimates), seed 0."""
-    task = OmegaConf.load(CONF_DIR / "task/categorical.yaml")
-    task.n_estimates = 40_000
-    for key, value in overrides.items():
-        OmegaConf.update(task, key, value)
-    make = functools.partial(estimators.build, name, **opts)
-    context = base.Context(seed=0, device=CPU)
-    return base.run_task(base.build(task), make, context).tables["metrics"]
 
 
 @pytest.mark.parametrize(
@@ -53,7 +38,8 @@ def table_for(name, opts, **overrides):
 def test_measured_mean_and_variance_agree_with_the_exact_ones(
     name, opts, categories, dim, logits, num_samples
 ):
-    table = table_for(
+    table = metrics(
+        "categorical",
         name,
         opts,
         categories=categories,
@@ -64,11 +50,7 @@ def test_measured_mean_and_variance_agree_with_the_exact_ones(
         k=[1.5],
     )
     assert table.exact_mean.notna().all() and table.exact_var.notna().all()
-    z_mean = (table.grad_mean - table.exact_mean) / (table.grad_var / table.n_estimates) ** 0.5
-    se_var = (table.grad_var_hi - table.grad_var_lo) / (2 * stats.norm.isf(0.025))
-    z_var = (table.grad_var - table.exact_var) / se_var
-    assert (z_mean.abs() < Z_CRIT).all(), table[["cost", "grad_mean", "exact_mean"]]
-    assert (z_var.abs() < Z_CRIT).all(), table[["cost", "grad_var", "exact_var"]]
+    assert_agrees(table, Z_CRIT)
     # Biased: the exact mean is not the gradient, and the measurement can tell (abs_diff).
     row = table[table.cost == "abs_diff"].iloc[0]
     assert abs(row.exact_mean - row.exact_grad) > 5 * (row.grad_var / row.n_estimates) ** 0.5
