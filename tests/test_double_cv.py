@@ -12,12 +12,13 @@ import pytest
 import torch
 from cli import run
 from torch.distributions import Bernoulli, Independent, Normal
+from toy_tables import metrics
 
 import estimators
 from benchmarks import measure, testing
 from benchmarks.tasks.toy.exact.bernoulli import exact_moments
 from estimators.errors import ConfigError
-from tests.test_bernoulli_task import Z_CRIT, table_for
+from tests.test_bernoulli_task import Z_CRIT
 
 THETA = np.array([0.3, -0.8])
 A = np.array([1.5, -2.0])
@@ -140,7 +141,8 @@ def test_unbiased_after_training_with_alpha_frozen():
 def test_training_on_the_toy_lowers_the_variance_far_below_rloo():
     """The Bernoulli toy at theta = 2, cost (b - k)^2, K = 2: RLOO's exact variance against the
     trained double CV's measured one (alpha* from the enumeration leaves 1.2% and 1.5%)."""
-    table = table_for(
+    table = metrics(
+        "bernoulli",
         "double_cv",
         {},
         theta=2.0,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import stats
+from toy_tables import metrics
 
 import estimators
 from benchmarks.tasks.toy.bernoulli import total_cost
@@ -14,7 +15,7 @@ from benchmarks.tasks.toy.exact.bernoulli import exact_moments
 from benchmarks.tasks.toy.exact.enumerated import MAX_TUPLES, enumerated_moments
 from estimators.base import Estimator, score_surrogate
 from tests import test_double_cv
-from tests.test_bernoulli_task import Z_CRIT, table_for
+from tests.test_bernoulli_task import Z_CRIT
 
 
 @pytest.mark.parametrize(
@@ -76,8 +77,15 @@ def test_a_baseline_that_keeps_each_draws_own_value_shows_as_bias(monkeypatch):
 
 @pytest.mark.parametrize("name", ["double_cv", "rodeo"])
 def test_the_toy_reports_the_trained_estimators_exact_moments(name):
-    table = table_for(
-        name, {"lr": 0.01}, theta=1.0, dim=2, num_samples=3, k=[0.45, 2.0], cv_steps=100
+    table = metrics(
+        "bernoulli",
+        name,
+        {"lr": 0.01},
+        theta=1.0,
+        dim=2,
+        num_samples=3,
+        k=[0.45, 2.0],
+        cv_steps=100,
     )
     assert table.exact_mean.notna().all() and table.exact_var.notna().all()
     np.testing.assert_allclose(table.exact_mean, table.exact_grad, rtol=1e-10)

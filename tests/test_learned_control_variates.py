@@ -9,6 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from torch.distributions import Bernoulli, Categorical, Independent
+from toy_tables import metrics
 
 import estimators
 from benchmarks.config import CONF_DIR
@@ -16,7 +17,7 @@ from benchmarks.tasks.base import build
 from benchmarks.tasks.toy import bernoulli, categorical
 from benchmarks.tasks.toy.exact import categorical as categorical_exact
 from benchmarks.tasks.toy.exact.bernoulli import exact_gradient, exact_moments
-from tests.test_bernoulli_task import Z_CRIT, table_for
+from tests.test_bernoulli_task import Z_CRIT
 
 LEARNED = ["rebar", "relax"]
 
@@ -88,15 +89,17 @@ def test_a_conditional_sample_not_differentiated_in_theta_is_caught(monkeypatch)
 @pytest.mark.slow  # 200 training steps and 10^5 estimates at two k: 20 s for relax
 @pytest.mark.parametrize("name", LEARNED)
 def test_the_toy_trains_the_control_variate_then_measures_it_unbiased(name):
-    table = table_for(name, {"lr": 0.01}, k=[0.45, 0.499], cv_steps=200, n_estimates=100_000)
+    table = metrics(
+        "bernoulli", name, {"lr": 0.01}, k=[0.45, 0.499], cv_steps=200, n_estimates=100_000
+    )
     assert table.exact_var.isna().all() and table.exact_mean.isna().all()
     assert (table.learned_temperature != 0.5).all() and (table.learned_eta != 1.0).all()
     assert (table.z_score.abs() < Z_CRIT).all(), table[["k", "grad_mean", "exact_grad"]]
 
 
 def test_training_lowers_relax_variance_by_orders_of_magnitude_at_k_0499():
-    untrained = table_for("relax", {"lr": 0.01}, k=[0.499], cv_steps=0).iloc[0]
-    trained = table_for("relax", {"lr": 0.01}, k=[0.499], cv_steps=100).iloc[0]
+    untrained = metrics("bernoulli", "relax", {"lr": 0.01}, k=[0.499], cv_steps=0).iloc[0]
+    trained = metrics("bernoulli", "relax", {"lr": 0.01}, k=[0.499], cv_steps=100).iloc[0]
     _, reinforce = exact_moments("reinforce", {}, "square", 0.499, 0.0)
     # Untrained, the relaxation's control variate adds noise to REINFORCE's; 100 steps of Adam
     # on the variance bring it to 2e-4 of REINFORCE's or below (3 seeds measured: 2e-5 to 2e-4).
@@ -212,9 +215,7 @@ def test_a_categorical_conditional_sample_not_differentiated_in_the_logits_is_ca
 @pytest.mark.slow  # 100 training steps, then 40,000 estimates
 @pytest.mark.parametrize("name", LEARNED)
 def test_the_categorical_toy_trains_the_control_variate_then_measures_it_unbiased(name):
-    from tests.test_categorical_task import table_for as categorical_table
-
-    table = categorical_table(name, {"lr": 0.01}, cv_steps=100, k=[1.0])
+    table = metrics("categorical", name, {"lr": 0.01}, cv_steps=100, k=[1.0])
     assert table.exact_var.isna().all() and table.exact_mean.isna().all()
     assert (table.learned_temperature != 0.5).all() and (table.learned_eta != 1.0).all()
     z = (table.grad_mean - table.exact_grad) / (table.grad_var / table.n_estimates) ** 0.5

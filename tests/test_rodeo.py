@@ -11,12 +11,13 @@ import pytest
 import torch
 from cli import run
 from torch.distributions import Bernoulli, Independent, Normal
+from toy_tables import metrics
 
 import estimators
 from benchmarks import measure, testing
 from benchmarks.tasks.toy.exact.bernoulli import exact_moments
 from estimators.errors import ConfigError
-from tests.test_bernoulli_task import Z_CRIT, table_for
+from tests.test_bernoulli_task import Z_CRIT
 
 W = torch.tensor([[1.5, -2.0], [0.7, 3.0]], dtype=torch.float64)
 THETA = torch.tensor([[0.3, -0.8], [1.2, 0.0]], dtype=torch.float64)
@@ -117,8 +118,15 @@ def test_unbiased_after_training_with_everything_frozen_and_below_rloo():
 def test_training_on_the_toy_lowers_the_variance_far_below_rloo(theta):
     """The Bernoulli toy, cost (b - k)^2, K = 2: RLOO's exact variance against the trained RODEO's
     measured one (measured: 1e-5 of RLOO's and below at k = 0.45; at theta = 0, k = 0.499, 0.87)."""
-    table = table_for(
-        "rodeo", {}, theta=theta, k=[0.45, 0.499], num_samples=2, cv_steps=200, n_estimates=100_000
+    table = metrics(
+        "bernoulli",
+        "rodeo",
+        {},
+        theta=theta,
+        k=[0.45, 0.499],
+        num_samples=2,
+        cv_steps=200,
+        n_estimates=100_000,
     )
     assert (table.z_score.abs() < Z_CRIT).all(), table[["k", "grad_mean", "exact_grad"]]
     for row in table.itertuples():

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 from cli import run
-from test_categorical_task import Z_CRIT, table_for, z_scores
+from test_categorical_task import Z_CRIT
 from torch.distributions import Bernoulli, Categorical, Independent, OneHotCategorical
+from toy_tables import metrics, z_scores
 
 import estimators
 from benchmarks.tasks.toy.exact import categorical as exact
@@ -136,10 +137,10 @@ def test_the_set_probabilities_are_sums_over_orderings(k):
 def test_measured_mean_and_variance_agree_with_the_enumerated_ones(name):
     """The categorical toy (three classes, four variables: 81 outcomes) at num_samples=3, as
     ``python -m benchmarks.run task=categorical estimator=NAME task.num_samples=3`` runs it."""
-    table = table_for(name, {}, num_samples=3, costs=["abs_diff", "sum_sq"], k=[1.0])
+    table = metrics("categorical", name, {}, num_samples=3, costs=["abs_diff", "sum_sq"], k=[1.0])
     assert table.exact_var.notna().all()
     np.testing.assert_allclose(table.exact_mean, table.exact_grad, rtol=1e-10)
-    z_mean, z_var = z_scores(table, table.exact_var)
+    z_mean, z_var = z_scores(table)
     assert (z_mean.abs() < Z_CRIT).all(), table[["cost", "grad_mean", "exact_mean"]]
     assert (z_var.abs() < Z_CRIT).all(), table[["cost", "grad_var", "exact_var"]]
 
