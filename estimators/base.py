@@ -82,6 +82,8 @@ class Estimator(TrainingState):
     differentiates_f: bool = False  # True if its estimate differentiates f (a pathwise or relaxed
     # sample): a cost without a derivative is refused
     objectives: tuple[str, ...] = ()  # the multi-sample objectives it serves (``MultiSample``)
+    vmappable: bool = True  # False if its estimate cannot run under torch.func.vmap (which
+    # training seeds side by side needs): an out= op, an autograd.Function without setup_context
 
     @property
     def min_samples(self) -> int:

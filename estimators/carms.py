@@ -82,7 +82,7 @@ def coupled_draws(p: torch.Tensor, n: int) -> torch.Tensor:
 def copula_below(root_x: torch.Tensor, root_y: torch.Tensor, n: int) -> torch.Tensor:
     """P(u_i < x, u_j < y) = (x^e + y^e - 1)_+^(n-1) for two of n Dirichlet-copula uniforms,
     from the roots x^e, y^e, e = 1/(n-1)."""
-    below = (root_x + root_y - 1).clamp_(min=0)
+    below = (root_x + root_y - 1).clamp_min_(0)
     return below if n == 2 else below.pow_(n - 1)
 
 
@@ -97,7 +97,7 @@ def pair_probabilities(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     cum_z = cum.gather(-1, z.movedim(0, -1)).movedim(-1, 0)
     first, second = torch.triu_indices(n, n, 1, device=z.device)  # the pairs i < j
     pairs = [(order[0], order[-1]) for order in pair_orders(p.shape[-1])]
-    total = torch.zeros(len(first), *z.shape[1:], dtype=p.dtype, device=p.device)
+    total = p.new_zeros(len(first), *z.shape[1:])
     for pair in pairs:
         left, right = drawn_bounds(p, cum, cum_z, pz, z, pair)
         if n > 2:
@@ -106,7 +106,7 @@ def pair_probabilities(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         total += copula_below(hi_i, hi_j, n) - copula_below(lo_i, hi_j, n)
         total += copula_below(lo_i, lo_j, n) - copula_below(hi_i, lo_j, n)
     total /= len(pairs)
-    grid = torch.zeros(n, n, *z.shape[1:], dtype=p.dtype, device=p.device)
+    grid = p.new_zeros(n, n, *z.shape[1:])
     grid[first, second] = total
     grid[second, first] = total
     return grid

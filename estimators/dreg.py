@@ -26,6 +26,7 @@ class DoublyReparameterized(StickingTheLanding):
     name = "dreg"
     title = "DReG"
     objectives = ("iwae",)
+    vmappable = False  # its tensor hook sees the backward pass outside vmap, unbatched
 
     def estimate_objective(
         self, dist: Distribution, log_joint: LogJoint, objective: Objective, num_samples: int

@@ -94,6 +94,7 @@ class MeasureValued(Estimator):
 
     name = "measure_valued"
     title = "Measure-valued"
+    vmappable = False  # WithGradient skips setup_context for speed; its differences use out=
     variants = ({"coupling": True}, {"coupling": False})
 
     def __init__(self, coupling: bool = True) -> None:
