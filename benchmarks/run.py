@@ -52,6 +52,8 @@ def summary(task: Task, name: str, table: pd.DataFrame) -> str | None:
     shown = shown[[c for c in columns if c in shown.columns]]
     if "options" in shown and not shown["options"].any():
         shown = shown.drop(columns="options")
+    if "seed" in shown and shown["seed"].nunique() == 1:  # shown where a run holds several
+        shown = shown.drop(columns="seed")
     shown = shown.dropna(axis="columns", how="all")
     return shown.to_string(index=False, float_format=lambda x: f"{x:.4g}", na_rep="-")
 

@@ -48,7 +48,7 @@ def iwae_figure(summary: pd.DataFrame, style: Style, dataset: str, latent: str) 
     at that K, and with ``iwae_k`` samples; mean and sd over seeds."""
     here = (summary["dataset"] == dataset) & (vae_latents(summary) == latent)
     evals = summary[(summary["table"] == "eval") & here & (vae_objectives(summary) == "iwae")]
-    final = evals.sort_values("step").groupby("run").tail(1)
+    final = evals.sort_values("step").groupby(["run", "seed"]).tail(1)  # a run may hold seeds
     ks = ", ".join(str(int(k)) for k in sorted(final["iwae_k"].dropna().unique()))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     panels = [
@@ -209,7 +209,7 @@ def summary_lines(summary: pd.DataFrame) -> list[str]:
     evals = summary[summary["table"] == "eval"]
     if evals.empty:
         return []
-    final = evals.sort_values("step").groupby("run").tail(1)
+    final = evals.sort_values("step").groupby(["run", "seed"]).tail(1)  # a run may hold seeds
     final = final.assign(latent=vae_latents(final), objective=vae_objectives(final))
     discrete = (final["latent"] != "gaussian").any()  # else the table as it always was
     keys = ["dataset", "latent", "label"] if discrete else ["dataset", "label"]
