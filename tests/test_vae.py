@@ -352,6 +352,7 @@ def test_a_short_discrete_run_per_estimator_writes_finite_tables(tmp_path, laten
         "batch_size": 50,
         "categories": 10 if latent == "categorical" else None,
         "compile": False,
+        "parallel_seeds": 1,
     }
 
 
@@ -521,6 +522,30 @@ def test_a_discrete_run_resumes_with_the_same_numbers(tmp_path, monkeypatch, arg
             ["task.latent=bernoulli", "estimator=relax", "task.compile=true"],
             "task.compile=true: estimator 'relax' trains its own control variate in its backward",
         ),
+        (["task.parallel_seeds=0"], "task.parallel_seeds=0: must be a positive integer"),
+        (["task.parallel_seeds=two"], "task.parallel_seeds='two': must be a positive integer"),
+        (
+            ["estimator=reinforce_baseline", "estimator.baseline=ema", "task.parallel_seeds=2"],
+            "task.parallel_seeds=2: estimator 'reinforce_baseline' (baseline=ema, decay=0.9) "
+            "keeps state between steps",
+        ),
+        (["estimator=nvil", "task.parallel_seeds=2"], "estimator 'reinforce_baseline' (baseline"),
+        (
+            ["task.latent=bernoulli", "estimator=rebar", "task.parallel_seeds=2"],
+            "task.parallel_seeds=2: estimator 'rebar' (",
+        ),
+        (
+            ["estimator=measure_valued", "task.parallel_seeds=2"],
+            "task.parallel_seeds=2: estimator 'measure_valued' cannot run under torch.func.vmap",
+        ),
+        (
+            ["estimator=dreg", "task.objective=iwae", "task.parallel_seeds=2"],
+            "task.parallel_seeds=2: estimator 'dreg' cannot run under torch.func.vmap",
+        ),
+        (
+            ["task.compile=true", "task.parallel_seeds=2"],
+            "task.parallel_seeds=2: not with task.compile=true",
+        ),
     ],
 )
 def test_bad_discrete_input_stops_before_any_work(tmp_path, monkeypatch, args, message):
@@ -632,6 +657,7 @@ def test_the_epoch_benchmark_without_mnist_times_random_images_of_its_shape(tmp_
         "benchmarks.scripts.bench_vae",
         "benchmarks.scripts.bench_vae_discrete",
         "benchmarks.scripts.bench_vae_epoch",
+        "benchmarks.scripts.bench_vae_seeds",
     ],
 )
 def test_the_vae_speed_benchmarks_on_cuda_without_a_gpu_say_so(module, monkeypatch, capsys):
@@ -677,6 +703,7 @@ def test_a_short_training_run_on_the_gpu(tmp_path, estimator):
         ("benchmarks.scripts.bench_vae", ["--repeats=1", "--steps=1", "--m=4"]),
         ("benchmarks.scripts.bench_vae_discrete", ["--repeats=1", "--steps=1"]),
         ("benchmarks.scripts.bench_vae_epoch", ["--repeats=1", "--images=256", "--data-dir={tmp}"]),
+        ("benchmarks.scripts.bench_vae_seeds", ["--repeats=1", "--steps=2", "--images=256"]),
     ],
 )
 def test_the_vae_speed_benchmarks_run_on_the_gpu(tmp_path, module, args):

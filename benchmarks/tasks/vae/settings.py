@@ -17,6 +17,7 @@ from benchmarks.tasks.vae.models import (
     posterior,
 )
 from estimators.base import Estimator, ObjectiveOnly
+from estimators.baselines import SUPPLIED
 from estimators.errors import ConfigError, require_int
 from estimators.objectives import OBJECTIVES, Objective
 
@@ -88,6 +89,7 @@ def validate(task: DictConfig, dataset: str, estimator: Estimator) -> None:
             f"task.objective={task.objective!r}: accepted are {', '.join(OBJECTIVES)}"
         )
     check_compile(task.compile, estimator)
+    check_parallel_seeds(task.parallel_seeds, task.compile, estimator)
     objective = training_objective(task, estimator)
     if objective is not None:
         check_objective(estimator, task, objective)
@@ -106,6 +108,33 @@ def check_compile(value: object, estimator: Estimator) -> None:
             f"task.compile=true: estimator '{estimator.name}' trains its own control variate in "
             "its backward (gradients of gradients), which a compiled step does not serve; "
             "run it with task.compile=false"
+        )
+
+
+def check_parallel_seeds(value: object, compile: bool, estimator: Estimator) -> None:
+    """``task.parallel_seeds`` is an integer >= 1, and above 1 only for an estimator that keeps
+    nothing between steps (the seeds share one estimator object) and without ``task.compile``."""
+    require_int(value, "task.parallel_seeds")
+    if value == 1:
+        return
+    supplied = estimator.options().get("baseline") == SUPPLIED
+    if estimator.trainable or estimator.state_dict() or supplied:
+        raise ConfigError(
+            f"task.parallel_seeds={value}: estimator '{estimator.name}'"
+            f"{estimator.describe_options()} keeps state between steps (a moving average, a "
+            "learned baseline or control variate), which the seeds would share; run its seeds "
+            "apart (seed=0,1,... with --multirun)"
+        )
+    if not estimator.vmappable:
+        raise ConfigError(
+            f"task.parallel_seeds={value}: estimator '{estimator.name}' cannot run under "
+            "torch.func.vmap, which trains the seeds as one model; run its seeds apart (seed=0,1,"
+            "... with --multirun)"
+        )
+    if compile:
+        raise ConfigError(
+            f"task.parallel_seeds={value}: not with task.compile=true (the seeds' draws are made "
+            "one seed at a time, outside the compiled graph); set one of them back"
         )
 
 

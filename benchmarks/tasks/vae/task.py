@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from benchmarks.tasks.base import Context, EstimatorFactory, Result, Task, register
 from benchmarks.tasks.vae import data
+from benchmarks.tasks.vae.seeds import SeedsTrainer
 from benchmarks.tasks.vae.settings import (
     check_estimator,
     resolve,
@@ -35,6 +36,7 @@ class VAETask(Task):
         "eval": [
             "estimator",
             "options",
+            "seed",
             "dataset",
             "objective_name",
             "K",
@@ -48,6 +50,7 @@ class VAETask(Task):
         "grad_var": [
             "estimator",
             "options",
+            "seed",
             "step",
             "M",
             "network",
@@ -87,9 +90,19 @@ class VAETask(Task):
                 estimator = make_estimator(baseline=supplied)
             num_samples = task.num_samples or estimator.min_samples
             check_estimator(estimator, task, num_samples)
-        dataset = data.load(context.config.dataset, context.seed).to(context.device)
-        trainer = Trainer(task, dataset, estimator, num_samples, context, supplied, objective)
+
+        def load(seed: int) -> data.Dataset:
+            return data.load(context.config.dataset, seed).to(context.device)
+
+        if task.parallel_seeds > 1:
+            trainer = SeedsTrainer(task, load, estimator, num_samples, context, objective)
+        else:
+            trainer = Trainer(
+                task, load(context.seed), estimator, num_samples, context, supplied, objective
+            )
         if context.config.resume:
             trainer.resume()
-        context.writer.json("model", {**settings, "compile": task.compile})
+        context.writer.json(
+            "model", {**settings, "compile": task.compile, "parallel_seeds": task.parallel_seeds}
+        )
         return trainer.fit()

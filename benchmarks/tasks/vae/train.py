@@ -37,6 +37,7 @@ from benchmarks.tasks.vae.probe import probe_rows
 from benchmarks.tasks.vae.settings import OPTIMIZERS
 from estimators.base import Estimator
 from estimators.baselines import Supplied
+from estimators.errors import ConfigError
 from estimators.objectives import Objective
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,7 @@ class Trainer:
             "grad_var": [],
         }
         self.pending: list[Pending] = []
+        self.label = ""  # before its progress notes: which seed, where seeds train side by side
         self.train_step = compiled(train_step) if task.compile else train_step
 
     def fit(self) -> Result:
@@ -211,27 +213,36 @@ class Trainer:
         """One timed training step on the batch at ``index``, kept pending: its time is the
         host's (a GPU's queued work is waited for, and timed, in ``flush``)."""
         start = time.perf_counter()
-        x = self.dataset.train[index]
-        if self.dataset.dynamic_binarization:
-            x = torch.bernoulli(x, generator=self.batches)
         values = self.train_step(
             self.model,
             self.estimator,
             self.optimizer,
             self.params,
-            x,
+            self.batch(index),
             self.num_samples,
             self.learned,
             self.objective,
         )
+        self.record(torch.stack(values), time.perf_counter() - start)
+        self.progress.update()
+
+    def batch(self, index: torch.Tensor) -> torch.Tensor:
+        """The training examples at ``index`` (binarized afresh from the batch stream where the
+        dataset is dynamically binarized)."""
+        x = self.dataset.train[index]
+        if self.dataset.dynamic_binarization:
+            x = torch.bernoulli(x, generator=self.batches)
+        return x
+
+    def record(self, values: torch.Tensor, seconds: float) -> None:
+        """A step taken in ``seconds``, its ``values`` still on the device: pending until read."""
         state = self.state
-        state["seconds"] += time.perf_counter() - start
+        state["seconds"] += seconds
         state["step"] += 1
         logged = state["step"] % self.task.log_every == 0 or self.done()
         self.pending.append(
-            Pending(state["step"], state["epoch"], state["seconds"], logged, torch.stack(values))
+            Pending(state["step"], state["epoch"], state["seconds"], logged, values)
         )
-        self.progress.update()
 
     def flush(self) -> None:
         """Read the pending steps from the device at once: a ``train`` row for each one due (every
@@ -258,9 +269,9 @@ class Trainer:
 
     def probe_when_due(self) -> None:
         """``grad_var`` rows every ``grad_var_every`` steps (and at step 0), from the probe."""
-        task, step = self.task, self.state["step"]
-        if not (task.grad_var_every and task.grad_var_samples and step % task.grad_var_every == 0):
+        if not self.probe_due():
             return
+        task, step = self.task, self.state["step"]
         self.flush()
         seed = self.seed + 1_000_003 * step
         m = task.grad_var_samples
@@ -272,6 +283,11 @@ class Trainer:
                 self.model, self.estimator, self.probe_x, self.num_samples, m, seed, self.objective
             )
         self.state["grad_var"] += [{"step": step, "M": m, **row} for row in rows]
+
+    def probe_due(self) -> bool:
+        task = self.task
+        every, step = task.grad_var_every, self.state["step"]
+        return bool(every and task.grad_var_samples and step % every == 0)
 
     def evaluate(self) -> None:
         """An ``eval`` row after each epoch (with the IWAE bound after the last), and its line."""
@@ -286,7 +302,7 @@ class Trainer:
         self.context.progress.update(epoch=state["epoch"], step=state["step"])
         iwae = f", IWAE({task.iwae_k}) {measures['test_iwae']:.3f}" if final and task.iwae_k else ""
         self.progress.note(
-            f"epoch {state['epoch']}/{task.epochs} step {state['step']}: "
+            f"{self.label}epoch {state['epoch']}/{task.epochs} step {state['step']}: "
             f"test ELBO {measures['test_elbo']:.3f}{iwae} ({state['seconds']:.1f} s training)"
         )
 
@@ -323,6 +339,11 @@ class Trainer:
                 "resume=true: no checkpoint in %s; starting from step 0", self.writer.run_dir
             )
             return
+        if "parallel_seeds" in saved:
+            raise ConfigError(
+                f"resume=true: the checkpoint in {self.writer.run_dir} was written by a run with "
+                f"task.parallel_seeds={saved['parallel_seeds']}; resume with that"
+            )
         self.model.load_state_dict(saved["model"])
         self.baseline.load_state_dict(saved["baseline"])
         self.optimizer.load_state_dict(saved["optimizer"])
