@@ -1,0 +1,84 @@
+"""Seeds side by side against seeds apart: the training seconds of N seeds of the reparam VAE.
+
+``python -m benchmarks.scripts.bench_vae_seeds [--device cuda]`` trains the default VAE (784-400-20,
+Adam 1e-3, batch 128) on random images of MNIST's shape for ``--steps`` steps, N seeds at once in
+one run (``task.parallel_seeds=N``) and the same N seeds one run after another, for N in
+``--seeds``, in turn, ``--repeats`` times, and reports the median training seconds of each (the
+harness's own clock; probes, IWAE and checkpoints off) and their ratio. On a GPU, where such a step
+is bound by kernel launches, N seeds side by side should take about one seed's time; on a CPU the
+arithmetic grows with N and the gain is what the launches saved. Writes
+``results/perf/vae_seeds_<device>.csv``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks.experiment import run_overrides
+from benchmarks.scripts.bench_vae_epoch import MNIST_SIZES, random_mnist
+from benchmarks.scripts.perf import parse, parser, write_report
+
+
+def training_seconds(overrides: list[str], device) -> float:
+    """The harness's training clock at the end of one run (every seed's rows carry it)."""
+    return float(run_overrides(overrides, device).tables["eval"].time_s.iloc[-1])
+
+
+def main() -> None:
+    cli = parser(__doc__, "vae_seeds_{device}", repeats=3, device=True, steps=200)
+    cli.add_argument(
+        "--seeds", type=int, nargs="+", default=[1, 2, 4, 8], help="values of N to time"
+    )
+    cli.add_argument(
+        "--images", type=int, default=MNIST_SIZES["train"], help="random training images"
+    )
+    args = parse(cli)
+    device = args.device
+
+    with tempfile.TemporaryDirectory() as scratch:
+        random_mnist(Path(scratch), {**MNIST_SIZES, "train": args.images})
+        common = [
+            "task=vae",
+            "estimator=reparam",
+            "dataset=mnist",
+            f"dataset.data_dir={scratch}",
+            "task.epochs=1",
+            f"task.max_steps={args.steps}",
+            "task.iwae_k=0",
+            "task.grad_var_every=0",
+            "task.checkpoint=false",
+        ]
+        run_overrides([*common, "task.max_steps=20", "task.parallel_seeds=2"], device)  # warm-up
+        together: dict[int, list[float]] = {n: [] for n in args.seeds}
+        apart: dict[int, list[float]] = {n: [] for n in args.seeds}
+        for _ in range(args.repeats):  # in turn, so that a slow spell hits every N
+            for n in args.seeds:
+                together[n].append(training_seconds([*common, f"task.parallel_seeds={n}"], device))
+                apart[n].append(
+                    sum(training_seconds([*common, f"seed={s}"], device) for s in range(n))
+                )
+
+    rows = [
+        {
+            "seeds": n,
+            "device": device.type,
+            "steps": args.steps,
+            "side_by_side_s": statistics.median(together[n]),
+            "apart_s": statistics.median(apart[n]),
+        }
+        for n in args.seeds
+    ]
+    table = pd.DataFrame(rows)
+    table["speedup"] = table.apart_s / table.side_by_side_s
+    one = table.side_by_side_s[table.seeds == 1]
+    if len(one):
+        table["ratio_to_one_seed"] = table.side_by_side_s / one.iloc[0]
+    write_report(table, args.out, device=device)
+
+
+if __name__ == "__main__":
+    main()
