@@ -54,7 +54,8 @@ def default_generators(device: torch.device) -> list[torch.Generator]:
     """The generators that unseeded draws on ``device`` (and on the CPU) use."""
     generators = [torch.default_generator]
     if device.type == "cuda":
-        generators.append(torch.cuda.default_generators[device.index or 0])
+        index = torch.cuda.current_device() if device.index is None else device.index
+        generators.append(torch.cuda.default_generators[index])
     return generators
 
 
