@@ -17,9 +17,15 @@ against its unbatched twin, so a torch that changes them fails there.
 from __future__ import annotations
 
 import torch
-from torch._C import _functorch
-from torch._functorch.pyfunctorch import temporarily_pop_interpreter_stack
 from torch.overrides import TorchFunctionMode
+
+try:
+    from torch._C import _functorch
+    from torch._functorch.pyfunctorch import temporarily_pop_interpreter_stack
+
+    MISSING = ""
+except ImportError as error:  # an older torch: everything else works, seeds train apart
+    MISSING = f"this torch {torch.__version__} lacks functorch's {error.name or error}"
 
 RANDOM_OPS = frozenset(
     {
@@ -47,7 +53,10 @@ RANDOM_OPS = frozenset(
     }
 )
 """The random ops a function may call under ``SeedStreams`` (the ones torch.distributions and the
-estimators use, and their kin)."""
+estimators use, and their kin). An in-place one must be used through its return value (as
+``torch.distributions`` does, ``torch.empty(shape).normal_()``): on a tensor not batched over the
+seeds, the seeds' draws come back as a new batched tensor, since vmap cannot write N values into
+one."""
 
 
 def default_generators(device: torch.device) -> list[torch.Generator]:
@@ -75,9 +84,16 @@ class SeedStreams(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        level = _functorch.maybe_current_level()
-        if func not in RANDOM_OPS or level is None:
+        if func not in RANDOM_OPS:
             return func(*args, **kwargs)
+        level = _functorch.maybe_current_level()
+        if level is None:
+            return func(*args, **kwargs)
+        if any(isinstance(a, torch.Generator) for a in (*args, *kwargs.values())):
+            raise RuntimeError(
+                f"{func.__name__} with a generator of its own under seeds side by side: its "
+                "draws cannot be split by seed; draw from the default generator"
+            )
         per_seed = [
             (
                 [seed_slice(a, s, level) for a in args],
@@ -89,15 +105,17 @@ class SeedStreams(TorchFunctionMode):
         draws = []
         with temporarily_pop_interpreter_stack(), torch._C.DisableTorchFunction():
             saved = [g.get_state() for g in self.generators]
-            for s, (seed_args, seed_kwargs) in enumerate(per_seed):
-                if in_place:  # each seed fills its own copy
-                    seed_args[0] = seed_args[0].clone()
-                for g, state in zip(self.generators, self.states[s], strict=True):
+            try:
+                for s, (seed_args, seed_kwargs) in enumerate(per_seed):
+                    if in_place:  # each seed fills a tensor of its own (the op overwrites all)
+                        seed_args[0] = torch.empty_like(seed_args[0])
+                    for g, state in zip(self.generators, self.states[s], strict=True):
+                        g.set_state(state)
+                    draws.append(func(*seed_args, **seed_kwargs))
+                    self.states[s] = [g.get_state() for g in self.generators]
+            finally:
+                for g, state in zip(self.generators, saved, strict=True):
                     g.set_state(state)
-                draws.append(func(*seed_args, **seed_kwargs))
-                self.states[s] = [g.get_state() for g in self.generators]
-            for g, state in zip(self.generators, saved, strict=True):
-                g.set_state(state)
             stacked = torch.stack(draws)
         batched = _functorch._add_batch_dim(stacked, 0, level)
         if in_place and is_batched(args[0], level):

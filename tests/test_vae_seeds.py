@@ -51,11 +51,41 @@ def test_each_seeds_draws_under_vmap_are_its_own_runs_draws():
         torch.testing.assert_close(batched_again[seed], draws(x[seed]), rtol=0, atol=0)
 
 
-def own_runs(tmp_path, *args, seeds=SEEDS):
-    """Each seed's own run, and the same seeds side by side: their tables."""
-    alone = [train(tmp_path / f"seed{s}", *args, f"seed={s}") for s in range(seeds)]
-    together = train(tmp_path / "together", *args, f"task.parallel_seeds={seeds}")
-    return alone, together
+def test_the_streams_leave_the_global_generator_as_it_was_and_differentiate_draws():
+    concentration = torch.rand(SEEDS, 5).add(0.5).requires_grad_()
+    states = []
+    for seed in range(SEEDS):
+        torch.manual_seed(seed)
+        states.append(SeedStreams.capture(concentration.device))
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    gamma = lambda c: torch.distributions.Gamma(c, 1.0).rsample()  # noqa: E731
+    with SeedStreams(states, concentration.device):
+        batched = torch.vmap(gamma)(concentration)
+    assert torch.equal(torch.get_rng_state(), before)
+    (grad,) = torch.autograd.grad(batched.sum(), concentration)
+    for seed in range(SEEDS):
+        torch.manual_seed(seed)
+        own = concentration.detach()[seed].requires_grad_()
+        value = gamma(own)
+        (own_grad,) = torch.autograd.grad(value.sum(), own)
+        torch.testing.assert_close(batched[seed], value, rtol=0, atol=0)
+        torch.testing.assert_close(grad[seed], own_grad, rtol=0, atol=0)
+
+
+def test_a_draw_with_its_own_generator_is_refused_side_by_side():
+    states = [SeedStreams.capture(torch.device("cpu")) for _ in range(2)]
+    generator = torch.Generator().manual_seed(0)
+    refused = pytest.raises(RuntimeError, match="rand with a generator of its own")
+    with refused, SeedStreams(states, torch.device("cpu")):
+        torch.vmap(lambda x: x + torch.rand(x.shape, generator=generator))(torch.zeros(2, 3))
+
+
+def own_runs(tmp_path, *args, seeds=range(SEEDS)):
+    """Each seed's own run's tables by seed, and the same seeds' side by side."""
+    alone = {s: train(tmp_path / f"seed{s}", *args, f"seed={s}") for s in seeds}
+    parallel = [f"seed={seeds[0]}", f"task.parallel_seeds={len(seeds)}"]
+    return alone, train(tmp_path / "together", *args, *parallel)
 
 
 def assert_each_seed_as_alone(alone, together, tables=("train", "eval", "grad_var"), rel=1e-4):
@@ -63,7 +93,7 @@ def assert_each_seed_as_alone(alone, together, tables=("train", "eval", "grad_va
     (float rounding: the batched matrix products sum in another order, about 1e-7 relative a
     step here, measured; 1e-4 leaves room for it to grow over the steps)."""
     for name in tables:
-        for seed, own in enumerate(alone):
+        for seed, own in alone.items():
             own = own[name]
             rows = together[name][together[name].seed == seed].reset_index(drop=True)
             assert len(rows) == len(own), (name, seed)
@@ -93,20 +123,24 @@ def assert_each_seed_as_alone(alone, together, tables=("train", "eval", "grad_va
     "args, tables",
     [
         (["estimator=reparam"], ("train", "eval", "grad_var")),
-        (["estimator=stl"], ("train", "eval", "grad_var")),
+        (["estimator=stl", "seed=5"], ("train", "eval", "grad_var")),
         (["estimator=disarm", "task.latent=bernoulli"], ("train", "eval")),
         (
             ["estimator=carms", "task.latent=categorical", "task.num_samples=3"],
             ("train", "eval"),
         ),
     ],
-    ids=["reparam", "stl-iwae", "disarm-bernoulli", "carms-categorical"],
+    ids=["reparam", "stl-iwae-from-seed-5", "disarm-bernoulli", "carms-categorical"],
 )
 def test_each_seed_side_by_side_gives_its_own_runs_tables(tmp_path, args, tables):
-    alone, together = own_runs(tmp_path, *args)
+    first = int(args[-1].split("=")[1]) if args[-1].startswith("seed=") else 0
+    seeds = range(first, first + SEEDS)
+    alone, together = own_runs(
+        tmp_path, *[a for a in args if not a.startswith("seed=")], seeds=seeds
+    )
     assert_each_seed_as_alone(alone, together, tables)
     for name in tables:
-        assert sorted(set(together[name].seed)) == list(range(SEEDS)), name
+        assert sorted(set(together[name].seed)) == list(seeds), name
     model = json.loads((tmp_path / "together" / "model.json").read_text())
     assert model["parallel_seeds"] == SEEDS
     assert json.loads((tmp_path / "together" / "status.json").read_text())["status"] == "completed"
@@ -143,7 +177,7 @@ def test_every_estimator_that_vmaps_trains_its_seeds_as_their_own_runs(
         "task.grad_var_samples=4",
         "task.iwae_k=10",
     ]
-    alone, together = own_runs(tmp_path, *args, seeds=2)
+    alone, together = own_runs(tmp_path, *args, seeds=range(2))
     tables = ("train", "eval", "grad_var") if latent == "gaussian" else ("train", "eval")
     assert_each_seed_as_alone(alone, together, tables)
 
@@ -164,16 +198,16 @@ class DivergesAtRandom(DivergesAtCall):
         return value * torch.where(torch.rand(()) < 0.5, float("nan"), 1.0)
 
 
-# A categorical seed's NaN parameters make its next draw raise (before the trainer has read that
-# it diverged): the step is read, the seed stopped, and the step taken again.
+# NaN parameters in a categorical seed would make its next draw raise (long before the trainer
+# reads that it diverged): its gradient reaches its parameters as zero from the step it diverges.
 @pytest.mark.parametrize("latent", ["gaussian", "categorical"])
 def test_a_seed_that_diverges_stops_alone_and_the_others_train_on_as_their_own_runs(
     tmp_path, capsys, latent
 ):
     args = ("task.grad_var_every=0", f"task.latent={latent}")
-    alone = [
-        train(tmp_path / f"seed{s}", *args, f"seed={s}", make=DivergesAtRandom) for s in range(4)
-    ]
+    alone = {
+        s: train(tmp_path / f"seed{s}", *args, f"seed={s}", make=DivergesAtRandom) for s in range(4)
+    }
     statuses = [json.loads((tmp_path / f"seed{s}" / "status.json").read_text()) for s in range(4)]
     diverged = [s for s in range(4) if statuses[s]["status"] == "diverged"]
     assert 0 < len(diverged) < 4  # these seeds' draws give both kinds
@@ -228,6 +262,6 @@ def test_the_seeds_benchmark_times_both_ways(tmp_path):
 )
 def test_seeds_side_by_side_on_the_gpu_give_their_own_runs_tables(tmp_path, args):
     cuda = torch.device("cuda")
-    alone = [train(tmp_path / f"seed{s}", *args, f"seed={s}", device=cuda) for s in range(SEEDS)]
+    alone = {s: train(tmp_path / f"seed{s}", *args, f"seed={s}", device=cuda) for s in range(SEEDS)}
     together = train(tmp_path / "together", *args, f"task.parallel_seeds={SEEDS}", device=cuda)
     assert_each_seed_as_alone(alone, together, ("train", "eval"))

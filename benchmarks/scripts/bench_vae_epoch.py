@@ -18,22 +18,11 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from benchmarks.experiment import run_overrides
 from benchmarks.scripts.perf import parse, parser, write_report
 from benchmarks.tasks.vae import data
 from benchmarks.tasks.vae.settings import COMPARED
-
-MNIST_SIZES = {"train": 60000, "test": 10000}
-
-
-def random_mnist(data_dir: Path, sizes: dict[str, int]) -> None:
-    """Random uint8 images of MNIST's shape in its IDX files, under ``data_dir``."""
-    generator = torch.Generator().manual_seed(0)
-    for split, stem in data.IDX_FILES.items():
-        images = torch.randint(0, 256, (sizes[split], 28, 28), generator=generator)
-        data.write_idx_images(data_dir / data.IDX_FOLDERS["mnist"] / "raw" / stem, images)
 
 
 def has_mnist(data_dir: Path) -> bool:
@@ -45,7 +34,7 @@ def main() -> None:
     cli = parser(__doc__, "vae_epoch_{device}", repeats=3, device=True)  # repeats: epochs
     cli.add_argument("--data-dir", type=Path, default=Path("data"), help="MNIST's data_dir")
     cli.add_argument(
-        "--images", type=int, default=MNIST_SIZES["train"], help="random training images"
+        "--images", type=int, default=data.MNIST_SIZES["train"], help="random training images"
     )
     args = parse(cli)
     device = args.device
@@ -54,7 +43,7 @@ def main() -> None:
         data_dir, source = args.data_dir, "MNIST"
         if not has_mnist(data_dir):
             data_dir, source = Path(scratch), "random images of MNIST's shape"
-            random_mnist(data_dir, {**MNIST_SIZES, "train": args.images})
+            data.write_random_mnist(data_dir, {**data.MNIST_SIZES, "train": args.images})
         common = [
             "task=vae",
             "dataset=mnist",

@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.experiment import run_overrides
-from benchmarks.scripts.bench_vae_epoch import MNIST_SIZES, random_mnist
 from benchmarks.scripts.perf import parse, parser, write_report
+from benchmarks.tasks.vae import data
 
 
 def training_seconds(overrides: list[str], device) -> float:
@@ -34,13 +34,13 @@ def main() -> None:
         "--seeds", type=int, nargs="+", default=[1, 2, 4, 8], help="values of N to time"
     )
     cli.add_argument(
-        "--images", type=int, default=MNIST_SIZES["train"], help="random training images"
+        "--images", type=int, default=data.MNIST_SIZES["train"], help="random training images"
     )
     args = parse(cli)
     device = args.device
 
     with tempfile.TemporaryDirectory() as scratch:
-        random_mnist(Path(scratch), {**MNIST_SIZES, "train": args.images})
+        data.write_random_mnist(Path(scratch), {**data.MNIST_SIZES, "train": args.images})
         common = [
             "task=vae",
             "estimator=reparam",

@@ -83,6 +83,19 @@ def write_idx_images(path: Path, images: torch.Tensor) -> None:
     path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
 
 
+MNIST_SIZES = {"train": 60000, "test": 10000}
+
+
+def write_random_mnist(data_dir: Path, sizes: dict[str, int] = MNIST_SIZES) -> None:
+    """Random uint8 images of MNIST's shape in its IDX files under ``data_dir``, ``sizes`` of
+    each split: what the speed benchmarks time on without MNIST (a step's time does not depend on
+    the pixels)."""
+    generator = torch.Generator().manual_seed(0)
+    for split, stem in IDX_FILES.items():
+        images = torch.randint(0, 256, (sizes[split], 28, 28), generator=generator)
+        write_idx_images(data_dir / IDX_FOLDERS["mnist"] / "raw" / stem, images)
+
+
 def find_idx(raw: Path, stem: str) -> Path | None:
     for candidate in (raw / stem, raw / f"{stem}.gz"):
         if candidate.exists():

@@ -6,8 +6,9 @@ on its own parameters. Only the step is shared: the lanes' parameters stacked al
 (``torch.func.stack_module_state``), the loss vmapped over them with each seed's random draws made
 from its own stream (``benchmarks.streams``), one backward and one optimizer step for all (the
 optimizers are elementwise, so each seed's slice moves as its own optimizer would move it). Each
-seed's tables therefore equal its own run's up to float rounding, and N seeds take about the time
-of one where a step is bound by kernel launches rather than arithmetic (a small model on a GPU).
+seed's tables therefore equal its own run's up to float rounding. What it is for is a step bound
+by kernel launches rather than arithmetic (a small model on a GPU), where N seeds launch about as
+many kernels as one.
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ class SeedLoss(nn.Module):
 
 class SeedsTrainer:
     """Seeds ``context.seed`` to ``context.seed + N - 1`` of one stateless estimator, trained as
-    one batched model; a seed whose step is not finite stops alone (its run's ``diverged``), its
-    slice of the parameters zeroed so that it cannot disturb the others' draws."""
+    one batched model; a seed whose step is not finite stops alone (its run's ``diverged``): that
+    step's gradient and every later one reach its slice of the parameters as zero, so its slice
+    stays finite and cannot make the others' step fail."""
 
     def __init__(
         self,
@@ -77,7 +79,10 @@ class SeedsTrainer:
         for offset in range(task.parallel_seeds):
             seed = context.seed + offset
             own = dataclasses.replace(context, seed=seed, writer=None)
-            lane = Trainer(task, load(seed), estimator, num_samples, own, None, objective)
+            dataset = load(seed)
+            if self.lanes:  # the seed binarizes the test set; the training set is one for all
+                dataset = dataclasses.replace(dataset, train=self.lanes[0].dataset.train)
+            lane = Trainer(task, dataset, estimator, num_samples, own, None, objective)
             lane.label = f"seed {seed}: "
             streams.append(SeedStreams.capture(self.device))  # where its own run's draws begin
             self.lanes.append(lane)
@@ -86,19 +91,28 @@ class SeedsTrainer:
         self.optimizer = OPTIMIZERS[task.optimizer](list(self.params.values()), lr=task.lr)
         self.loss = SeedLoss(self.lanes[0].model, estimator, num_samples, objective)
         self.diverged: dict[int, str] = {}  # lane index: the line its own run would print
+        self.alive = torch.ones(len(self.lanes), dtype=torch.bool, device=self.device)
 
     def running(self) -> list[int]:
         """The lanes still training."""
         return [i for i in range(len(self.lanes)) if i not in self.diverged]
 
+    def lead(self) -> Trainer:
+        """The lane whose step and epoch the run's status and progress show: the first still
+        training, else the one that trained longest."""
+        running = self.running()
+        if running:
+            return self.lanes[running[0]]
+        return max(self.lanes, key=lambda lane: lane.state["step"])
+
     def fit(self) -> Result:
         """Each lane's loop (``Trainer.fit``) in step: a batched step on each lane's batch, then
         each running lane's evaluation, and one checkpoint of all."""
-        first = self.lanes[0]
-        self.progress = Progress(first.total_steps, "steps", initial=first.state["step"])
+        lead = self.lead()
+        self.progress = Progress(lead.total_steps, "steps", initial=lead.state["step"])
         for lane in self.lanes:
             lane.progress = self.progress
-        if first.state["step"] == 0:
+        if lead.state["step"] == 0:
             self.probe_when_due()
         with unvalidated():
             while not self.done():
@@ -111,8 +125,7 @@ class SeedsTrainer:
         return self.result()
 
     def done(self) -> bool:
-        running = self.running()
-        return not running or self.lanes[running[0]].done()
+        return not self.running() or self.lead().done()
 
     def train_epoch(self) -> None:
         orders = [lane.epoch_order() for lane in self.lanes]
@@ -126,23 +139,14 @@ class SeedsTrainer:
         self.flush()
 
     def step(self, indices: tuple[torch.Tensor, ...]) -> None:
-        """One timed step of every lane on its batch at ``indices``; where it raises (a seed's NaN
-        parameters, not yet read, can make a draw fail), the lanes are read, a newly diverged one
-        zeroed, and the step taken again from the same streams."""
-        streams = list(self.streams.states)
-        batches = [lane.batches.get_state() for lane in self.lanes]
+        """One timed step of every lane on its batch at ``indices``, kept pending in each running
+        lane (as ``Trainer.step``)."""
         start = time.perf_counter()
         try:
             values = self.batched_step(indices)
         except Exception:
-            before = len(self.diverged)
-            self.flush()
-            if len(self.diverged) == before:
-                raise
-            self.streams.states = streams
-            for lane, state in zip(self.lanes, batches, strict=True):
-                lane.batches.set_state(state)
-            values = self.batched_step(indices)
+            self.flush()  # the seeds that diverged before it say so first
+            raise
         seconds = time.perf_counter() - start
         for i in self.running():
             self.lanes[i].record(values[i], seconds)
@@ -160,6 +164,9 @@ class SeedsTrainer:
         squares = sum(p.grad.flatten(1).pow(2).sum(1) for p in self.params.values())
         grad_norm = squares.sqrt()
         finite = torch.isfinite(losses) & torch.isfinite(grad_norm)
+        keep = finite & self.alive  # a seed that diverged, now or before, stays where it was
+        for p in self.params.values():
+            p.grad.masked_fill_(~keep.view(-1, *[1] * (p.dim() - 1)), 0.0)
         self.optimizer.step()
         return torch.stack([objectives, losses.detach(), grad_norm, finite.to(losses.dtype)], 1)
 
@@ -183,17 +190,17 @@ class SeedsTrainer:
                 self.stop(i, str(stop))
 
     def stop(self, i: int, message: str) -> None:
-        """Lane ``i`` diverged: say so on stderr, keep its tables, zero its parameters and their
-        optimizer state so that its slice stays finite."""
+        """Lane ``i`` diverged: say so on stderr, keep its tables, and freeze its slice (no
+        gradient from now on, and no optimizer state left to move it)."""
         lane = self.lanes[i]
         self.diverged[i] = message
+        self.alive[i] = False
         print(
             f"{self.estimator.name} seed {lane.seed}: {message}; stopping this seed",
             file=sys.stderr,
         )
         with torch.no_grad():
             for p in self.params.values():
-                p[i] = 0.0
                 for value in self.optimizer.state[p].values():
                     if torch.is_tensor(value) and value.shape == p.shape:
                         value[i] = 0.0
@@ -236,8 +243,8 @@ class SeedsTrainer:
         )
         for name, rows in self.tables().items():
             self.writer.table(name, rows)
-        first = self.lanes[0].state
-        self.writer.status("running", epoch=first["epoch"], step=first["step"], message="")
+        lead = self.lead().state
+        self.writer.status("running", epoch=lead["epoch"], step=lead["step"], message="")
 
     def resume(self) -> None:
         """Continue from the checkpoint in the run folder (from step 0 where there is none)."""
@@ -262,8 +269,10 @@ class SeedsTrainer:
             lane.batches.set_state(batches.cpu())
             lane.state = state
         self.diverged = saved["diverged"]
-        first = self.lanes[0].state
-        self.context.progress.update(epoch=first["epoch"], step=first["step"])
+        for i in self.diverged:
+            self.alive[i] = False
+        lead = self.lead().state
+        self.context.progress.update(epoch=lead["epoch"], step=lead["step"])
 
     def tables(self) -> dict[str, Rows]:
         """Each table with every seed's rows, seed after seed."""
@@ -272,9 +281,9 @@ class SeedsTrainer:
 
     def result(self) -> Result:
         """Completed where every seed completed, else diverged, naming each seed that did."""
-        last = max((lane.state for lane in self.lanes), key=lambda state: state["step"])
+        lead = self.lead().state
         message = "; ".join(
             f"seed {self.lanes[i].seed}: {line}" for i, line in sorted(self.diverged.items())
         )
-        details = {"epoch": last["epoch"], "step": last["step"], "message": message}
+        details = {"epoch": lead["epoch"], "step": lead["step"], "message": message}
         return Result(self.tables(), "diverged" if self.diverged else "completed", details)

@@ -8,6 +8,7 @@ import math
 import torch
 from omegaconf import DictConfig
 
+from benchmarks.streams import MISSING
 from benchmarks.tasks.vae.models import (
     ARCHS,
     LATENTS,
@@ -21,6 +22,9 @@ from estimators.baselines import SUPPLIED
 from estimators.errors import ConfigError, require_int
 from estimators.objectives import OBJECTIVES, Objective
 
+# Each acts elementwise on its parameters, which training seeds side by side (parameters stacked
+# along a seed axis, task.parallel_seeds) needs: one that takes norms over a whole tensor (LAMB,
+# LARS, a finite gradient clip) would mix the seeds.
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 DEFAULT_K = 5  # importance samples on the objective path where task.num_samples is null
 
@@ -117,6 +121,8 @@ def check_parallel_seeds(value: object, compile: bool, estimator: Estimator) -> 
     require_int(value, "task.parallel_seeds")
     if value == 1:
         return
+    if MISSING:
+        raise ConfigError(f"task.parallel_seeds={value}: {MISSING}; upgrade torch")
     supplied = estimator.options().get("baseline") == SUPPLIED
     if estimator.trainable or estimator.state_dict() or supplied:
         raise ConfigError(
