@@ -204,11 +204,29 @@ def style_for(labels: pd.Series) -> Style:
     # from the first ten at the same places of the known labels.
     dark = sns.color_palette("dark", 10)
     colors = sns.color_palette("colorblind", 10) + [dark[i] for i in (0, 2, 4, 9, 6, 5, 8, 3, 7, 1)]
+    places = distinct_places(names, set(labels.dropna()), len(colors))
     return Style(
-        colors={n: colors[i % len(colors)] for i, n in enumerate(names)},
+        colors={n: colors[places[n]] for n in names},
         markers={n: MARKERS[i % len(MARKERS)] for i, n in enumerate(names)},
         dashes={n: DASHES[i // 10 % len(DASHES)] for i, n in enumerate(names)},
     )
+
+
+def distinct_places(names: list[str], shown: set[str], size: int) -> dict[str, int]:
+    """Each name's colour: its place in ``names`` modulo ``size``, except that among the
+    ``shown`` labels (a folder's) a later one whose colour an earlier one took gets the first
+    colour no shown label has, while any is left: the same colour in every folder, and no two
+    alike in one."""
+    places = {n: i % size for i, n in enumerate(names)}
+    first = {}
+    for n in names:
+        if n in shown:
+            first.setdefault(places[n], n)
+    free = [place for place in range(size) if place not in first]
+    for n in names:
+        if n in shown and first[places[n]] != n and free:
+            places[n] = free.pop(0)
+    return places
 
 
 def png(fig: plt.Figure, handle: IO[bytes]) -> None:

@@ -510,3 +510,16 @@ def test_an_estimator_that_joins_the_registry_moves_no_other_estimators_colour(m
         assert after.colors[label] == before.colors[label]
         assert after.markers[label] == before.markers[label]
     assert plot.known_labels()[-1] == "aaa"
+
+
+def test_no_two_estimators_of_a_folder_share_a_colour():
+    """With 28 known labels the 20 colours come round again (CARMS on leave-one-out's grey): a
+    folder's later label takes the first colour none of its labels has; the others keep theirs."""
+    every = plot.style_for(pd.Series(plot.known_labels()[:20]))
+    shown = pd.Series(["REINFORCE + leave-one-out baseline", "CARMS", "REINFORCE", "RODEO", "ARM"])
+    style = plot.style_for(shown)
+    assert len({style.colors[label] for label in shown}) == len(shown)
+    for label in ("REINFORCE + leave-one-out baseline", "REINFORCE", "ARM"):
+        assert style.colors[label] == every.colors[label]
+    alone = plot.style_for(pd.Series(["CARMS"]))  # nothing to share with: its own place
+    assert alone.colors["CARMS"] == every.colors["REINFORCE + leave-one-out baseline"]
