@@ -130,11 +130,12 @@ def test_probe_estimates_are_independent_and_unbiased():
     assert z.abs().max() < 5
 
 
-def whole_and_resumed(tmp_path, monkeypatch, args, device=CPU):
+def whole_and_resumed(tmp_path, monkeypatch, args, device=CPU, make=None):
     """Three epochs uninterrupted, and the same run killed after its second checkpoint and
     resumed: both runs' tables."""
     args = (*args, "task.max_steps=null", "task.epochs=3")
-    whole = train(tmp_path / "whole", *args, device=device)
+    training = functools.partial(train, device=device, make=make)
+    whole = training(tmp_path / "whole", *args)
 
     saves = []
     real_save = RunWriter.checkpoint
@@ -146,9 +147,9 @@ def whole_and_resumed(tmp_path, monkeypatch, args, device=CPU):
 
     monkeypatch.setattr(RunWriter, "checkpoint", killed_after_two_epochs)
     with pytest.raises(KeyboardInterrupt):
-        train(tmp_path / "resumed", *args, device=device)
+        training(tmp_path / "resumed", *args)
     monkeypatch.setattr(RunWriter, "checkpoint", real_save)
-    return whole, train(tmp_path / "resumed", *args, "resume=true", device=device)
+    return whole, training(tmp_path / "resumed", *args, "resume=true")
 
 
 def test_resume_after_a_kill_ends_with_the_same_numbers(tmp_path, monkeypatch, run_args=None):

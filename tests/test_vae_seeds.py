@@ -222,10 +222,26 @@ def test_a_seed_that_diverges_stops_alone_and_the_others_train_on_as_their_own_r
     assert [line in err for line in named] == [s in diverged for s in range(4)]
 
 
-def test_seeds_side_by_side_resume_after_a_kill_with_the_same_numbers(tmp_path, monkeypatch):
-    whole, resumed = whole_and_resumed(
-        tmp_path, monkeypatch, ("estimator=reparam", "task.parallel_seeds=2")
+class DivergesNowAndThen(DivergesAtCall):
+    """reparam, except that f and its gradient become NaN where a uniform draw (each seed's own)
+    falls below 1/30: each seed diverges at a step its stream decides, resumed or not."""
+
+    def estimate(self, dist, f, num_samples):
+        value = f(dist.rsample((num_samples,)))
+        return value * torch.where(torch.rand(()) < 1 / 30, float("nan"), 1.0)
+
+
+@pytest.mark.parametrize("make", [None, DivergesNowAndThen], ids=["reparam", "seeds-diverge"])
+def test_seeds_side_by_side_resume_after_a_kill_with_the_same_numbers(tmp_path, monkeypatch, make):
+    args = ("estimator=reparam", "task.parallel_seeds=3")
+    whole, resumed = whole_and_resumed(tmp_path, monkeypatch, args, make=make)
+    whole_status, resumed_status = (
+        json.loads((tmp_path / run / "status.json").read_text()) for run in ("whole", "resumed")
     )
+    if make is not None:  # seeds 1 and 2 diverge before the kill (steps 13 and 21), seed 0 never
+        assert whole_status["message"].startswith("seed 1: diverged at step 13")
+    assert resumed_status["status"] == whole_status["status"]
+    assert resumed_status["message"] == whole_status["message"]
     for name in ("train", "eval", "grad_var"):
         a = whole[name].drop(columns="time_s", errors="ignore")
         b = resumed[name].drop(columns="time_s", errors="ignore")
