@@ -79,10 +79,10 @@ class Rebar(LearnedControlVariate, Estimator):
         return {
             "eta": torch.tensor(self.eta, **like, requires_grad=True),
             "log_temperature": torch.tensor(math.log(self.temperature), **like, requires_grad=True),
-            **self.extra_modules(event_shape, like),
+            **self.extra_modules(like, event_shape),
         }
 
-    def extra_modules(self, event_shape: torch.Size, like: dict) -> dict[str, torch.nn.Module]:
+    def extra_modules(self, like: dict, event_shape: torch.Size) -> dict[str, torch.nn.Module]:
         """Further trained parts of the control variate (RELAX's surrogate network)."""
         return {}
 

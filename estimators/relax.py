@@ -36,7 +36,7 @@ class Relax(Rebar):
     def options(self) -> dict:
         return {**super().options(), "hidden": self.hidden}
 
-    def extra_modules(self, event_shape: torch.Size, like: dict) -> dict[str, nn.Module]:
+    def extra_modules(self, like: dict, event_shape: torch.Size) -> dict[str, nn.Module]:
         size = math.prod(event_shape)
         # Its own seed: building it at the first call must not shift the caller's random stream
         # (a resumed run builds it at a different point than an uninterrupted one).

@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from benchmarks.config import CONF_DIR
 from benchmarks.streams import MISSING
 from benchmarks.tasks.vae.models import (
     ARCHS,
@@ -191,7 +192,7 @@ def compared(latent: str) -> dict[str, list[str]]:
     if latent == "gaussian":
         return COMPARED
     size = DEFAULTS[latent, "digits"][SETTINGS.index("latent_dim")]
-    categories = 10  # conf/task/vae.yaml's
+    categories = OmegaConf.load(CONF_DIR / "task" / "vae.yaml").categories  # the task's default
     names = [n for n in estimators_for(latent, size, categories) if n != "reinforce_baseline"]
     return {
         "reinforce_baseline (loo)": ["estimator=reinforce_baseline"],
