@@ -20,7 +20,8 @@ SEEDS = 3
 
 
 def draws(x: torch.Tensor) -> torch.Tensor:
-    """One of each kind of random op that torch.distributions and the estimators make."""
+    """One of each kind of random op that torch.distributions and the estimators make, on x's
+    device and one on the CPU."""
     p = torch.sigmoid(x)
     return torch.cat(
         [
@@ -29,15 +30,26 @@ def draws(x: torch.Tensor) -> torch.Tensor:
             torch.distributions.Categorical(logits=torch.stack([x, -x], -1)).sample((3,)).flatten(),
             torch._standard_gamma(p.exp()),
             torch.rand_like(x),
-            torch.randint(0, 5, x.shape).to(x.dtype),
+            torch.randint(0, 5, x.shape, device=x.device).to(x.dtype),
             torch.empty_like(x).exponential_(),
-            torch.empty(4).normal_(),
+            torch.empty(4, device=x.device).normal_(),
+            torch.empty(4).uniform_().to(x.device),
         ]
     )
 
 
-def test_each_seeds_draws_under_vmap_are_its_own_runs_draws():
-    x = torch.randn(SEEDS, 6)
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+        ),
+    ],
+)
+def test_each_seeds_draws_under_vmap_are_its_own_runs_draws(device):
+    x = torch.randn(SEEDS, 6, device=device)
     states = []
     for seed in range(SEEDS):
         torch.manual_seed(seed)
