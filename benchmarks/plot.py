@@ -215,8 +215,8 @@ def style_for(labels: pd.Series) -> Style:
 def distinct_places(names: list[str], shown: set[str], size: int) -> dict[str, int]:
     """Each name's colour: its place in ``names`` modulo ``size``, except that among the
     ``shown`` labels (a folder's) a later one whose colour an earlier one took gets the first
-    colour no shown label has, while any is left: the same colour in every folder, and no two
-    alike in one."""
+    colour no shown label has, while any is left. A label keeps its colour from folder to folder
+    unless an earlier label of the folder holds it, and no two of a folder's labels share one."""
     places = {n: i % size for i, n in enumerate(names)}
     first = {}
     for n in names:

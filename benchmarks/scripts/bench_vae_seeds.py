@@ -5,8 +5,8 @@ Adam 1e-3, batch 128) on random images of MNIST's shape for ``--steps`` steps, N
 one run (``task.parallel_seeds=N``) and the same N seeds one run after another, for N in
 ``--seeds``, in turn, ``--repeats`` times, and reports the median training seconds of each (the
 harness's own clock; probes, IWAE and checkpoints off) and their ratio. On a GPU, where such a step
-is bound by kernel launches, N seeds side by side should take about one seed's time; on a CPU the
-arithmetic grows with N and the gain is what the launches saved. Writes
+is bound by kernel launches, N seeds side by side should take not much longer than one seed; on a
+CPU the arithmetic grows with N and side by side is no faster. Writes
 ``results/perf/vae_seeds_<device>.csv``.
 """
 
