@@ -19,6 +19,8 @@ from toy_tables import assert_agrees, metrics, z_scores
 import estimators
 from benchmarks.config import CONF_DIR
 from benchmarks.tasks import base
+from benchmarks.tasks.toy import categorical
+from benchmarks.tasks.toy.shared_one_hot import SharedOneHotCategorical
 from benchmarks.tasks.toy.exact import bernoulli as bernoulli_exact
 from benchmarks.tasks.toy.exact import categorical as exact
 from benchmarks.tasks.toy.exact.score_variance import DrawMoments, score_function_variance
@@ -32,6 +34,36 @@ SCORE_ESTIMATORS = [
     ("reinforce", {}, 3),
     ("reinforce_baseline", {"baseline": "loo"}, 4),
 ]
+
+
+def test_copies_are_normalized_once_and_keep_their_own_gradients():
+    """Logits copied along the first axis (stride 0, the harness's leaf copies) are normalized
+    once; each copy's gradient through the log-probabilities, the probabilities and log_prob,
+    and log_prob's (zero) gradient in its value, are those of torch's own distribution at
+    materialized copies."""
+    torch.manual_seed(0)
+    logits = torch.randn(3, 4, dtype=torch.float64)
+    weights = torch.randn(3, 2, 5, 3, 4, dtype=torch.float64)
+    draws = torch.nn.functional.one_hot(torch.randint(4, (2, 5, 3)), 4).double()
+
+    def gradients(copies: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        dist = categorical.one_hot_categorical(copies)
+        value = (draws + 0.0).requires_grad_()
+        terms = weights[0] * dist.base_dist.logits + weights[1] * dist.base_dist.probs
+        loss = terms.sum() + (weights[2, ..., 0, 0] * dist.log_prob(value)).sum()
+        return torch.autograd.grad(loss, [copies, value], allow_unused=True, materialize_grads=True)
+
+    shared = logits.clone().requires_grad_().expand(5, 3, 4)
+    own = logits.expand(5, 3, 4).clone().requires_grad_()
+    dist = categorical.one_hot_categorical(shared)
+    assert dist.base_dist.logits.stride(0) == dist.base_dist.probs.stride(0) == 0
+    assert not isinstance(categorical.one_hot_categorical(own).base_dist, SharedOneHotCategorical)
+    torch.testing.assert_close(dist.base_dist.probs, torch.softmax(own, -1), rtol=0, atol=1e-15)
+    torch.testing.assert_close(
+        dist.log_prob(draws), categorical.one_hot_categorical(own).log_prob(draws)
+    )
+    for mine, torchs in zip(gradients(shared), gradients(own), strict=True):
+        torch.testing.assert_close(mine, torchs, rtol=1e-13, atol=1e-15)
 
 
 @pytest.mark.parametrize(

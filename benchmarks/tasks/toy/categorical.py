@@ -28,13 +28,18 @@ from benchmarks.tasks.toy.exact.categorical import (
 )
 from benchmarks.tasks.toy.loops import CostFn, Toy
 from benchmarks.tasks.toy.optimize import check_logit_optimizer, logit_optimizer
+from benchmarks.tasks.toy.shared_one_hot import SharedOneHotCategorical
 from estimators.base import Estimator
 from estimators.errors import ConfigError, require_int
 
 
 def one_hot_categorical(logits: torch.Tensor) -> Independent:
-    """Independent one-hot categoricals over [..., D, C]: D variables, C classes each."""
-    inner = OneHotCategorical(logits=logits, validate_args=False)
+    """Independent one-hot categoricals over [..., D, C]: D variables, C classes each; at copies
+    of one logit table (stride 0 along the first axis), ``SharedOneHotCategorical``."""
+    if logits.dim() < 3 or logits.stride(0) != 0:
+        inner = OneHotCategorical(logits=logits, validate_args=False)
+    else:
+        inner = SharedOneHotCategorical.of(logits)
     return Independent(inner, 1, validate_args=False)
 
 
