@@ -15,7 +15,6 @@ from torch.distributions import (
     Distribution,
     OneHotCategorical,
     RelaxedBernoulli,
-    RelaxedOneHotCategorical,
 )
 
 from estimators.base import CostFn, Estimator, base_distribution, register
@@ -49,12 +48,14 @@ def relaxed_sample(dist: Distribution, temperature: float, num_samples: int) -> 
     """A reparameterized relaxed sample of a (possibly Independent-wrapped) Bernoulli or one-hot
     categorical: differentiable in the logits."""
     inner = base_distribution(dist)
-    t = torch.as_tensor(temperature, dtype=inner.logits.dtype, device=inner.logits.device)
+    logits = inner.logits
     if isinstance(inner, Bernoulli):
-        relaxed = RelaxedBernoulli(t, logits=inner.logits, validate_args=False)
-    else:
-        relaxed = RelaxedOneHotCategorical(t, logits=inner.logits, validate_args=False)
-    return relaxed.rsample((num_samples,))
+        t = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
+        return RelaxedBernoulli(t, logits=logits, validate_args=False).rsample((num_samples,))
+    # RelaxedOneHotCategorical's draw, written out: it would normalize the logits once more.
+    u = torch.rand((num_samples, *logits.shape), dtype=logits.dtype, device=logits.device)
+    eps = torch.finfo(logits.dtype).eps
+    return torch.softmax((logits - u.clamp(eps, 1 - eps).log_().neg_().log_()) / temperature, -1)
 
 
 def hard(z: torch.Tensor, dist: Distribution) -> torch.Tensor:
