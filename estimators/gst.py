@@ -44,6 +44,6 @@ class GappedStraightThrough(OneHotStraightThrough):
         return {"temperature": self.temperature, "gap": self.gap}
 
     def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
-        logits, d = one_hot_draws(dist, num_samples)
+        logits, _, d = one_hot_draws(dist, num_samples)
         s = torch.softmax(gapped_logits(logits, d, self.gap) / self.temperature, -1)
         return f(to_support(d + (s - s.detach()), dist))

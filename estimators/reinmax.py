@@ -8,9 +8,8 @@ g = df/dD at the draw, the estimate is
 
 one evaluation of f per draw, biased (the paper: second-order accurate, Heun's method where
 straight-through is Euler's; at tau = 1 its mean is the gradient for a quadratic f). As the
-reference's custom backward, but as a surrogate: with u = theta - sg(theta) (zero, gradient the
-identity), J(p) u for a detached p has value 0 and vector-Jacobian product J(p)^T g, so
-z = D + 2 J(pi_D) u - 1/2 J(pi) u is D exactly in value.
+reference's custom backward (``ReinMaxGradient``): D exactly in value, that vector-Jacobian
+product with respect to theta, pi and pi_D held constant.
 A Bernoulli with logit eta is the two-class categorical with logits (0, eta), b the class-1 entry
 of D: the estimate does not depend on that choice, since J(p)^T g is unchanged by adding a
 constant to g.
@@ -25,15 +24,18 @@ from estimators.base import CostFn, Estimator, base_distribution, register
 from estimators.errors import positive_number
 
 
-def one_hot_draws(dist: Distribution, num_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits [..., C], draws D [num_samples, ..., C]) of a one-hot categorical, or of a
-    Bernoulli as the two-class categorical with logits (0, eta); either Independent-wrapped."""
+def one_hot_draws(
+    dist: Distribution, num_samples: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(logits [..., C], probabilities softmax(logits), draws D [num_samples, ..., C]) of a
+    one-hot categorical, or of a Bernoulli as the two-class categorical with logits (0, eta);
+    either Independent-wrapped."""
     inner = base_distribution(dist)
     if isinstance(inner, Bernoulli):
         b = dist.sample((num_samples,))
         logits = torch.stack([torch.zeros_like(inner.logits), inner.logits], -1)
-        return logits, torch.stack([1 - b, b], -1)
-    return inner.logits, dist.sample((num_samples,))
+        return logits, torch.softmax(logits, -1), torch.stack([1 - b, b], -1)
+    return inner.logits, inner.probs, dist.sample((num_samples,))
 
 
 def to_support(z: torch.Tensor, dist: Distribution) -> torch.Tensor:
@@ -41,10 +43,34 @@ def to_support(z: torch.Tensor, dist: Distribution) -> torch.Tensor:
     return z[..., 1] if isinstance(base_distribution(dist), Bernoulli) else z
 
 
-def jacobian_surrogate(p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """J(p) u = p * u - p <p, u> with ``p`` detached: vector-Jacobian product J(p)^T g in u."""
-    p = p.detach()
-    return p * u - p * (p * u).sum(-1, keepdim=True)
+def jacobian_vjp(p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """J(p)^T g = p * g - p <p, g> for the softmax Jacobian J(p) = diag(p) - p p^T."""
+    pg = p * g
+    return pg - p * pg.sum(-1, keepdim=True)
+
+
+class ReinMaxGradient(torch.autograd.Function):
+    """The draws D unchanged in value; their gradient with respect to ``logits`` is
+    2 J(pi_D)^T g - J(pi)^T g / 2 (summed over what ``logits`` broadcasts over), for constant
+    pi and pi_D: the estimate written down, without a surrogate's graph to build and walk back."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(d, logits, pi, pi_d):
+        return d.view_as(d)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, logits, pi, pi_d = inputs
+        ctx.save_for_backward(pi, pi_d)
+        ctx.logits_shape = logits.shape
+
+    @staticmethod
+    def backward(ctx, g):
+        pi, pi_d = ctx.saved_tensors
+        grad = 2 * jacobian_vjp(pi_d, g) - 0.5 * jacobian_vjp(pi, g)
+        return None, grad.sum_to_size(ctx.logits_shape), None, None
 
 
 class OneHotStraightThrough(Estimator):
@@ -79,9 +105,7 @@ class ReinMax(OneHotStraightThrough):
         return {"temperature": self.temperature}
 
     def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
-        logits, d = one_hot_draws(dist, num_samples)
-        pi = torch.softmax(logits, -1)
-        pi_d = (torch.softmax(logits / self.temperature, -1) + d) / 2
-        u = logits - logits.detach()
-        z = d + 2 * jacobian_surrogate(pi_d, u) - 0.5 * jacobian_surrogate(pi, u)
-        return f(to_support(z, dist))
+        logits, pi, d = one_hot_draws(dist, num_samples)
+        tempered = pi if self.temperature == 1 else torch.softmax(logits / self.temperature, -1)
+        pi_d = (tempered.detach() + d) / 2
+        return f(to_support(ReinMaxGradient.apply(d, logits, pi.detach(), pi_d), dist))
