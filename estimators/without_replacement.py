@@ -57,16 +57,31 @@ def outcomes(dist: Distribution) -> torch.Tensor:
     return values[digits].reshape(-1, *dist.event_shape)
 
 
+@torch.no_grad()
+def outcome_log_probs(dist: Distribution, x: torch.Tensor) -> torch.Tensor:
+    """log p of every outcome x [N, *event] at every batch element, [N, *batch], detached. For
+    one-hot outcomes it is linear in x, one matrix product with the normalized logits (a
+    -inf logit clamped to the lowest float, so that 0 * logit is 0)."""
+    inner = base_distribution(dist)
+    batch, event = dist.batch_shape, dist.event_shape
+    if not isinstance(inner, OneHotCategorical):
+        log_p = dist.log_prob(x.reshape(x.shape[0], *[1] * len(batch), *event))
+        return log_p.expand(x.shape[0], *batch)
+    logits = inner.logits.clamp_min(torch.finfo(inner.logits.dtype).min)
+    flat = logits.expand(*batch, *event).reshape(-1, event.numel())
+    return (x.reshape(x.shape[0], -1) @ flat.T).reshape(x.shape[0], *batch)
+
+
 def draw(dist: Distribution, k: int) -> tuple[torch.Tensor, ...]:
     """Gumbel-top-k: (z [k, *batch, *event], their log-probabilities [k, *batch] with gradient,
-    every outcome's probability [N, *batch] detached, the draws' indices among them [k, *batch])."""
+    every outcome's probability [N, *batch] detached, the draws' indices among them [k, *batch]);
+    the gradient reaches only the k draws' log-probabilities."""
     x = outcomes(dist)
-    ones = [1] * len(dist.batch_shape)
-    log_p_all = dist.log_prob(x.reshape(x.shape[0], *ones, *dist.event_shape))
-    log_p_all = log_p_all.expand(x.shape[0], *dist.batch_shape)
+    log_p_all = outcome_log_probs(dist, x)
     gumbel = -torch.empty_like(log_p_all).exponential_().log()
-    index = (log_p_all.detach() + gumbel).topk(k, dim=0).indices
-    return x[index], log_p_all.gather(0, index), log_p_all.detach().exp(), index
+    index = (log_p_all + gumbel).topk(k, dim=0).indices
+    z = x[index]
+    return z, dist.log_prob(z), log_p_all.exp(), index
 
 
 def mass_outside(p_all: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

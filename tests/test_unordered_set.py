@@ -6,6 +6,7 @@ categorical toy's enumerated moments against measured ones, and bad input in one
 from __future__ import annotations
 
 import itertools
+import math
 import re
 
 import numpy as np
@@ -20,7 +21,7 @@ import estimators
 from benchmarks.tasks.toy.exact import categorical as exact
 from benchmarks.testing import assert_unbiased
 from estimators.errors import ConfigError
-from estimators.without_replacement import subset_probabilities
+from estimators.without_replacement import outcome_log_probs, outcomes, subset_probabilities
 
 NAMES = ["unordered_set", "sum_and_sample"]
 B = 40_000
@@ -197,3 +198,14 @@ def test_bad_input_on_the_command_line_is_one_line_exit_2_and_nothing_on_disk(
     (line,) = out.stderr.strip().splitlines()
     assert line == f"error: {message}"
     assert not run_dir.parent.exists()
+
+
+def test_every_outcomes_log_probability_is_the_distributions_own():
+    """The one-hot outcomes' log-probabilities as one matrix product equal ``log_prob``'s, also
+    for a class of probability zero (a -inf logit), which must not turn into NaN."""
+    logits = torch.tensor([[[0.3, -math.inf, 1.0], [2.0, -0.5, 0.1]]] * 2, dtype=torch.float64)
+    logits[1] += torch.randn(2, 3, dtype=torch.float64)
+    dist = Independent(OneHotCategorical(logits=logits), 1)  # batch [2], event [2, 3]
+    x = outcomes(dist)
+    expected = dist.log_prob(x[:, None]).exp()
+    torch.testing.assert_close(outcome_log_probs(dist, x).exp(), expected, rtol=1e-14, atol=0)
