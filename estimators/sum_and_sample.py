@@ -15,7 +15,7 @@ import torch
 from torch.distributions import Distribution
 
 from estimators.base import CostFn, register
-from estimators.without_replacement import WithoutReplacement, draw, mass_outside
+from estimators.without_replacement import WithoutReplacement, draw
 
 
 @register
@@ -26,10 +26,10 @@ class SumAndSample(WithoutReplacement):
     title = "Sum-and-sample"
 
     def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
-        z, log_p, p_all, index = draw(dist, num_samples)
+        z, log_p, p, q = draw(dist, num_samples)
         fz = f(z)
         with torch.no_grad():
-            weight = p_all.gather(0, index)  # p(s_j) for the summed ones
-            weight[-1] = mass_outside(p_all, index[:-1])  # the rest of the support's mass
+            weight = p.to(fz.dtype, copy=True)  # p(s_j) for the summed ones
+            weight[-1] = q + p[-1]  # the rest of the support's mass, all but the summed ones
             coef = weight * fz
         return fz + num_samples * coef * (log_p - log_p.detach())

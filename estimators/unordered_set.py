@@ -22,12 +22,7 @@ from torch.distributions import Distribution
 
 from estimators.base import CostFn, register
 from estimators.errors import ConfigError
-from estimators.without_replacement import (
-    WithoutReplacement,
-    draw,
-    mass_outside,
-    subset_probabilities,
-)
+from estimators.without_replacement import WithoutReplacement, draw, subset_probabilities
 
 MAX_DRAWS = 12
 """The most draws: the set probabilities take 2^k values per batch element."""
@@ -67,10 +62,8 @@ class UnorderedSet(WithoutReplacement):
             )
 
     def estimate(self, dist: Distribution, f: CostFn, num_samples: int) -> torch.Tensor:
-        z, log_p, p_all, index = draw(dist, num_samples)
+        z, log_p, p, q = draw(dist, num_samples)
         fz = f(z)
         with torch.no_grad():
-            p_all = p_all.double()
-            p, q = p_all.gather(0, index), mass_outside(p_all, index)
             coef = unordered_set_coefficients(p, q, fz.detach().double()).to(log_p.dtype)
         return fz + num_samples * coef * (log_p - log_p.detach())

@@ -74,20 +74,18 @@ def outcome_log_probs(dist: Distribution, x: torch.Tensor) -> torch.Tensor:
 
 def draw(dist: Distribution, k: int) -> tuple[torch.Tensor, ...]:
     """Gumbel-top-k: (z [k, *batch, *event], their log-probabilities [k, *batch] with gradient,
-    every outcome's probability [N, *batch] detached, the draws' indices among them [k, *batch]);
-    the gradient reaches only the k draws' log-probabilities."""
+    their probabilities p [k, *batch] and the mass q [*batch] of the outcomes not drawn, p and q
+    detached and in float64, q a sum of positive terms, no 1 - sum that cancels). The gradient
+    reaches only the k draws' log-probabilities."""
     x = outcomes(dist)
     log_p_all = outcome_log_probs(dist, x)
-    gumbel = -torch.empty_like(log_p_all).exponential_().log()
-    index = (log_p_all + gumbel).topk(k, dim=0).indices
+    keys = torch.empty_like(log_p_all).exponential_().log_().neg_().add_(log_p_all)  # + Gumbel
+    index = keys.topk(k, dim=0).indices
     z = x[index]
-    return z, dist.log_prob(z), log_p_all.exp(), index
-
-
-def mass_outside(p_all: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """The probability [*batch] of the outcomes not among ``index`` [j, *batch], as a sum of
-    positive terms (no 1 - sum that cancels)."""
-    return p_all.scatter(0, index, 0.0).sum(0)
+    p_all = log_p_all.double().exp()
+    p = p_all.gather(0, index)
+    q = p_all.scatter_(0, index, 0.0).sum(0)
+    return z, dist.log_prob(z), p, q
 
 
 def subset_probabilities(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
