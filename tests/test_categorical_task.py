@@ -20,10 +20,10 @@ import estimators
 from benchmarks.config import CONF_DIR
 from benchmarks.tasks import base
 from benchmarks.tasks.toy import categorical
-from benchmarks.tasks.toy.shared_one_hot import SharedOneHotCategorical
 from benchmarks.tasks.toy.exact import bernoulli as bernoulli_exact
 from benchmarks.tasks.toy.exact import categorical as exact
 from benchmarks.tasks.toy.exact.score_variance import DrawMoments, score_function_variance
+from benchmarks.tasks.toy.shared_one_hot import SharedOneHotCategorical
 from estimators.errors import ConfigError
 
 CPU = torch.device("cpu")

@@ -6,8 +6,9 @@ the harness's whole measurement of n estimates (the task's batched gradient pass
 warm-up chunk and the streaming statistics, as ``task=categorical`` runs them), its gradient
 passes alone, and a hand-written vectorized torch version of the estimator computing the same
 estimates from the same draws: the full [n, D, C] gradient of the logits, written out
-analytically (no autograd), in the same chunks. Interleaved, medians of repeats, in one process.
-Writes ``results/perf/categorical_speed.csv``.
+analytically (no autograd), f evaluated on the same one-hot points, in the same chunks.
+Interleaved, medians of repeats, in one process, whose allocator keeps freed memory as the
+runner's does. Writes ``results/perf/categorical_speed.csv``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from omegaconf import OmegaConf
 
 import estimators
+from benchmarks.allocator import keep_freed_memory
 from benchmarks.config import CONF_DIR
 from benchmarks.measure import measure_estimates
 from benchmarks.scripts.perf import interleaved_medians, parse, parser, write_report
@@ -31,10 +33,10 @@ from estimators.relaxed import conditional_perturbed
 K = 0.5
 """The cost's k: f(x) = sum_d |index_d - k|, the toy's default abs_diff."""
 CPU = torch.device("cpu")
-SETTINGS = ((4, 3, 2**18, 65536), (200, 10, 2**13, 1024))
+SETTINGS = ((4, 3, 2**20, 65536), (200, 10, 2**14, 1024))
 """(D, C, estimates per timing, chunk): the task's default size and chunk, and the issue's
-large case in chunks of 1,024 (the default 65,536 would hold gigabytes per chunk); n a few
-chunks, so the harness's untimed warm-up chunk adds 1/4 and 1/8 to its measurement."""
+large case in chunks of 1,024 (the default 65,536 would hold gigabytes per chunk); n 16 chunks,
+so the harness's untimed warm-up chunk adds 1/16 to its measurement."""
 
 
 def cost(index: torch.Tensor) -> torch.Tensor:
@@ -150,13 +152,12 @@ def unordered_set(logits: torch.Tensor, n: int, b: int) -> torch.Tensor:
 
 def indecater(logits: torch.Tensor, n: int, b: int) -> torch.Tensor:
     """IndeCateR: J(pi)^T m, m[d, k] the mean over the n draws of f at the draw with variable d
-    set to class k (all D C n points evaluated, as the estimator does)."""
+    set to class k (all D C n one-hot points evaluated, as the estimator does)."""
     probs, x = one_hot_draws(logits, n, b)
-    index = classes_of(x)  # [n, b, D]
     d, c = logits.shape
-    own = torch.eye(d, dtype=torch.bool)[:, None, None, None, :]  # [D, 1, 1, 1, D]
-    classes = torch.arange(c, dtype=index.dtype)[None, :, None, None, None]
-    m = cost(torch.where(own, classes, index)).mean(2)  # [D, C, b]
+    own = torch.eye(d, dtype=torch.bool)[:, None, None, None, :, None]  # [D, 1, 1, 1, D, 1]
+    classes = torch.eye(c, dtype=x.dtype)[None, :, None, None, None, :]  # [1, C, 1, 1, 1, C]
+    m = cost(classes_of(torch.where(own, classes, x))).mean(2)  # [D, C, b]
     return softmax_vjp(probs, m.permute(2, 0, 1))
 
 
@@ -266,6 +267,7 @@ def main() -> None:
     p = parser(__doc__, "categorical_speed", repeats=5)
     p.add_argument("--estimators", help="comma-separated names (default: all)")
     args = parse(p)
+    keep_freed_memory()  # as the runner does
     only = args.estimators.split(",") if args.estimators else [case[0] for case in CASES]
     rows = []
     for dim, categories, n, chunk in SETTINGS:
