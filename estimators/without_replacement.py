@@ -84,7 +84,7 @@ def draw(dist: Distribution, k: int) -> tuple[torch.Tensor, ...]:
     z = x[index]
     p_all = log_p_all.double().exp()
     p = p_all.gather(0, index)
-    q = p_all.scatter_(0, index, 0.0).sum(0)
+    q = p_all.scatter(0, index, 0.0).sum(0)  # scatter_ has no vmap rule (seeds side by side)
     return z, dist.log_prob(z), p, q
 
 

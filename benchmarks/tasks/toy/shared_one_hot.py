@@ -77,6 +77,7 @@ class SharedOneHotCategorical(OneHotCategorical):
 
     @classmethod
     def of(cls, copies: torch.Tensor) -> SharedOneHotCategorical:
+        """The categoricals at ``copies`` [b, ..., C] of logits ``copies[0]``."""
         dist = cls(logits=copies[0].detach(), validate_args=False).expand(copies.shape[:-1])
         inner = dist._categorical
         inner.logits = inner._param = CopiesLogSoftmax.apply(copies)
