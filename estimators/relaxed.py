@@ -52,7 +52,8 @@ def relaxed_sample(dist: Distribution, temperature: float, num_samples: int) -> 
     if isinstance(inner, Bernoulli):
         t = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
         return RelaxedBernoulli(t, logits=logits, validate_args=False).rsample((num_samples,))
-    # RelaxedOneHotCategorical's draw, written out: it would normalize the logits once more.
+    # RelaxedOneHotCategorical's draw, written out (it would normalize the logits once more),
+    # with its clamp to [eps, 1 - eps] rather than gumbel()'s, so that the draws stay its own.
     u = torch.rand((num_samples, *logits.shape), dtype=logits.dtype, device=logits.device)
     eps = torch.finfo(logits.dtype).eps
     return torch.softmax((logits - u.clamp(eps, 1 - eps).log_().neg_().log_()) / temperature, -1)
