@@ -28,9 +28,9 @@ from benchmarks.progress import Progress
 from benchmarks.streams import SeedStreams
 from benchmarks.tasks.base import Context, Result, Rows
 from benchmarks.tasks.vae import data
-from benchmarks.tasks.vae.models import VAE, per_example_objective
+from benchmarks.tasks.vae.models import VAE
 from benchmarks.tasks.vae.settings import OPTIMIZERS
-from benchmarks.tasks.vae.train import FLUSH_EVERY, TABLES, Diverged, Trainer
+from benchmarks.tasks.vae.train import FLUSH_EVERY, TABLES, Diverged, Trainer, step_loss
 from estimators.base import Estimator
 from estimators.errors import ConfigError
 from estimators.objectives import Objective
@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 
 
 class SeedLoss(nn.Module):
-    """One seed's loss and mean objective on its batch (``train_step``'s, before its backward), as
-    a module so that ``torch.func.functional_call`` runs it on one seed's parameters."""
+    """One seed's loss and mean objective on its batch (``step_loss``), as a module so that
+    ``torch.func.functional_call`` runs it on one seed's parameters."""
 
     def __init__(
         self, model: VAE, estimator: Estimator, num_samples: int, objective: Objective | None
@@ -50,11 +50,10 @@ class SeedLoss(nn.Module):
         self.num_samples, self.objective = num_samples, objective
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.model.encoder(x)
-        per_example, _ = per_example_objective(
-            self.model, self.estimator, x, h, self.num_samples, self.objective
+        _, per_example, loss = step_loss(
+            self.model, self.estimator, x, self.num_samples, objective=self.objective
         )
-        return -per_example.sum(), per_example.detach().mean()
+        return loss, per_example.detach().mean()
 
 
 class SeedsTrainer:

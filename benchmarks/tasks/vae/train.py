@@ -63,6 +63,26 @@ def train_step(
     the loss, the gradient norm and whether both were finite. The parameters are updated either
     way: a step that was not finite ends the run, which the caller decides when it reads them.
     """
+    h, per_example, loss = step_loss(model, estimator, x, num_samples, baseline, objective)
+    optimizer.zero_grad(set_to_none=True)
+    estimator.backward(loss, h)
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, math.inf)
+    finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+    optimizer.step()
+    return per_example.detach().mean(), loss.detach(), grad_norm, finite
+
+
+def step_loss(
+    model: VAE,
+    estimator: Estimator,
+    x: torch.Tensor,
+    num_samples: int,
+    baseline: LearnedBaseline | None = None,
+    objective: Objective | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What a training step descends on the batch ``x`` (``train_step``'s arguments): the
+    encoder's output h (which the estimator's backward needs), each example's objective, and the
+    loss (minus their sum, plus the learned baseline's regression where there is one)."""
     h = model.encoder(x)
     with baseline.supplying(x) if baseline is not None else nullcontext() as b:
         per_example, reconstruction = per_example_objective(
@@ -71,12 +91,7 @@ def train_step(
     loss = -per_example.sum()
     if baseline is not None:
         loss = loss + (reconstruction.detach() - b).pow(2).mean(0).sum()
-    optimizer.zero_grad(set_to_none=True)
-    estimator.backward(loss, h)
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, math.inf)
-    finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
-    optimizer.step()
-    return per_example.detach().mean(), loss.detach(), grad_norm, finite
+    return h, per_example, loss
 
 
 def compiled(step: Callable) -> Callable:
