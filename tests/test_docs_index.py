@@ -1,6 +1,7 @@
-"""The API reference is complete: every module of the library (the estimators and benchmarks,
-less the maintainer's scripts) has its ``::: module`` line on a page under docs/api/, so a new
-module cannot go undocumented."""
+"""The docs index what ships: every module of the library (the estimators and benchmarks, less the
+maintainer's scripts) has its ``::: module`` line on a page under docs/api/, every module under
+benchmarks/ is on the layout page, and the estimator lists match the registry, so a new module or
+estimator cannot go undocumented; and no table is cut in two."""
 
 from __future__ import annotations
 
@@ -25,6 +26,24 @@ def test_every_library_module_is_in_the_api_reference():
     library = {m for m in modules(benchmarks) if not m.startswith("benchmarks.scripts.")}
     missing = sorted((modules(estimators) | library) - documented)
     assert not missing, f"no ::: line under docs/api/ for {', '.join(missing)}"
+
+
+def test_the_layout_page_names_every_module_of_benchmarks():
+    """docs/layout.md's file map names each module under benchmarks/ (scripts too), by its file
+    name or, in a list of one folder's modules, its stem."""
+    text = (ROOT / "docs/layout.md").read_text()
+    stems = {m.rsplit(".", 1)[1] for m in modules(benchmarks)}
+    missing = sorted(s for s in stems if not re.search(rf"\b{s}\b", text))
+    assert not missing, f"docs/layout.md does not name {', '.join(missing)}"
+
+
+def test_no_table_is_cut_by_a_blank_line():
+    """A blank line inside a Markdown table ends it, and the rows after it render as text."""
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        lines = page.read_text().splitlines()
+        for i in range(2, len(lines)):
+            cut = not lines[i - 1].strip() and lines[i - 2].startswith("|")
+            assert not (cut and lines[i].startswith("|")), f"{page.name}:{i + 1}"
 
 
 def test_the_readme_names_every_estimator_that_ships():
