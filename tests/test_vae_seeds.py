@@ -265,9 +265,10 @@ def test_a_checkpoint_resumes_only_with_the_parallel_seeds_that_wrote_it(tmp_pat
 
 
 @pytest.mark.slow
-def test_the_seeds_benchmark_times_both_ways(tmp_path):
+@pytest.mark.parametrize("model", [["--images=256"], ["--tiny"]], ids=["mnist-shaped", "tiny"])
+def test_the_seeds_benchmark_times_both_ways(tmp_path, model):
     out = tmp_path / "seeds.csv"
-    args = ["--repeats=1", "--steps=3", "--images=256", "--seeds", "1", "2", f"--out={out}"]
+    args = [*model, "--repeats=1", "--steps=3", "--seeds", "1", "2", f"--out={out}"]
     done = run(*args, module="benchmarks.scripts.bench_vae_seeds")
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(out)

@@ -8,6 +8,11 @@ harness's own clock; probes, IWAE and checkpoints off) and their ratio. On a GPU
 is bound by kernel launches, N seeds side by side should take not much longer than one seed; on a
 CPU the arithmetic grows with N and side by side is no faster. Writes
 ``results/perf/vae_seeds_<device>.csv``.
+
+``--tiny`` times a tiny VAE instead (64-16-2 on the bundled 8x8 digits, batch 8, as many epochs
+as ``--steps`` takes): a step bound by per-op overhead on a CPU too, as the default model's step
+is on a GPU, so that a CPU shows what side by side does in that regime. Writes
+``results/perf/vae_seeds_tiny_<device>.csv``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.experiment import run_overrides
-from benchmarks.scripts.perf import parse, parser, write_report
+from benchmarks.scripts.perf import parse, parser, speed_csv, write_report
 from benchmarks.tasks.vae import data
 
 
@@ -36,22 +41,27 @@ def main() -> None:
     cli.add_argument(
         "--images", type=int, default=data.MNIST_SIZES["train"], help="random training images"
     )
+    cli.add_argument("--tiny", action="store_true", help="a 64-16-2 VAE on digits, batch 8")
     args = parse(cli)
     device = args.device
+    if args.tiny and args.out == speed_csv("vae_seeds_{device}", device):
+        args.out = speed_csv("vae_seeds_tiny_{device}", device)
 
     with tempfile.TemporaryDirectory() as scratch:
-        data.write_random_mnist(Path(scratch), {**data.MNIST_SIZES, "train": args.images})
         common = [
             "task=vae",
             "estimator=reparam",
-            "dataset=mnist",
-            f"dataset.data_dir={scratch}",
-            "task.epochs=1",
             f"task.max_steps={args.steps}",
             "task.iwae_k=0",
             "task.grad_var_every=0",
             "task.checkpoint=false",
         ]
+        if args.tiny:  # as many epochs as it takes: max_steps stops the run
+            tiny = ["task.hidden=16", "task.latent_dim=2", "task.batch_size=8"]
+            common += ["dataset=digits", f"task.epochs={args.steps}", *tiny]
+        else:
+            data.write_random_mnist(Path(scratch), {**data.MNIST_SIZES, "train": args.images})
+            common += ["dataset=mnist", f"dataset.data_dir={scratch}", "task.epochs=1"]
         run_overrides([*common, "task.max_steps=20", "task.parallel_seeds=2"], device)  # warm-up
         together: dict[int, list[float]] = {n: [] for n in args.seeds}
         apart: dict[int, list[float]] = {n: [] for n in args.seeds}
