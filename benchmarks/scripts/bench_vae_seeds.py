@@ -5,7 +5,7 @@ Adam 1e-3, batch 128) on random images of MNIST's shape for ``--steps`` steps, N
 one run (``task.parallel_seeds=N``) and the same N seeds one run after another, for N in
 ``--seeds``, in turn, ``--repeats`` times, and reports the median training seconds of each (the
 harness's own clock; probes, IWAE and checkpoints off) and their ratio. On a GPU, where such a step
-is bound by kernel launches, N seeds side by side should take not much longer than one seed; on a
+is bound by kernel launches, each seed past the first should add little to the batched step; on a
 CPU the arithmetic grows with N and side by side is no faster. Writes
 ``results/perf/vae_seeds_<device>.csv``.
 
