@@ -1,7 +1,8 @@
 """The VAE's models: encoder and decoder per latent family, q(z|x), the exact KL, and the ELBO's
 two terms or the objective's estimates with the estimator's gradient (the one place the estimator
 is called: ``elbo_terms`` and ``objective_estimates``, side by side), and the per-example training
-objective that training and the gradient probe share (``per_example_objective``).
+objective that training and the gradient probe share (``per_example_objective``), with the loss a
+training step descends (``step_loss``).
 
 The default model is the canonical MLP VAE (Kingma and Welling 2014; pytorch/examples vae/main.py):
 a Gaussian encoder q(z|x), a standard-normal prior and a Bernoulli decoder p(x|z). The ELBO is
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -284,6 +285,29 @@ def per_example_objective(
         return estimates.mean(0), None
     reconstruction, kl = elbo_terms(model, estimator, x, h, num_samples)
     return reconstruction.mean(0) - kl, reconstruction
+
+
+def step_loss(
+    model: VAE,
+    estimator: Estimator,
+    x: torch.Tensor,
+    num_samples: int,
+    baseline: LearnedBaseline | None = None,
+    objective: Objective | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What a training step descends on the batch ``x``: the encoder's output h (which the
+    estimator's backward needs), each example's objective, and the loss (minus their sum, plus the
+    learned baseline's regression where there is one). The step on one model and the step of
+    seeds side by side both call it."""
+    h = model.encoder(x)
+    with baseline.supplying(x) if baseline is not None else nullcontext() as b:
+        per_example, reconstruction = per_example_objective(
+            model, estimator, x, h, num_samples, objective
+        )
+    loss = -per_example.sum()
+    if baseline is not None:
+        loss = loss + (reconstruction.detach() - b).pow(2).mean(0).sum()
+    return h, per_example, loss
 
 
 class LearnedBaseline(nn.Module):

@@ -28,9 +28,9 @@ from benchmarks.progress import Progress
 from benchmarks.streams import SeedStreams
 from benchmarks.tasks.base import Context, Result, Rows
 from benchmarks.tasks.vae import data
-from benchmarks.tasks.vae.models import VAE
+from benchmarks.tasks.vae.models import VAE, step_loss
 from benchmarks.tasks.vae.settings import OPTIMIZERS
-from benchmarks.tasks.vae.train import FLUSH_EVERY, TABLES, Diverged, Trainer, step_loss
+from benchmarks.tasks.vae.train import FLUSH_EVERY, TABLES, Diverged, Trainer
 from estimators.base import Estimator
 from estimators.errors import ConfigError
 from estimators.objectives import Objective

@@ -30,8 +30,8 @@ from benchmarks.tasks.vae.models import (
     LearnedBaseline,
     encoder_size,
     make_model,
-    per_example_objective,
     posterior,
+    step_loss,
 )
 from benchmarks.tasks.vae.probe import probe_rows
 from benchmarks.tasks.vae.settings import OPTIMIZERS
@@ -70,28 +70,6 @@ def train_step(
     finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
     optimizer.step()
     return per_example.detach().mean(), loss.detach(), grad_norm, finite
-
-
-def step_loss(
-    model: VAE,
-    estimator: Estimator,
-    x: torch.Tensor,
-    num_samples: int,
-    baseline: LearnedBaseline | None = None,
-    objective: Objective | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """What a training step descends on the batch ``x`` (``train_step``'s arguments): the
-    encoder's output h (which the estimator's backward needs), each example's objective, and the
-    loss (minus their sum, plus the learned baseline's regression where there is one)."""
-    h = model.encoder(x)
-    with baseline.supplying(x) if baseline is not None else nullcontext() as b:
-        per_example, reconstruction = per_example_objective(
-            model, estimator, x, h, num_samples, objective
-        )
-    loss = -per_example.sum()
-    if baseline is not None:
-        loss = loss + (reconstruction.detach() - b).pow(2).mean(0).sum()
-    return h, per_example, loss
 
 
 def compiled(step: Callable) -> Callable:
