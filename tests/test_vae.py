@@ -628,6 +628,11 @@ def test_the_vae_speed_benchmark_times_the_step_and_the_probe(tmp_path):
     table = pd.read_csv(out)
     assert len(table) == 6 and (table.seconds > 0).all()
     assert table.groupby("group").ratio.last().eq(1.0).all()  # each group's reference
+    tiny = ["--tiny", "--repeats=1", "--steps=1", f"--out={out}"]
+    done = run(*tiny, module="benchmarks.scripts.bench_vae")
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out)  # the step alone, on the tiny model
+    assert table.group.tolist() == ["training step, 64-16-2, batch 8"] * 2
 
 
 @pytest.mark.slow

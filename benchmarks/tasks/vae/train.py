@@ -66,7 +66,10 @@ def train_step(
     h, per_example, loss = step_loss(model, estimator, x, num_samples, baseline, objective)
     optimizer.zero_grad(set_to_none=True)
     estimator.backward(loss, h)
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, math.inf)
+    grads = [p.grad for p in params if p.grad is not None]
+    # clip_grad_norm_'s norm (its arithmetic, the same bits) without its clipping by 1 and its
+    # grouping by device and dtype, which cost a small step a tenth of its time on a CPU
+    grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
     finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
     optimizer.step()
     return per_example.detach().mean(), loss.detach(), grad_norm, finite
