@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.experiment import run_overrides
+from benchmarks.scripts.bench_vae import TINY
 from benchmarks.scripts.perf import parse, parser, speed_csv, write_report
 from benchmarks.tasks.vae import data
 
@@ -57,8 +58,9 @@ def main() -> None:
             "task.checkpoint=false",
         ]
         if args.tiny:  # as many epochs as it takes: max_steps stops the run
-            tiny = ["task.hidden=16", "task.latent_dim=2", "task.batch_size=8"]
-            common += ["dataset=digits", f"task.epochs={args.steps}", *tiny]
+            _, hidden, latent, batch = TINY  # on digits, whose images are TINY's 64 pixels
+            common += ["dataset=digits", f"task.epochs={args.steps}", f"task.hidden={hidden}"]
+            common += [f"task.latent_dim={latent}", f"task.batch_size={batch}"]
         else:
             data.write_random_mnist(Path(scratch), {**data.MNIST_SIZES, "train": args.images})
             common += ["dataset=mnist", f"dataset.data_dir={scratch}", "task.epochs=1"]
